@@ -1,0 +1,332 @@
+//! Consent state, the events that change it, and the one rule that merges
+//! them: the latest event by event time wins, and at the same instant an
+//! opt-out beats an opt-in (promise 3). The merge is a join: applying any
+//! permutation of any events, with duplicates, gives the same state.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// The two consent positions a person can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    OptIn,
+    OptOut,
+}
+
+impl Consent {
+    /// Opt-out ranks higher so that it wins a tie.
+    fn rank(self) -> u8 {
+        match self {
+            Consent::OptIn => 0,
+            Consent::OptOut => 1,
+        }
+    }
+}
+
+/// What an event covers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// Every program (STOP ALL, or a STOP to a number no program owns).
+    All,
+    /// Every category of one program.
+    Program { program: String },
+    /// Some categories of one program (consent captured through the API).
+    Categories { program: String, categories: Vec<String> },
+}
+
+impl Scope {
+    fn keys(&self) -> Vec<String> {
+        match self {
+            Scope::All => vec![GLOBAL_KEY.to_owned()],
+            Scope::Program { program } => vec![program_key(program)],
+            Scope::Categories { program, categories } => categories
+                .iter()
+                .map(|c| category_key(program, c))
+                .collect(),
+        }
+    }
+}
+
+const GLOBAL_KEY: &str = "*";
+
+fn program_key(program: &str) -> String {
+    format!("{program}/*")
+}
+
+fn category_key(program: &str, category: &str) -> String {
+    format!("{program}/{category}")
+}
+
+/// The event that set one scope's consent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub consent: Consent,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub event_id: String,
+}
+
+impl Mark {
+    /// Event time first, then opt-out over opt-in, then the event id so that
+    /// two distinct events at one instant still order the same everywhere.
+    fn precedence(&self, other: &Self) -> Ordering {
+        self.occurred_at
+            .cmp(&other.occurred_at)
+            .then(self.consent.rank().cmp(&other.consent.rank()))
+            .then_with(|| self.event_id.cmp(&other.event_id))
+    }
+}
+
+/// A change of consent, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentChange {
+    pub event_id: String,
+    pub occurred_at: OffsetDateTime,
+    pub consent: Consent,
+    pub scope: Scope,
+}
+
+/// Current consent of one phone number: per scope, the event that decided it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentState {
+    pub marks: BTreeMap<String, Mark>,
+}
+
+/// Why a send is or is not allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Allowed,
+    OptedOut,
+    NoConsent,
+    UnknownProgram,
+    UnknownCategory,
+    InvalidNumber,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// Time of the deciding event; `None` when no event decided it.
+    pub as_of: Option<OffsetDateTime>,
+}
+
+impl Decision {
+    pub fn deny(reason: Reason) -> Self {
+        Decision { allowed: false, reason, as_of: None }
+    }
+}
+
+/// What a program assumes about a number it has no record of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultConsent {
+    /// No record means no consent: deny (`no_consent`).
+    #[default]
+    NoConsent,
+    /// Consent was collected at intake: allow unless an opt-out exists.
+    OptedIn,
+}
+
+impl ConsentState {
+    /// Merges one change in. Returns whether anything changed.
+    pub fn apply(&mut self, change: &ConsentChange) -> bool {
+        let mark = Mark {
+            consent: change.consent,
+            occurred_at: change.occurred_at,
+            event_id: change.event_id.clone(),
+        };
+        let mut changed = false;
+        for key in change.scope.keys() {
+            let newer = match self.marks.get(&key) {
+                Some(current) => mark.precedence(current) == Ordering::Greater,
+                None => true,
+            };
+            if newer {
+                self.marks.insert(key, mark.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The deciding mark for one program and category: the latest of the
+    /// global, program-wide and category marks.
+    pub fn deciding_mark(&self, program: &str, category: &str) -> Option<&Mark> {
+        [
+            self.marks.get(GLOBAL_KEY),
+            self.marks.get(&program_key(program)),
+            self.marks.get(&category_key(program, category)),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by(|a, b| a.precedence(b))
+    }
+
+    pub fn decide(&self, program: &str, category: &str, default: DefaultConsent) -> Decision {
+        match self.deciding_mark(program, category) {
+            Some(mark) if mark.consent == Consent::OptOut => Decision {
+                allowed: false,
+                reason: Reason::OptedOut,
+                as_of: Some(mark.occurred_at),
+            },
+            Some(mark) => Decision {
+                allowed: true,
+                reason: Reason::Allowed,
+                as_of: Some(mark.occurred_at),
+            },
+            None => match default {
+                DefaultConsent::OptedIn => Decision { allowed: true, reason: Reason::Allowed, as_of: None },
+                DefaultConsent::NoConsent => Decision::deny(Reason::NoConsent),
+            },
+        }
+    }
+
+    /// True when no consent event has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    fn change(id: &str, at: OffsetDateTime, consent: Consent, scope: Scope) -> ConsentChange {
+        ConsentChange { event_id: id.into(), occurred_at: at, consent, scope }
+    }
+
+    fn clinic() -> Scope {
+        Scope::Program { program: "clinic".into() }
+    }
+
+    #[test]
+    fn a_number_with_no_record_follows_the_program_default() {
+        let state = ConsentState::default();
+        assert_eq!(state.decide("clinic", "billing", DefaultConsent::NoConsent).reason, Reason::NoConsent);
+        let intake = state.decide("clinic", "billing", DefaultConsent::OptedIn);
+        assert!(intake.allowed);
+        assert_eq!(intake.as_of, None);
+    }
+
+    #[test]
+    fn an_opt_out_beats_the_intake_default() {
+        let mut state = ConsentState::default();
+        state.apply(&change("a", datetime!(2026-01-01 10:00 UTC), Consent::OptOut, clinic()));
+        let d = state.decide("clinic", "billing", DefaultConsent::OptedIn);
+        assert_eq!((d.allowed, d.reason), (false, Reason::OptedOut));
+        assert_eq!(d.as_of, Some(datetime!(2026-01-01 10:00 UTC)));
+    }
+
+    #[test]
+    fn a_late_arriving_older_opt_in_does_not_undo_a_newer_opt_out() {
+        let mut state = ConsentState::default();
+        state.apply(&change("stop", datetime!(2026-01-02 10:00 UTC), Consent::OptOut, clinic()));
+        let changed = state.apply(&change("start", datetime!(2026-01-01 10:00 UTC), Consent::OptIn, clinic()));
+        assert!(!changed);
+        assert_eq!(state.decide("clinic", "x", DefaultConsent::NoConsent).reason, Reason::OptedOut);
+    }
+
+    #[test]
+    fn an_opt_out_wins_a_tie() {
+        let at = datetime!(2026-01-01 10:00 UTC);
+        for order in [[0, 1], [1, 0]] {
+            let events = [
+                change("zzz-start", at, Consent::OptIn, clinic()),
+                change("aaa-stop", at, Consent::OptOut, clinic()),
+            ];
+            let mut state = ConsentState::default();
+            for i in order {
+                state.apply(&events[i]);
+            }
+            assert_eq!(state.decide("clinic", "x", DefaultConsent::OptedIn).reason, Reason::OptedOut);
+        }
+    }
+
+    #[test]
+    fn stop_all_covers_every_program_and_start_reopens_only_its_own() {
+        let mut state = ConsentState::default();
+        state.apply(&change("all", datetime!(2026-01-01 10:00 UTC), Consent::OptOut, Scope::All));
+        state.apply(&change("start", datetime!(2026-01-02 10:00 UTC), Consent::OptIn, clinic()));
+        assert!(state.decide("clinic", "billing", DefaultConsent::NoConsent).allowed);
+        assert_eq!(
+            state.decide("pharmacy", "refills", DefaultConsent::OptedIn).reason,
+            Reason::OptedOut
+        );
+    }
+
+    #[test]
+    fn category_consent_after_a_program_stop_reopens_only_that_category() {
+        let mut state = ConsentState::default();
+        state.apply(&change("stop", datetime!(2026-01-01 10:00 UTC), Consent::OptOut, clinic()));
+        state.apply(&change(
+            "form",
+            datetime!(2026-01-02 10:00 UTC),
+            Consent::OptIn,
+            Scope::Categories { program: "clinic".into(), categories: vec!["reminders".into()] },
+        ));
+        assert!(state.decide("clinic", "reminders", DefaultConsent::NoConsent).allowed);
+        assert!(!state.decide("clinic", "billing", DefaultConsent::NoConsent).allowed);
+    }
+
+    fn arb_change() -> impl Strategy<Value = ConsentChange> {
+        let scope = prop_oneof![
+            Just(Scope::All),
+            Just(Scope::Program { program: "a".into() }),
+            Just(Scope::Program { program: "b".into() }),
+            Just(Scope::Categories { program: "a".into(), categories: vec!["x".into(), "y".into()] }),
+        ];
+        let consent = prop_oneof![Just(Consent::OptIn), Just(Consent::OptOut)];
+        // Few distinct instants, so ties between events are common.
+        (0u8..20, 0i64..4, consent, scope).prop_map(|(id, minute, consent, scope)| ConsentChange {
+            event_id: format!("e{id}"),
+            occurred_at: datetime!(2026-01-01 00:00 UTC) + time::Duration::minutes(minute),
+            consent,
+            scope,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_permutation_and_duplication_gives_the_same_state(
+            changes in proptest::collection::vec(arb_change(), 0..12),
+            seed in any::<u64>(),
+            duplicates in proptest::collection::vec(any::<proptest::sample::Index>(), 0..6),
+        ) {
+            // Event ids identify events: keep the first change per id.
+            let mut seen = std::collections::HashSet::new();
+            let changes: Vec<_> = changes.into_iter().filter(|c| seen.insert(c.event_id.clone())).collect();
+
+            let mut in_order = ConsentState::default();
+            for c in &changes {
+                in_order.apply(c);
+            }
+
+            let mut shuffled = changes.clone();
+            for d in &duplicates {
+                if !changes.is_empty() {
+                    shuffled.push(changes[d.index(changes.len())].clone());
+                }
+            }
+            let mut rng = seed;
+            for i in (1..shuffled.len()).rev() {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (rng >> 33) as usize % (i + 1));
+            }
+            let mut permuted = ConsentState::default();
+            for c in &shuffled {
+                permuted.apply(c);
+            }
+            prop_assert_eq!(in_order, permuted);
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Reads what a patient wrote and decides whether it is an opt-out, an opt-in,
+//! a request for help, or an ordinary message.
+//!
+//! The whole message must be a keyword or a known phrase, optionally wrapped
+//! in courtesy ("Stop. Thank you", "please stop texting me"); a keyword inside
+//! a sentence ("Can I stop by at 3?") or inside a word ("weekend") is never
+//! one. Lists and phrases come from the providers' documented defaults and the
+//! FCC's 2024 revocation order (`shared/compliance/KEYWORDS.md`), in English
+//! and Spanish.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
+
+/// What a message asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Intent {
+    /// Stop messages from the program that owns the number it was sent to.
+    OptOut,
+    /// Stop messages from every program (`STOP ALL`).
+    OptOutAll,
+    /// Resume messages from the program that owns the number it was sent to.
+    OptIn,
+    Help,
+    /// Not a keyword: the message is neither stored nor answered.
+    None,
+}
+
+impl Intent {
+    pub fn classify(text: &str) -> Intent {
+        let tokens = normalize(text);
+        let core = strip_courtesy(&tokens);
+        if core.is_empty() {
+            return Intent::None;
+        }
+        phrase_table()
+            .get(&core.join(" "))
+            .copied()
+            .unwrap_or(Intent::None)
+    }
+
+    pub fn is_opt_out(self) -> bool {
+        matches!(self, Intent::OptOut | Intent::OptOutAll)
+    }
+}
+
+/// True when `text`, uppercased and trimmed, is exactly one of `keywords`: how
+/// the providers' own auto-responders match (no courtesy, no punctuation).
+pub fn is_exact_keyword(text: &str, keywords: &[&str]) -> bool {
+    let upper = text.trim().to_uppercase();
+    keywords.iter().any(|k| *k == upper)
+}
+
+/// Case, Unicode compatibility forms, accents, punctuation, emoji and spacing
+/// are all noise; apostrophes vanish so "don't" and "dont" read alike.
+fn normalize(text: &str) -> Vec<String> {
+    let folded: String = text
+        .nfkc()
+        .collect::<String>()
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .filter(|c| !matches!(c, '\'' | '\u{2019}' | '`'))
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    folded.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Courtesy that may surround a keyword without changing what it means.
+const COURTESY: &[&[&str]] = &[
+    &["thank", "you"],
+    &["thanks"],
+    &["thankyou"],
+    &["thx"],
+    &["ty"],
+    &["please"],
+    &["pls"],
+    &["plz"],
+    &["now"],
+    &["asap"],
+    &["immediately"],
+    &["anymore"],
+    &["por", "favor"],
+    &["gracias"],
+    &["ya"],
+];
+
+fn strip_courtesy(tokens: &[String]) -> Vec<&str> {
+    let mut core: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    loop {
+        let before = core.len();
+        for phrase in COURTESY {
+            if core.starts_with(phrase) {
+                core.drain(..phrase.len());
+            }
+            if core.ends_with(phrase) {
+                core.truncate(core.len() - phrase.len());
+            }
+        }
+        if core.len() == before {
+            return core;
+        }
+    }
+}
+
+const OPT_OUT: &[&str] = &[
+    // Provider defaults (Twilio, AWS, Telnyx, Plivo, Vonage, Sinch).
+    "stop", "unsubscribe", "cancel", "end", "quit", "revoke", "optout", "opt out",
+    "arret", "remove", "td", "unsub", "no more",
+    // Spanish and Portuguese.
+    "detener", "salir", "parar", "cancelar", "alto", "basta", "no mas", "baja",
+    "darme de baja", "no mas mensajes", "no mas textos", "no me envien mas mensajes",
+    "no me manden mas mensajes", "ya no quiero mensajes", "no quiero mensajes",
+    "no quiero recibir mensajes",
+    // Plain-language revocations a reasonable person would read as "stop".
+    "stop it", "stop this", "unsubscribe me", "opt me out", "remove me", "leave me alone",
+    "wrong number", "i want to opt out", "i want to unsubscribe", "i want to stop",
+];
+
+const OPT_OUT_ALL: &[&str] = &[
+    "stopall", "stop all", "unsubscribe all", "cancel all", "end all", "quit all",
+    "stop everything", "parar todo", "cancelar todo",
+];
+
+const OPT_IN: &[&str] = &[
+    "start", "yes", "unstop", "subscribe", "resume", "join", "opt in", "optin", "si",
+    "volver", "recibir", "comenzar", "voltar", "receber",
+];
+
+const HELP: &[&str] = &["help", "info", "help me", "ayuda", "informacion", "ajuda"];
+
+fn phrase_table() -> &'static HashMap<String, Intent> {
+    static TABLE: OnceLock<HashMap<String, Intent>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = HashMap::new();
+        for (list, intent) in [
+            (OPT_OUT, Intent::OptOut),
+            (OPT_OUT_ALL, Intent::OptOutAll),
+            (OPT_IN, Intent::OptIn),
+            (HELP, Intent::Help),
+        ] {
+            table.extend(list.iter().map(|p| (p.to_string(), intent)));
+        }
+        for phrase in revocation_phrases() {
+            table.insert(phrase, Intent::OptOut);
+        }
+        table
+    })
+}
+
+/// "stop texting me", "no more messages", "do not text me", "take me off your
+/// list" and their combinations.
+fn revocation_phrases() -> Vec<String> {
+    const VERBS: &[&str] = &["stop", "quit", "please stop"];
+    const GERUNDS: &[&str] = &["texting", "messaging", "contacting", "sending"];
+    const DETERMINERS: &[&str] = &["", "these ", "the ", "your ", "all ", "any "];
+    const NOUNS: &[&str] = &["texts", "messages", "text messages", "reminders", "sms"];
+    const DONT: &[&str] = &["dont", "do not", "never"];
+    const CONTACT: &[&str] = &["text", "message", "contact", "sms"];
+    const LIST: &[&str] = &["list", "your list", "the list", "this list", "the texting list"];
+
+    let mut objects: Vec<String> = Vec::new();
+    for gerund in GERUNDS {
+        objects.push(gerund.to_string());
+        objects.push(format!("{gerund} me"));
+    }
+    for det in DETERMINERS {
+        for noun in NOUNS {
+            objects.push(format!("{det}{noun}"));
+            objects.push(format!("sending {det}{noun}"));
+            objects.push(format!("sending me {det}{noun}"));
+        }
+    }
+    let mut out = Vec::new();
+    for verb in VERBS {
+        for object in &objects {
+            out.push(format!("{verb} {object}"));
+        }
+    }
+    for noun in NOUNS.iter().chain(&["texting"]) {
+        out.push(format!("no more {noun}"));
+        for det in DETERMINERS {
+            out.push(format!("i dont want {det}{noun}"));
+        }
+    }
+    for dont in DONT {
+        for verb in CONTACT {
+            out.push(format!("{dont} {verb} me"));
+            out.push(format!("{dont} {verb} me again"));
+        }
+    }
+    for list in LIST {
+        out.push(format!("take me off {list}"));
+        out.push(format!("remove me from {list}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Intent::*;
+
+    /// Real-world replies, as patients type them.
+    const CASES: &[(&str, Intent)] = &[
+        // The plain keywords, every way they arrive.
+        ("STOP", OptOut),
+        ("Stop", OptOut),
+        ("stop", OptOut),
+        ("stop.", OptOut),
+        ("STOP!!", OptOut),
+        (" stop ", OptOut),
+        ("\tSTOP\n", OptOut),
+        ("Stop ✋", OptOut),
+        ("🛑 STOP 🛑", OptOut),
+        ("ＳＴＯＰ", OptOut),
+        ("\"stop\"", OptOut),
+        ("Stop!!!!!!", OptOut),
+        ("STOP.", OptOut),
+        ("Unsubscribe", OptOut),
+        ("UNSUBSCRIBE", OptOut),
+        ("unsub", OptOut),
+        ("Cancel", OptOut),
+        ("END", OptOut),
+        ("end.", OptOut),
+        ("Quit", OptOut),
+        ("REVOKE", OptOut),
+        ("OPTOUT", OptOut),
+        ("OPT OUT", OptOut),
+        ("opt-out", OptOut),
+        ("Opt out.", OptOut),
+        ("REMOVE", OptOut),
+        ("ARRET", OptOut),
+        ("Arrêt", OptOut),
+        ("TD", OptOut),
+        // Courtesy around a keyword.
+        ("Stop. Thank you", OptOut),
+        ("STOP please", OptOut),
+        ("Please stop", OptOut),
+        ("stop pls", OptOut),
+        ("Stop now!", OptOut),
+        ("Stop, thanks", OptOut),
+        ("Unsubscribe please, thank you!", OptOut),
+        ("Stop it!", OptOut),
+        // The FCC's plain-language revocations.
+        ("please stop texting me", OptOut),
+        ("Stop texting me", OptOut),
+        ("stop texting me please", OptOut),
+        ("STOP SENDING ME TEXTS", OptOut),
+        ("Stop sending me these messages", OptOut),
+        ("stop messaging me", OptOut),
+        ("Quit texting me!", OptOut),
+        ("no more texts", OptOut),
+        ("No more messages please", OptOut),
+        ("No more", OptOut),
+        ("Don't text me", OptOut),
+        ("Do not text me again", OptOut),
+        ("dont contact me anymore", OptOut),
+        ("Take me off your list", OptOut),
+        ("Remove me from the list please", OptOut),
+        ("Remove me", OptOut),
+        ("unsubscribe me", OptOut),
+        ("Leave me alone", OptOut),
+        ("I don't want these texts", OptOut),
+        ("Wrong number", OptOut),
+        // Spanish.
+        ("PARAR", OptOut),
+        ("ALTO", OptOut),
+        ("BASTA", OptOut),
+        ("NO MAS", OptOut),
+        ("No más", OptOut),
+        ("no más mensajes", OptOut),
+        ("CANCELAR", OptOut),
+        ("Detener", OptOut),
+        ("salir", OptOut),
+        ("Basta ya", OptOut),
+        ("parar por favor", OptOut),
+        ("No me envíen más mensajes", OptOut),
+        ("baja", OptOut),
+        // Everything, everywhere.
+        ("STOP ALL", OptOutAll),
+        ("stopall", OptOutAll),
+        ("Stop all.", OptOutAll),
+        ("STOP ALL please", OptOutAll),
+        ("Unsubscribe all", OptOutAll),
+        ("cancel all", OptOutAll),
+        // Opt back in.
+        ("START", OptIn),
+        ("Start", OptIn),
+        ("start.", OptIn),
+        ("unstop", OptIn),
+        ("UNSTOP", OptIn),
+        ("Yes", OptIn),
+        ("YES!", OptIn),
+        ("yes please", OptIn),
+        ("Subscribe", OptIn),
+        ("RESUME", OptIn),
+        ("JOIN", OptIn),
+        ("opt in", OptIn),
+        ("Sí", OptIn),
+        ("VOLVER", OptIn),
+        ("recibir", OptIn),
+        // Help.
+        ("HELP", Help),
+        ("help", Help),
+        ("Help!", Help),
+        ("info", Help),
+        ("info?", Help),
+        ("INFO", Help),
+        ("AYUDA", Help),
+        ("help me please", Help),
+        ("Información", Help),
+        // Ordinary messages that must never opt anyone out.
+        ("weekend", None),
+        ("Can I stop by at 3?", None),
+        ("I will be there, thanks", None),
+        ("Thanks", None),
+        ("Thank you!", None),
+        ("ok", None),
+        ("See you tomorrow", None),
+        ("Cancel my appointment", None),
+        ("Can I cancel my appointment?", None),
+        ("I need to reschedule", None),
+        ("The pharmacy said stop taking it", None),
+        ("stopped", None),
+        ("Stopwatch", None),
+        ("unstoppable", None),
+        ("backend", None),
+        ("friend", None),
+        ("helpful, thanks", None),
+        ("Information about parking?", None),
+        ("Yes I will be there", None),
+        ("yesterday", None),
+        ("Is this the end of my treatment?", None),
+        ("Don't stop", None),
+        ("starting tomorrow", None),
+        ("", None),
+        ("   ", None),
+        ("!!!", None),
+        ("😀", None),
+        ("please", None),
+        ("C", None),
+        ("Stop by the front desk", None),
+    ];
+
+    #[test]
+    fn real_world_messages_are_classified_as_people_mean_them() {
+        assert!(CASES.len() >= 100, "the table keeps at least 100 real messages");
+        let wrong: Vec<_> = CASES
+            .iter()
+            .filter(|(text, want)| Intent::classify(text) != *want)
+            .map(|(text, want)| format!("{text:?}: want {want:?}, got {:?}", Intent::classify(text)))
+            .collect();
+        assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn exact_keywords_are_matched_as_the_providers_do() {
+        let list = ["STOP", "STOPALL"];
+        assert!(is_exact_keyword(" stop ", &list));
+        assert!(!is_exact_keyword("Stop. Thank you", &list));
+        assert!(!is_exact_keyword("STOP!", &list));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classifying_any_text_never_panics(s in "\\PC{0,200}") {
+            let _ = Intent::classify(&s);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure rules, no I/O: phone numbers, keywords, consent and its merge rule,
+//! reply templates.
+
+pub mod consent;
+pub mod keywords;
+pub mod phone;
+pub mod replies;
+
+pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
+pub use keywords::Intent;
+pub use phone::{PhoneError, PhoneNumber};
+pub use replies::{Letterhead, ReplyKind, ReplyTemplates};

@@ -1,0 +1,135 @@
+//! Phone numbers, built only by parsing: a `PhoneNumber` is always valid E.164.
+
+use std::fmt;
+
+/// Longest input worth handing to the parser; E.164 has at most 15 digits, so
+/// anything far longer is garbage and is refused before any parsing work.
+const MAX_INPUT_LEN: usize = 40;
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("phone number is empty")]
+    Empty,
+    #[error("phone number is too long")]
+    TooLong,
+    #[error("phone number has characters other than digits, spaces, '+', '-', '.', '(' and ')'")]
+    BadCharacters,
+    #[error("phone number must be in E.164 form, starting with '+' and the country code")]
+    NotInternational,
+    #[error("not a valid phone number")]
+    Invalid,
+}
+
+impl PhoneNumber {
+    /// Parses a number in international form (`+` and country code; spaces,
+    /// dashes, dots and brackets allowed) into E.164.
+    pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        if trimmed.len() > MAX_INPUT_LEN {
+            return Err(PhoneError::TooLong);
+        }
+        if !trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
+        {
+            return Err(PhoneError::BadCharacters);
+        }
+        if !trimmed.starts_with('+') || trimmed[1..].contains('+') {
+            return Err(PhoneError::NotInternational);
+        }
+        let digits = trimmed.chars().filter(char::is_ascii_digit).count();
+        if !(4..=15).contains(&digits) {
+            return Err(PhoneError::Invalid);
+        }
+        let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::Invalid)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(Self(
+            parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// Parses a provider's bare-digit form (`14155550100`, as Vonage sends it)
+    /// by reading it as international.
+    pub fn parse_digits(input: &str) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.starts_with('+') {
+            Self::parse(trimmed)
+        } else {
+            Self::parse(&format!("+{trimmed}"))
+        }
+    }
+
+    pub fn as_e164(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Never prints the number: a stray `{:?}` in a log line must not leak PHI.
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PhoneNumber([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn formatted_international_numbers_become_e164() {
+        for (input, expected) in [
+            ("+14158675309", "+14158675309"),
+            ("+1 (415) 867-5309", "+14158675309"),
+            (" +44 20 7946 0958 ", "+442079460958"),
+            ("+34 612 34 56 78", "+34612345678"),
+        ] {
+            assert_eq!(PhoneNumber::parse(input).unwrap().as_e164(), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for input in [
+            "", "   ", "hello", "+", "++14155550100", "+1415867530x", "4158675309",
+            "+1 415 867 5309 1234 5678 9012 3456 7890 1234", "+0000", "+1\u{0}415", "+١٢٣",
+        ] {
+            assert!(PhoneNumber::parse(input).is_err(), "{input:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn bare_digits_are_read_as_international() {
+        assert_eq!(
+            PhoneNumber::parse_digits("14843472194").unwrap().as_e164(),
+            "+14843472194"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_the_number() {
+        let n = PhoneNumber::parse("+14158675309").unwrap();
+        assert!(!format!("{n:?}").contains("867"));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_any_string_never_panics(s in ".{0,64}") {
+            let _ = PhoneNumber::parse(&s);
+            let _ = PhoneNumber::parse_digits(&s);
+        }
+
+        #[test]
+        fn parsing_plausible_numbers_never_panics(s in "\\+[0-9 ()-]{0,30}") {
+            let _ = PhoneNumber::parse(&s);
+        }
+    }
+}
