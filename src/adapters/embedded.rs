@@ -1,0 +1,147 @@
+//! The embedded consent store: the data model's items in one `redb` table,
+//! keyed by (PK, SK). Every commit is one ACID write transaction, durable
+//! (fsync) before it returns, so an acknowledged STOP survives a crash.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError};
+
+pub const DATABASE_FILE: &str = "ledger.redb";
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+const STATE_SK: &str = "STATE";
+const DEDUP_SK: &str = "-";
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DedupItem {
+    event_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub fn phone_pk(pid: &str) -> String {
+    format!("PHONE#{pid}")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize>(item: &T) -> Vec<u8> {
+    serde_json::to_vec(item).expect("items serialise")
+}
+
+impl EmbeddedStore {
+    /// Opens `dir/ledger.redb`, creating it on first run, and drops idempotency
+    /// markers whose time is up.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(dir.join(DATABASE_FILE)).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        {
+            let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let now = OffsetDateTime::now_utc();
+            let expired: Vec<String> = table
+                .range(("DEDUP#", "")..("DEDUP$", ""))
+                .map_err(unavailable)?
+                .filter_map(Result::ok)
+                .filter(|(_, v)| decode::<DedupItem>(v.value()).map(|d| d.expires_at < now).unwrap_or(false))
+                .map(|(k, _)| k.value().0.to_owned())
+                .collect();
+            for pk in expired {
+                table.remove((pk.as_str(), DEDUP_SK)).map_err(unavailable)?;
+            }
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(unavailable)?
+    }
+}
+
+fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(ITEMS).map_err(unavailable)?;
+    let pk = phone_pk(pid);
+    let item = table.get((pk.as_str(), STATE_SK)).map_err(unavailable)?;
+    item.map(|v| decode(v.value())).transpose()
+}
+
+#[async_trait]
+impl ConsentStore for EmbeddedStore {
+    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
+        let pid = pid.to_owned();
+        self.blocking(move |db| read_state(db, &pid)).await
+    }
+
+    async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let pk = phone_pk(&write.event.pid);
+            {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                if table.get((write.dedup_key.as_str(), DEDUP_SK)).map_err(unavailable)?.is_some() {
+                    return Ok(CommitOutcome::Duplicate);
+                }
+                let stored_version = table
+                    .get((pk.as_str(), STATE_SK))
+                    .map_err(unavailable)?
+                    .map(|v| decode::<StateItem>(v.value()).map(|s| s.version))
+                    .transpose()?;
+                if write.state.is_some() && stored_version != write.expected_version {
+                    return Ok(CommitOutcome::VersionConflict);
+                }
+                let dedup = DedupItem { event_id: write.event.event_id.clone(), expires_at: write.dedup_expires_at };
+                table.insert((write.dedup_key.as_str(), DEDUP_SK), encode(&dedup).as_slice()).map_err(unavailable)?;
+                table
+                    .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event).as_slice())
+                    .map_err(unavailable)?;
+                if let Some(outbox) = &write.outbox {
+                    let sk = format!("OUTBOX#{}", outbox.event_id);
+                    table.insert((pk.as_str(), sk.as_str()), encode(outbox).as_slice()).map_err(unavailable)?;
+                }
+                if let Some(state) = &write.state {
+                    table.insert((pk.as_str(), STATE_SK), encode(state).as_slice()).map_err(unavailable)?;
+                }
+            }
+            // redb's default durability fsyncs before commit returns.
+            txn.commit().map_err(unavailable)?;
+            Ok(CommitOutcome::Committed)
+        })
+        .await
+    }
+
+    async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {
+        let pk = phone_pk(pid);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$")).map_err(unavailable)?;
+            range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
+        })
+        .await
+    }
+
+    fn table(&self) -> &str {
+        "embedded"
+    }
+}

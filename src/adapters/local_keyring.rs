@@ -1,0 +1,221 @@
+//! The local key service: a keyring file (mode 0600) holding a master key
+//! that wraps data keys with AES-256-GCM, the encryption context as AAD, as
+//! KMS would. It also keeps the wrapped index and integrity keys.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::WrappedKeys;
+use crate::ports::{DataKey, EncryptionContext, KeyError, KeyService};
+
+pub const KEYRING_FILE: &str = "keyring.json";
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    format: u32,
+    /// Master keys by id; the last one wraps new data keys.
+    master_keys: Vec<MasterKey>,
+    wrapped: WrappedKeys,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MasterKey {
+    id: String,
+    key: String,
+}
+
+pub struct LocalKeyring {
+    master_keys: Vec<(String, Zeroizing<[u8; 32]>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("keyring {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("keyring {path} is not a valid keyring: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl LocalKeyring {
+    /// Opens `dir/keyring.json`, creating it (mode 0600) on first run.
+    pub async fn open_or_create(dir: &Path) -> Result<(Self, WrappedKeys), KeyringError> {
+        let path = dir.join(KEYRING_FILE);
+        let io = |source| KeyringError::Io { path: path.clone(), source };
+        match std::fs::read(&path) {
+            Ok(bytes) => Self::parse(&path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut master = Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(master.as_mut());
+                let keyring = LocalKeyring { master_keys: vec![("local-1".into(), master.clone())] };
+                let wrapped = WrappedKeys::generate(&keyring).await?;
+                let file = KeyringFile {
+                    format: 1,
+                    master_keys: vec![MasterKey { id: "local-1".into(), key: STANDARD.encode(master.as_ref()) }],
+                    wrapped: wrapped.clone(),
+                };
+                let json = serde_json::to_vec_pretty(&file).expect("keyring serialises");
+                write_private(&path, &json).map_err(io)?;
+                Ok((keyring, wrapped))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<(Self, WrappedKeys), KeyringError> {
+        let invalid = |reason: String| KeyringError::Invalid { path: path.to_owned(), reason };
+        let file: KeyringFile = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        let mut master_keys = Vec::new();
+        for key in &file.master_keys {
+            let bytes = Zeroizing::new(STANDARD.decode(&key.key).map_err(|e| invalid(e.to_string()))?);
+            let key_bytes: [u8; 32] =
+                bytes.as_slice().try_into().map_err(|_| invalid(format!("master key {} is not 32 bytes", key.id)))?;
+            master_keys.push((key.id.clone(), Zeroizing::new(key_bytes)));
+        }
+        if master_keys.is_empty() {
+            return Err(invalid("no master key".into()));
+        }
+        Ok((LocalKeyring { master_keys }, file.wrapped))
+    }
+}
+
+/// Creates the file with mode 0600 before any secret is written to it.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+fn context_aad(context: &EncryptionContext) -> Vec<u8> {
+    serde_json::to_vec(context).expect("context serialises")
+}
+
+#[async_trait]
+impl KeyService for LocalKeyring {
+    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyError> {
+        let (id, master) = self.master_keys.last().expect("keyring has a master key");
+        let mut plaintext = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(plaintext.as_mut());
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new_from_slice(master.as_ref()).expect("32-byte key");
+        let aad = context_aad(context);
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_ref(), aad: &aad })
+            .map_err(|_| KeyError::Unavailable("local keyring could not wrap".into()))?;
+        // id ‖ 0 ‖ nonce ‖ ciphertext: the id names the master key, as a KMS
+        // ciphertext blob names its key.
+        let mut wrapped = id.as_bytes().to_vec();
+        wrapped.push(0);
+        wrapped.extend_from_slice(&nonce);
+        wrapped.extend_from_slice(&sealed);
+        Ok(DataKey { plaintext, wrapped })
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let refused = |why: &str| KeyError::Refused(why.to_owned());
+        let split = wrapped.iter().position(|b| *b == 0).ok_or_else(|| refused("no key id"))?;
+        let (id, rest) = (&wrapped[..split], &wrapped[split + 1..]);
+        let (_, master) = self
+            .master_keys
+            .iter()
+            .find(|(k, _)| k.as_bytes() == id)
+            .ok_or_else(|| refused("unknown master key"))?;
+        if rest.len() < 12 {
+            return Err(refused("truncated"));
+        }
+        let (nonce, sealed) = rest.split_at(12);
+        let cipher = Aes256Gcm::new_from_slice(master.as_ref()).expect("32-byte key");
+        let aad = context_aad(context);
+        let plaintext = Zeroizing::new(
+            cipher
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+                .map_err(|_| refused("wrong context or key"))?,
+        );
+        let key: [u8; 32] = plaintext.as_slice().try_into().map_err(|_| refused("not a 256-bit key"))?;
+        Ok(Zeroizing::new(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{CacheLimits, Crypto};
+    use crate::domain::PhoneNumber;
+    use std::sync::Arc;
+
+    async fn crypto_in(dir: &Path) -> Crypto {
+        let (keyring, wrapped) = LocalKeyring::open_or_create(dir).await.unwrap();
+        Crypto::start(Arc::new(keyring), &wrapped, "local", CacheLimits::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_keyring_file_is_private_and_reopens_to_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = crypto_in(dir.path()).await;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEYRING_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let sealed = first.seal("STOP", "PHONE#x", "EVENT#1", "text").await.unwrap();
+        let second = crypto_in(dir.path()).await;
+        let phone = PhoneNumber::parse("+14158675309").unwrap();
+        assert_eq!(first.blind_index(&phone), second.blind_index(&phone));
+        assert_eq!(second.open(&sealed, "PHONE#x", "EVENT#1", "text").await.unwrap(), "STOP");
+    }
+
+    #[tokio::test]
+    async fn a_ciphertext_moved_to_another_record_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let crypto = crypto_in(dir.path()).await;
+        let sealed = crypto.seal("+14158675309", "PHONE#a", "STATE", "phone").await.unwrap();
+        assert!(crypto.open(&sealed, "PHONE#b", "STATE", "phone").await.is_err());
+        assert!(crypto.open(&sealed, "PHONE#a", "STATE", "text").await.is_err());
+        assert_eq!(crypto.open(&sealed, "PHONE#a", "STATE", "phone").await.unwrap(), "+14158675309");
+    }
+
+    #[tokio::test]
+    async fn a_changed_consent_breaks_the_integrity_tag() {
+        use crate::domain::{Consent, ConsentChange, ConsentState, Scope};
+        let dir = tempfile::tempdir().unwrap();
+        let crypto = crypto_in(dir.path()).await;
+        let mut state = ConsentState::default();
+        state.apply(&ConsentChange {
+            event_id: "e".into(),
+            occurred_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            consent: Consent::OptOut,
+            scope: Scope::All,
+        });
+        let tag = crypto.tag("pid", 1, &state);
+        assert!(crypto.verify_tag("pid", 1, &state, &tag));
+        assert!(!crypto.verify_tag("pid", 2, &state, &tag));
+        assert!(!crypto.verify_tag("other", 1, &state, &tag));
+        let mut flipped = state.clone();
+        flipped.marks.values_mut().for_each(|m| m.consent = Consent::OptIn);
+        assert!(!crypto.verify_tag("pid", 1, &flipped, &tag));
+    }
+}

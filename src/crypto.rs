@@ -1,0 +1,267 @@
+//! Envelope encryption, the blind index and the integrity tag.
+//!
+//! Values are sealed with AES-256-GCM under a data key from the `KeyService`;
+//! the record (table, key, attribute) is the AAD, so a ciphertext moved to
+//! another record fails to open. Data keys are cached with bounds on age and
+//! uses, as the AWS Encryption SDK's caching materials manager does. The
+//! index and integrity keys are unwrapped once at start, so authorization
+//! needs no key service call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::domain::{ConsentState, PhoneNumber};
+use crate::ports::{EncryptionContext, KeyError, KeyService};
+
+const SEALED_VERSION: &str = "v1";
+const TAG_VERSION: &str = "t1";
+const APPLICATION: &str = "sms-consent";
+
+/// How long and how often one cached data key may be used.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    pub max_age: Duration,
+    pub max_uses: u64,
+    pub max_entries: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits { max_age: Duration::from_secs(300), max_uses: 10_000, max_entries: 1_000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open for this record")]
+    Mismatch,
+}
+
+/// The index and integrity keys, wrapped by the key service; kept in the local
+/// keyring file or beside the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKeys {
+    pub index_key: String,
+    /// Integrity keys by id; the newest (last) signs, any verifies.
+    pub integrity_keys: Vec<WrappedIntegrityKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedIntegrityKey {
+    pub id: String,
+    pub wrapped: String,
+}
+
+fn purpose_context(purpose: &str) -> EncryptionContext {
+    EncryptionContext::from([
+        ("application".to_owned(), APPLICATION.to_owned()),
+        ("purpose".to_owned(), purpose.to_owned()),
+    ])
+}
+
+impl WrappedKeys {
+    /// Makes fresh index and integrity keys through the key service.
+    pub async fn generate(keys: &dyn KeyService) -> Result<Self, KeyError> {
+        let index = keys.generate_data_key(&purpose_context("blind-index")).await?;
+        let integrity = keys.generate_data_key(&purpose_context("integrity")).await?;
+        Ok(WrappedKeys {
+            index_key: STANDARD.encode(&index.wrapped),
+            integrity_keys: vec![WrappedIntegrityKey { id: "i1".into(), wrapped: STANDARD.encode(&integrity.wrapped) }],
+        })
+    }
+}
+
+/// Everything needed to seal, open, index and tag, built once per process.
+pub struct Crypto {
+    keys: Arc<dyn KeyService>,
+    table: String,
+    index_key: Zeroizing<[u8; 32]>,
+    integrity_keys: Vec<(String, Zeroizing<[u8; 32]>)>,
+    limits: CacheLimits,
+    encrypt_cache: Mutex<Option<CachedKey>>,
+    decrypt_cache: Mutex<HashMap<Vec<u8>, (Zeroizing<[u8; 32]>, Instant)>>,
+}
+
+struct CachedKey {
+    plaintext: Zeroizing<[u8; 32]>,
+    wrapped: Vec<u8>,
+    created: Instant,
+    uses: u64,
+}
+
+impl Crypto {
+    /// Unwraps the index and integrity keys (concurrently) and is ready.
+    pub async fn start(
+        keys: Arc<dyn KeyService>,
+        wrapped: &WrappedKeys,
+        table: &str,
+        limits: CacheLimits,
+    ) -> Result<Self, CryptoError> {
+        let decode = |s: &str| STANDARD.decode(s).map_err(|_| CryptoError::Malformed);
+        let index_wrapped = decode(&wrapped.index_key)?;
+        let index_ctx = purpose_context("blind-index");
+        let integrity_ctx = purpose_context("integrity");
+        let index = keys.decrypt_data_key(&index_wrapped, &index_ctx);
+        let mut integrity_futures = Vec::new();
+        for key in &wrapped.integrity_keys {
+            let bytes = decode(&key.wrapped)?;
+            let keys = keys.clone();
+            let ctx = integrity_ctx.clone();
+            let id = key.id.clone();
+            integrity_futures.push(async move { keys.decrypt_data_key(&bytes, &ctx).await.map(|k| (id, k)) });
+        }
+        let (index_key, integrity_keys) = tokio::join!(index, futures::future::try_join_all(integrity_futures));
+        let integrity_keys = integrity_keys?;
+        if integrity_keys.is_empty() {
+            return Err(CryptoError::Malformed);
+        }
+        Ok(Crypto {
+            keys,
+            table: table.to_owned(),
+            index_key: index_key?,
+            integrity_keys,
+            limits,
+            encrypt_cache: Mutex::new(None),
+            decrypt_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `base64url(HMAC-SHA256(index_key, e164))`: the only form in which a
+    /// number is ever looked up or logged.
+    pub fn blind_index(&self, phone: &PhoneNumber) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.index_key.as_ref()).expect("any key length");
+        mac.update(phone.as_e164().as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+
+    fn data_context(&self) -> EncryptionContext {
+        let mut ctx = purpose_context("record");
+        ctx.insert("table".into(), self.table.clone());
+        ctx
+    }
+
+    fn aad(&self, pk: &str, sk: &str, attribute: &str) -> Vec<u8> {
+        format!("{APPLICATION}\u{1f}{}\u{1f}{pk}\u{1f}{sk}\u{1f}{attribute}", self.table).into_bytes()
+    }
+
+    async fn encryption_key(&self) -> Result<(Zeroizing<[u8; 32]>, Vec<u8>), CryptoError> {
+        {
+            let mut cache = self.encrypt_cache.lock().expect("cache lock");
+            if let Some(key) = cache.as_mut() {
+                if key.created.elapsed() < self.limits.max_age && key.uses < self.limits.max_uses {
+                    key.uses += 1;
+                    return Ok((key.plaintext.clone(), key.wrapped.clone()));
+                }
+            }
+        }
+        let fresh = self.keys.generate_data_key(&self.data_context()).await?;
+        let out = (fresh.plaintext.clone(), fresh.wrapped.clone());
+        *self.encrypt_cache.lock().expect("cache lock") =
+            Some(CachedKey { plaintext: fresh.plaintext, wrapped: fresh.wrapped, created: Instant::now(), uses: 1 });
+        Ok(out)
+    }
+
+    async fn decryption_key(&self, wrapped: &[u8]) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        {
+            let cache = self.decrypt_cache.lock().expect("cache lock");
+            if let Some((key, at)) = cache.get(wrapped) {
+                if at.elapsed() < self.limits.max_age {
+                    return Ok(key.clone());
+                }
+            }
+        }
+        let key = self.keys.decrypt_data_key(wrapped, &self.data_context()).await?;
+        let mut cache = self.decrypt_cache.lock().expect("cache lock");
+        if cache.len() >= self.limits.max_entries {
+            cache.retain(|_, (_, at)| at.elapsed() < self.limits.max_age);
+            if cache.len() >= self.limits.max_entries {
+                cache.clear();
+            }
+        }
+        cache.insert(wrapped.to_vec(), (key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    /// Seals `plaintext` for one attribute of one record:
+    /// `v1.<wrapped data key>.<nonce ‖ ciphertext>`, base64url.
+    pub async fn seal(&self, plaintext: &str, pk: &str, sk: &str, attribute: &str) -> Result<String, CryptoError> {
+        let (key, wrapped) = self.encryption_key().await?;
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = self.aad(pk, sk, attribute);
+        let ciphertext = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext.as_bytes(), aad: &aad })
+            .map_err(|_| CryptoError::Mismatch)?;
+        let mut body = nonce.to_vec();
+        body.extend_from_slice(&ciphertext);
+        Ok(format!("{SEALED_VERSION}.{}.{}", URL_SAFE_NO_PAD.encode(wrapped), URL_SAFE_NO_PAD.encode(body)))
+    }
+
+    pub async fn open(&self, sealed: &str, pk: &str, sk: &str, attribute: &str) -> Result<String, CryptoError> {
+        let mut parts = sealed.split('.');
+        let (Some(SEALED_VERSION), Some(wrapped), Some(body), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(CryptoError::Malformed);
+        };
+        let wrapped = URL_SAFE_NO_PAD.decode(wrapped).map_err(|_| CryptoError::Malformed)?;
+        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| CryptoError::Malformed)?;
+        if body.len() < 12 + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let key = self.decryption_key(&wrapped).await?;
+        let cipher = Aes256Gcm::new_from_slice(key.as_ref()).expect("32-byte key");
+        let (nonce, ciphertext) = body.split_at(12);
+        let aad = self.aad(pk, sk, attribute);
+        let plaintext = cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .map_err(|_| CryptoError::Mismatch)?;
+        String::from_utf8(plaintext).map_err(|_| CryptoError::Malformed)
+    }
+
+    fn tag_with(key: &[u8; 32], pid: &str, version: u64, consent: &ConsentState) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        let consent = serde_json::to_vec(consent).expect("consent state serialises");
+        mac.update(format!("PHONE#{pid}\u{1f}STATE\u{1f}{version}\u{1f}").as_bytes());
+        mac.update(&consent);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// `t1.<key id>.<HMAC>` over the record's key, version and consent fields.
+    pub fn tag(&self, pid: &str, version: u64, consent: &ConsentState) -> String {
+        let (id, key) = self.integrity_keys.last().expect("at least one integrity key");
+        format!("{TAG_VERSION}.{id}.{}", URL_SAFE_NO_PAD.encode(Self::tag_with(key, pid, version, consent)))
+    }
+
+    /// Constant-time check of a stored tag, with whichever key made it.
+    pub fn verify_tag(&self, pid: &str, version: u64, consent: &ConsentState, tag: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let mut parts = tag.splitn(3, '.');
+        let (Some(TAG_VERSION), Some(id), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else {
+            return false;
+        };
+        let Some((_, key)) = self.integrity_keys.iter().find(|(k, _)| k == id) else {
+            return false;
+        };
+        Self::tag_with(key, pid, version, consent).ct_eq(&mac).into()
+    }
+}

@@ -1,0 +1,160 @@
+//! The traits the core needs from the outside world: a consent store, a key
+//! service and a clock. Adapters implement them; the binary picks them by
+//! config.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::domain::ConsentState;
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// The KMS encryption context of a data key: coarse (application, purpose,
+/// table) so one cached key serves many records and IAM can condition on it.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+pub struct DataKey {
+    pub plaintext: Zeroizing<[u8; 32]>,
+    /// The key as the key service wrapped it; stored beside every value.
+    pub wrapped: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key service unavailable: {0}")]
+    Unavailable(String),
+    #[error("wrapped key was refused: {0}")]
+    Refused(String),
+}
+
+#[async_trait]
+pub trait KeyService: Send + Sync {
+    async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyError>;
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
+}
+
+/// `PHONE#<pid>` / `STATE`: the current consent of one number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateItem {
+    pub pid: String,
+    pub version: u64,
+    pub consent: ConsentState,
+    /// The E.164 number, sealed; `None` once erased.
+    pub phone: Option<String>,
+    /// HMAC over key, consent and version (see `crypto::Integrity`).
+    pub tag: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// `PHONE#<pid>` / `EVENT#<occurred_at>#<event_id>`: one immutable ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventItem {
+    pub pid: String,
+    pub event_id: String,
+    /// `opt_out`, `opt_out_all`, `opt_in`, `help`, ...
+    pub kind: String,
+    /// Who or what produced it: a provider, an API caller, an import.
+    pub source: String,
+    /// Programs the event applies to; empty means every program.
+    pub program: Option<String>,
+    pub categories: Vec<String>,
+    /// The message text, sealed; `None` once erased or when there was none.
+    pub text: Option<String>,
+    pub signature_verified: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+impl EventItem {
+    /// Sort key: event time first, so the ledger reads in event order.
+    pub fn sort_key(&self) -> String {
+        event_sort_key(self.occurred_at, &self.event_id)
+    }
+}
+
+pub fn event_sort_key(occurred_at: OffsetDateTime, event_id: &str) -> String {
+    let at = occurred_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!("EVENT#{at}#{event_id}")
+}
+
+/// `PHONE#<pid>` / `OUTBOX#<event_id>`: a reply that is due but cannot go
+/// inline in the webhook's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxItem {
+    pub pid: String,
+    pub event_id: String,
+    pub provider: String,
+    /// The rendered reply (templates carry no PHI).
+    pub body: String,
+    /// Sealed E.164 of the recipient and of the sender number.
+    pub to: String,
+    pub from: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub due_at: OffsetDateTime,
+}
+
+/// One atomic write: the idempotency marker, the event, an outbox item where
+/// a reply is due, and the new state when it changed.
+#[derive(Debug, Clone)]
+pub struct LedgerWrite {
+    /// `DEDUP#<source>#<id>`; the write is refused as a duplicate if present.
+    pub dedup_key: String,
+    pub dedup_expires_at: OffsetDateTime,
+    pub event: EventItem,
+    pub outbox: Option<OutboxItem>,
+    /// New state, written only if the stored version is still `expected_version`
+    /// (`None`: no state item may exist yet).
+    pub state: Option<StateItem>,
+    pub expected_version: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The dedup marker was already there: a retried delivery, nothing changed.
+    Duplicate,
+    /// Someone else changed the state since it was read: re-read and retry.
+    VersionConflict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// Strongly consistent read of one number's state.
+    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError>;
+    async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
+    /// The ledger of one number, oldest first.
+    async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
+    /// Name of the table, bound into every value's AAD.
+    fn table(&self) -> &str;
+}
