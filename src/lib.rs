@@ -7,3 +7,5 @@ pub mod adapters;
 pub mod crypto;
 pub mod domain;
 pub mod ports;
+pub mod config;
+pub mod providers;

@@ -1,0 +1,376 @@
+//! Typed settings: one TOML file, validated at start with errors that name
+//! the bad field. Secrets are never printed by `Debug`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = ".sms-consent";
+
+/// A secret from config: usable, never shown.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub programs: Vec<ProgramConfig>,
+    #[serde(default)]
+    pub providers: ProvidersConfig,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The URL providers call and sign, e.g. `https://consent.example.org`
+    /// (with an API Gateway stage path if there is one).
+    pub public_base_url: Option<String>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+
+fn default_data_dir() -> PathBuf {
+    DEFAULT_DATA_DIR.into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), public_base_url: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageBackend {
+    #[default]
+    Embedded,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default)]
+    pub backend: StorageBackend,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeysBackend {
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    #[serde(default)]
+    pub backend: KeysBackend,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramConfig {
+    pub id: String,
+    pub name: String,
+    pub organization: String,
+    pub numbers: Vec<String>,
+    pub help_contact: String,
+    pub frequency: String,
+    pub categories: Vec<String>,
+    #[serde(default)]
+    pub default: DefaultConsent,
+    #[serde(default)]
+    pub replies: ReplyTemplates,
+}
+
+impl ProgramConfig {
+    pub fn letterhead(&self) -> Letterhead {
+        Letterhead {
+            program: self.name.clone(),
+            organization: self.organization.clone(),
+            help_contact: self.help_contact.clone(),
+            frequency: self.frequency.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub twilio: Option<TwilioConfig>,
+    pub standard_webhooks: Option<StandardWebhooksConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Every token accepted; more than one during rotation.
+    pub auth_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardWebhooksConfig {
+    /// `whsec_` secrets; more than one during rotation.
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiScope {
+    Authorize,
+    Record,
+    ReadHistory,
+    Erase,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who the key belongs to, for logs and the ledger.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Hex SHA-256 of the key: how keys are kept.
+    pub token_sha256: Option<String>,
+    /// The key itself: for local development only.
+    pub token: Option<Secret>,
+    pub scopes: Vec<ApiScope>,
+}
+
+/// A config problem, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let field = e.span().map(|span| locate(text, span.start)).unwrap_or_else(|| "config".into());
+            bad(field, e.message().to_owned())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen)))?;
+        if let Some(url) = &self.server.public_base_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') || url.contains('#') {
+                return Err(bad(
+                    "server.public_base_url",
+                    "must be an http(s) URL with no query or fragment, e.g. https://consent.example.org/prod",
+                ));
+            }
+        }
+        let mut program_ids = HashSet::new();
+        let mut owners: HashMap<String, String> = HashMap::new();
+        for (i, program) in self.programs.iter().enumerate() {
+            let at = |field: &str| format!("programs[{i}].{field}");
+            if program.id.is_empty() || !program.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(bad(at("id"), "must be non-empty letters, digits, '-' or '_'"));
+            }
+            if !program_ids.insert(program.id.clone()) {
+                return Err(bad(at("id"), format!("{:?} is used by another program", program.id)));
+            }
+            for (field, value) in [("name", &program.name), ("organization", &program.organization), ("help_contact", &program.help_contact), ("frequency", &program.frequency)] {
+                if value.trim().is_empty() {
+                    return Err(bad(at(field), "must not be empty"));
+                }
+            }
+            if program.numbers.is_empty() {
+                return Err(bad(at("numbers"), "a program needs at least one sender number"));
+            }
+            for (j, number) in program.numbers.iter().enumerate() {
+                let e164 = PhoneNumber::parse(number)
+                    .map_err(|e| bad(format!("programs[{i}].numbers[{j}]"), format!("{number:?}: {e}")))?;
+                if let Some(other) = owners.insert(e164.as_e164().to_owned(), program.id.clone()) {
+                    return Err(bad(
+                        format!("programs[{i}].numbers[{j}]"),
+                        format!("{number:?} already belongs to program {other:?}; a number belongs to one program"),
+                    ));
+                }
+            }
+            if program.categories.is_empty() {
+                return Err(bad(at("categories"), "a program needs at least one category"));
+            }
+            for (j, category) in program.categories.iter().enumerate() {
+                if category.is_empty() || !category.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    return Err(bad(format!("programs[{i}].categories[{j}]"), "must be letters, digits, '-' or '_'"));
+                }
+            }
+            program
+                .replies
+                .validate(&program.letterhead())
+                .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", kind.name()), e.to_string()))?;
+        }
+        if let Some(twilio) = &self.providers.twilio {
+            if twilio.auth_tokens.is_empty() || twilio.auth_tokens.iter().any(|t| t.expose().is_empty()) {
+                return Err(bad("providers.twilio.auth_tokens", "needs at least one non-empty token"));
+            }
+        }
+        if let Some(sw) = &self.providers.standard_webhooks {
+            if sw.secrets.is_empty() {
+                return Err(bad("providers.standard_webhooks.secrets", "needs at least one secret"));
+            }
+            for (j, secret) in sw.secrets.iter().enumerate() {
+                crate::providers::standard_webhooks::decode_secret(secret.expose())
+                    .map_err(|e| bad(format!("providers.standard_webhooks.secrets[{j}]"), e.to_string()))?;
+            }
+        }
+        for (i, key) in self.api_keys.iter().enumerate() {
+            match (&key.token_sha256, &key.token) {
+                (Some(hash), None) => {
+                    if hash.len() != 64 || hex::decode(hash).is_err() {
+                        return Err(bad(format!("api_keys[{i}].token_sha256"), "must be 64 hex digits (SHA-256 of the key)"));
+                    }
+                }
+                (None, Some(token)) if !token.expose().is_empty() => {}
+                _ => return Err(bad(format!("api_keys[{i}]"), "set exactly one of token_sha256 or token")),
+            }
+            if key.scopes.is_empty() {
+                return Err(bad(format!("api_keys[{i}].scopes"), "grant at least one scope"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn program(&self, id: &str) -> Option<&ProgramConfig> {
+        self.programs.iter().find(|p| p.id == id)
+    }
+}
+
+/// Names the TOML table and key around a byte offset, for error messages.
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let mut table = String::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for line in before.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let n = counts.entry(name.to_owned()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.to_owned();
+        }
+    }
+    let line = text[before.rfind('\n').map(|i| i + 1).unwrap_or(0)..].lines().next().unwrap_or("");
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (table.is_empty(), key) {
+        (true, Some(key)) => key.to_owned(),
+        (false, Some(key)) => format!("{table}.{key}"),
+        (false, None) => table,
+        (true, None) => format!("line {}", before.lines().count().max(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+public_base_url = "https://consent.example.org"
+
+[[programs]]
+id = "lakeside"
+name = "Lakeside Reminders"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550100"]
+help_contact = "555-0100"
+frequency = "Msg frequency varies"
+categories = ["appointment_reminders", "billing"]
+
+[providers.twilio]
+auth_tokens = ["abc"]
+
+[[api_keys]]
+token_sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+scopes = ["authorize"]
+"#;
+
+    #[test]
+    fn a_complete_config_loads() {
+        let config = Config::from_toml(GOOD).unwrap();
+        assert_eq!(config.server.listen, DEFAULT_LISTEN);
+        assert_eq!(config.programs[0].default, DefaultConsent::NoConsent);
+    }
+
+    #[test]
+    fn errors_name_the_bad_field() {
+        let cases = [
+            (GOOD.replace("+14155550100", "555-0100"), "programs[0].numbers[0]"),
+            (GOOD.replace("categories = [\"appointment_reminders\", \"billing\"]", "categories = []"), "programs[0].categories"),
+            (GOOD.replace("scopes = [\"authorize\"]", "scopes = [\"everything\"]"), "api_keys[0].scopes"),
+            (GOOD.replace("2c26b4", "zz26b4"), "api_keys[0].token_sha256"),
+            (GOOD.replace("frequency = \"Msg frequency varies\"", "frequency = \"Msg frequency varies\"\nreplies = { help = \"Hi {patient}\" }"), "programs[0].replies.help"),
+            (GOOD.replace("[server]", "[server]\nlisten = \"everywhere\""), "server.listen"),
+            (GOOD.replace("[server]", "[server]\nsurprise = 1"), "server.surprise"),
+        ];
+        for (text, field) in cases {
+            let err = Config::from_toml(&text).unwrap_err();
+            assert!(err.field.starts_with(field), "want {field}, got {err}");
+        }
+    }
+
+    #[test]
+    fn a_number_in_two_programs_is_refused() {
+        let two = format!("{GOOD}\n{}", &GOOD[GOOD.find("[[programs]]").unwrap()..GOOD.find("[providers").unwrap()].replace("lakeside", "other"));
+        let err = Config::from_toml(&two).unwrap_err();
+        assert_eq!(err.field, "programs[1].numbers[0]");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let config = Config::from_toml(GOOD).unwrap();
+        assert!(!format!("{config:?}").contains("\"abc\""));
+    }
+}
