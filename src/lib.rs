@@ -9,3 +9,6 @@ pub mod domain;
 pub mod ports;
 pub mod config;
 pub mod providers;
+pub mod service;
+pub mod http;
+pub mod local;

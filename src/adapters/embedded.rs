@@ -49,7 +49,13 @@ impl EmbeddedStore {
     /// Opens `dir/ledger.redb`, creating it on first run, and drops idempotency
     /// markers whose time is up.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(dir.join(DATABASE_FILE)).map_err(unavailable)?;
+        let path = dir.join(DATABASE_FILE);
+        let db = Database::create(&path).map_err(unavailable)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(unavailable)?;
+        }
         let txn = db.begin_write().map_err(unavailable)?;
         {
             let mut table = txn.open_table(ITEMS).map_err(unavailable)?;

@@ -1,1 +1,118 @@
-fn main(){}
+//! The `sms-consent` command: `serve` runs the local server; the other
+//! subcommands are small tools. Only wiring lives here.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sms_consent::local::{self, Options};
+
+#[derive(Parser)]
+#[command(name = "sms-consent", version, about = "The SMS consent ledger for healthcare")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service locally over the embedded store.
+    Serve {
+        /// TOML config file; without one, a demo program and development
+        /// credentials are used.
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long, env = "SMS_CONSENT_LISTEN")]
+        listen: Option<String>,
+        /// Data directory (overrides `server.data_dir`).
+        #[arg(long, env = "SMS_CONSENT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a config file and report the first problem, naming its field.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read an API key on standard input and print its `token_sha256`.
+    HashApiKey,
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, listen, data_dir } => {
+            init_logs();
+            let server = match local::start_default(Options { config, listen, data_dir }).await {
+                Ok(server) => server,
+                Err(e) => {
+                    eprintln!("sms-consent: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("{}", server.banner());
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            match server.shutdown().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sms-consent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { config } => match local::load_config(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sms-consent: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::HashApiKey => {
+            let mut key = String::new();
+            if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {
+                eprintln!("sms-consent: give the API key on standard input");
+                return ExitCode::from(2);
+            }
+            println!("{}", sms_consent::http::auth::sha256_hex(key.trim()));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,91 @@
+//! The one mapping from errors to HTTP statuses. Every error body is RFC 9457
+//! problem details; 4xx say what was wrong, 5xx say nothing of the cause
+//! (which is logged).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::providers::{PayloadError, SignatureError};
+use crate::service::ServiceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or unknown API key")]
+    Unauthenticated,
+    #[error("the API key lacks the {0} scope")]
+    Forbidden(&'static str),
+    #[error("webhook signature refused: {0}")]
+    BadSignature(#[from] SignatureError),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("service unavailable")]
+    Unavailable(#[from] ServiceError),
+}
+
+impl From<PayloadError> for ApiError {
+    fn from(e: PayloadError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    fn status_and_slug(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid-signature"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug) = self.status_and_slug();
+        let detail = match &self {
+            ApiError::Unavailable(cause) => {
+                tracing::error!(error = %cause, "request failed; answering 503 so the caller retries");
+                "The service could not complete the request; retry later.".to_owned()
+            }
+            ApiError::BadSignature(cause) => {
+                tracing::warn!(alarm = "signature", reason = %cause, "webhook signature refused");
+                self.to_string()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("https://sms-consent.dev/problems/{slug}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+        };
+        let mut response = (status, serde_json::to_vec(&problem).expect("problem serialises")).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED && matches!(self, ApiError::Unauthenticated) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,96 @@
+//! The HTTP surface: one axum Router, served locally by `axum::serve` and on
+//! Lambda by `lambda_http`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::{Config, StandardWebhooksConfig, TwilioConfig};
+use crate::service::ConsentService;
+
+pub mod auth;
+pub mod authorize;
+pub mod error;
+pub mod webhooks;
+
+use auth::ApiKey;
+use error::ApiError;
+
+/// Bodies larger than this are refused with 413 before any parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub service: ConsentService,
+    /// The URL providers sign, without a trailing slash.
+    pub public_base_url: String,
+    pub twilio: Option<TwilioConfig>,
+    pub standard_webhooks: Option<StandardWebhooksConfig>,
+    pub api_keys: Vec<ApiKey>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: &Config, service: ConsentService) -> Self {
+        let public_base_url = config
+            .server
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+        AppState(Arc::new(Inner {
+            service,
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            twilio: config.providers.twilio.clone(),
+            standard_webhooks: config.providers.standard_webhooks.clone(),
+            api_keys: config.api_keys.iter().enumerate().map(|(i, k)| ApiKey::from_config(i, k)).collect(),
+        }))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/webhooks/twilio", post(webhooks::twilio))
+        .route("/webhooks/standard-webhooks", post(webhooks::standard_webhooks))
+        .route("/v1/authorizations", post(authorize::authorize))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Reads the whole body, refusing with 413 past the limit (by the declared
+/// length first, so an oversized body is never buffered).
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+}
+
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

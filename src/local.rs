@@ -1,0 +1,303 @@
+//! Local mode: one process over the embedded store and the local keyring.
+//! With no config it makes a demo program and development credentials in the
+//! data directory and prints how to try it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::adapters::embedded::EmbeddedStore;
+use crate::adapters::local_keyring::LocalKeyring;
+use crate::config::{
+    ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, StandardWebhooksConfig,
+    TwilioConfig,
+};
+use crate::crypto::{CacheLimits, Crypto};
+use crate::domain::{DefaultConsent, ReplyTemplates};
+use crate::http::{router, AppState};
+use crate::ports::{Clock, ConsentStore, SystemClock};
+use crate::providers::twilio;
+use crate::service::ConsentService;
+
+pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
+pub const DEMO_PROGRAM: &str = "demo-clinic";
+pub const DEMO_CLINIC_NUMBER: &str = "+12025550100";
+pub const DEMO_PATIENT_NUMBER: &str = "+12025550123";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let context = context.into();
+    move |source| StartError::Io { context, source }
+}
+
+/// Development credentials, made once per data directory (mode 0600).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DevCredentials {
+    pub twilio_auth_token: String,
+    pub standard_webhooks_secret: String,
+    pub api_key: String,
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+impl DevCredentials {
+    fn load_or_create(dir: &Path) -> Result<Self, StartError> {
+        let path = dir.join(CREDENTIALS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StartError::Other(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                use base64::Engine;
+                let mut secret = [0u8; 24];
+                rand::rngs::OsRng.fill_bytes(&mut secret);
+                let creds = DevCredentials {
+                    twilio_auth_token: random_token(16),
+                    standard_webhooks_secret: format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret)),
+                    api_key: format!("dev_{}", random_token(20)),
+                };
+                write_private(&path, &serde_json::to_vec_pretty(&creds).expect("serialises"))
+                    .map_err(io(path.display().to_string()))?;
+                Ok(creds)
+            }
+            Err(e) => Err(io(path.display().to_string())(e)),
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// The config used when none is given: a demo program whose patients
+/// consented at intake, and Twilio, Standard Webhooks and an API key with
+/// every scope, all with the development credentials.
+pub fn demo_config(creds: &DevCredentials) -> Config {
+    Config {
+        programs: vec![ProgramConfig {
+            id: DEMO_PROGRAM.into(),
+            name: "Demo Clinic Reminders".into(),
+            organization: "Demo Clinic".into(),
+            numbers: vec![DEMO_CLINIC_NUMBER.into()],
+            help_contact: "555-0100".into(),
+            frequency: "Msg frequency varies".into(),
+            categories: vec!["appointment_reminders".into(), "billing".into()],
+            default: DefaultConsent::OptedIn,
+            replies: ReplyTemplates::default(),
+        }],
+        providers: ProvidersConfig {
+            twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())] }),
+            standard_webhooks: Some(StandardWebhooksConfig {
+                secrets: vec![Secret::new(creds.standard_webhooks_secret.clone())],
+            }),
+        },
+        api_keys: vec![ApiKeyConfig {
+            name: Some("local-dev".into()),
+            token_sha256: Some(crate::http::auth::sha256_hex(&creds.api_key)),
+            token: None,
+            scopes: vec![ApiScope::Authorize, ApiScope::Record, ApiScope::ReadHistory, ApiScope::Erase],
+        }],
+        ..Config::default()
+    }
+}
+
+/// What `serve` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running local server.
+pub struct LocalServer {
+    pub addr: SocketAddr,
+    pub config: Config,
+    /// Set when running on the demo config.
+    pub dev_credentials: Option<DevCredentials>,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+pub fn load_config(path: &Path) -> Result<Config, StartError> {
+    let text = std::fs::read_to_string(path).map_err(io(path.display().to_string()))?;
+    Config::from_toml(&text).map_err(|e| ConfigError { field: e.field, message: format!("{} ({})", e.message, path.display()) }.into())
+}
+
+/// Opens the store and keys, binds the listener and starts serving.
+pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServer, StartError> {
+    let mut config = match &options.config {
+        Some(path) => load_config(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = &options.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(dir) = &options.data_dir {
+        config.server.data_dir = dir.clone();
+    }
+    let dir = config.server.data_dir.clone();
+    create_private_dir(&dir)?;
+    let dev_credentials = match options.config {
+        Some(_) => None,
+        None => {
+            let creds = DevCredentials::load_or_create(&dir)?;
+            let demo = demo_config(&creds);
+            config.programs = demo.programs;
+            config.providers = demo.providers;
+            config.api_keys = demo.api_keys;
+            Some(creds)
+        }
+    };
+    config.validate()?;
+
+    let (keyring, wrapped) = LocalKeyring::open_or_create(&dir)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let store: Arc<dyn ConsentStore> =
+        Arc::new(EmbeddedStore::open(&dir).map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?);
+    let crypto = Crypto::start(Arc::new(keyring), &wrapped, store.table(), CacheLimits::default())
+        .await
+        .map_err(|e| StartError::Other(format!("keys: {e}")))?;
+
+    let listener = TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(io(format!("listen on {}", config.server.listen)))?;
+    let addr = listener.local_addr().map_err(io("listener address"))?;
+    if config.server.public_base_url.is_none() {
+        config.server.public_base_url = Some(format!("http://{addr}"));
+    }
+    let service = ConsentService::new(&config, store, Arc::new(crypto), clock);
+    let state = AppState::new(&config, service);
+    let app = router(state.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
+    Ok(LocalServer { addr, config, dev_credentials, state, shutdown: Some(tx), task })
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StartError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io(format!("create data dir {}", dir.display())))
+}
+
+/// Starts the server with the system clock.
+pub async fn start_default(options: Options) -> Result<LocalServer, StartError> {
+    start(options, Arc::new(SystemClock)).await
+}
+
+impl LocalServer {
+    pub fn base_url(&self) -> String {
+        self.config.server.public_base_url.clone().unwrap_or_else(|| format!("http://{}", self.addr))
+    }
+
+    /// Stops taking requests, lets in-flight ones finish (their writes are
+    /// durable before they answer), then closes the store.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = (&mut self.task).await.map_err(std::io::Error::other)?;
+        // Dropping the last handle closes the database file.
+        drop(self.state);
+        result
+    }
+
+    /// Waits for the server to stop on its own.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let LocalServer { task, shutdown, .. } = self;
+        let _keep_open = shutdown;
+        task.await.map_err(std::io::Error::other)?
+    }
+
+    /// Text that tells a person what is running and how to try it.
+    pub fn banner(&self) -> String {
+        let base = self.base_url();
+        let mut out = format!(
+            "sms-consent is listening on http://{addr}\n\
+             \n  health        GET  {base}/healthz\
+             \n  Twilio        POST {base}/webhooks/twilio\
+             \n  Std Webhooks  POST {base}/webhooks/standard-webhooks\
+             \n  authorize     POST {base}/v1/authorizations\n\
+             \n  data dir      {dir}\n",
+            addr = self.addr,
+            dir = self.config.server.data_dir.display(),
+        );
+        let Some(creds) = &self.dev_credentials else {
+            return out;
+        };
+        let run = random_token(4);
+        out.push_str(&format!(
+            "\nNo config given: running the demo program '{DEMO_PROGRAM}' (clinic number {DEMO_CLINIC_NUMBER}).\n\
+             Development credentials (kept in {dir}/{CREDENTIALS_FILE}):\n\
+             \n  Twilio auth token          {tw}\
+             \n  Standard Webhooks secret   {sw}\
+             \n  API key (every scope)      {key}\n",
+            dir = self.config.server.data_dir.display(),
+            tw = creds.twilio_auth_token,
+            sw = creds.standard_webhooks_secret,
+            key = creds.api_key,
+        ));
+        for (label, text) in [("STOP", "STOP"), ("START", "START"), ("HELP", "HELP")] {
+            let params = vec![
+                ("MessageSid".to_owned(), format!("SMdemo{run}{label}")),
+                ("From".to_owned(), DEMO_PATIENT_NUMBER.to_owned()),
+                ("To".to_owned(), DEMO_CLINIC_NUMBER.to_owned()),
+                ("Body".to_owned(), text.to_owned()),
+            ];
+            let url = format!("{base}/webhooks/twilio");
+            let signature = twilio::sign(&creds.twilio_auth_token, &url, &params);
+            out.push_str(&format!("\nSend a signed {label} as Twilio would:\n  curl -sS {url} -H 'X-Twilio-Signature: {signature}'"));
+            for (k, v) in &params {
+                out.push_str(&format!(" \\\n    --data-urlencode '{k}={v}'"));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "\nAsk whether the demo program may send to that number:\n  curl -sS {base}/v1/authorizations -H 'Authorization: Bearer {key}' \\\n    -H 'Content-Type: application/json' \\\n    -d '{{\"to\":\"{DEMO_PATIENT_NUMBER}\",\"program\":\"{DEMO_PROGRAM}\",\"category\":\"appointment_reminders\"}}'\n",
+            key = creds.api_key,
+        ));
+        out
+    }
+}
