@@ -1,0 +1,218 @@
+#![allow(dead_code)] // shared by several test binaries, each using a part
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use sms_consent::local::{self, LocalServer, Options};
+use sms_consent::ports::SystemClock;
+use sms_consent::providers::{standard_webhooks, twilio};
+use tempfile::TempDir;
+
+pub const CLINIC: &str = "+14155550100";
+pub const PHARMACY: &str = "+14155550200";
+pub const UNOWNED: &str = "+14155550999";
+pub const PATIENT: &str = "+14158675309";
+pub const TWILIO_TOKEN: &str = "twilio-current-token";
+pub const TWILIO_OLD_TOKEN: &str = "twilio-previous-token";
+pub const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const AUTHORIZE_KEY: &str = "key-for-reminders";
+pub const RECORD_ONLY_KEY: &str = "key-for-front-desk";
+
+pub fn config_text() -> String {
+    format!(
+        r#"
+[[programs]]
+id = "clinic"
+name = "Lakeside Reminders"
+organization = "Lakeside Family Clinic"
+numbers = ["{CLINIC}"]
+help_contact = "555-0100"
+frequency = "Msg frequency varies"
+categories = ["appointment_reminders", "billing"]
+default = "opted_in"
+
+[[programs]]
+id = "pharmacy"
+name = "Lakeside Pharmacy"
+organization = "Lakeside Family Clinic"
+numbers = ["{PHARMACY}"]
+help_contact = "555-0200"
+frequency = "Up to 4 msgs/mo"
+categories = ["refills"]
+
+[providers.twilio]
+auth_tokens = ["{TWILIO_OLD_TOKEN}", "{TWILIO_TOKEN}"]
+
+[providers.standard_webhooks]
+secrets = ["{SW_SECRET}"]
+
+[[api_keys]]
+name = "reminders"
+token_sha256 = "{authorize_hash}"
+scopes = ["authorize"]
+
+[[api_keys]]
+name = "front-desk"
+token_sha256 = "{record_hash}"
+scopes = ["record"]
+"#,
+        authorize_hash = sms_consent::http::auth::sha256_hex(AUTHORIZE_KEY),
+        record_hash = sms_consent::http::auth::sha256_hex(RECORD_ONLY_KEY),
+    )
+}
+
+pub struct TestApp {
+    pub server: Option<LocalServer>,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    pub client: Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&config_text()).await
+    }
+
+    pub async fn spawn_with(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let server = start(&config_path, &dir.path().join("data")).await;
+        TestApp { server: Some(server), dir, config_path, client: Client::new() }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn server(&self) -> &LocalServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server().base_url())
+    }
+
+    pub async fn stop(&mut self) {
+        self.server.take().expect("server running").shutdown().await.unwrap();
+    }
+
+    pub async fn restart(&mut self) {
+        if self.server.is_some() {
+            self.stop().await;
+        }
+        self.server = Some(start(&self.config_path, &self.data_dir()).await);
+    }
+
+    /// Posts an inbound SMS exactly as Twilio would sign it.
+    pub async fn twilio_sms(&self, sid: &str, from: &str, to: &str, body: &str) -> Response {
+        let params = twilio_params(sid, from, to, body);
+        let signature = twilio::sign(TWILIO_TOKEN, &self.url("/webhooks/twilio"), &params);
+        self.twilio_raw(&params, Some(&signature)).await
+    }
+
+    pub async fn twilio_raw(&self, params: &[(String, String)], signature: Option<&str>) -> Response {
+        let mut request = self.client.post(self.url("/webhooks/twilio")).header(
+            "content-type",
+            "application/x-www-form-urlencoded",
+        );
+        if let Some(signature) = signature {
+            request = request.header("X-Twilio-Signature", signature);
+        }
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        request.body(body).send().await.unwrap()
+    }
+
+    /// Posts a Standard Webhooks message signed now.
+    pub async fn standard_sms(&self, id: &str, from: &str, to: &str, text: &str, occurred_at: Option<&str>) -> Response {
+        let body = json!({ "id": id, "from": from, "to": to, "text": text, "occurred_at": occurred_at }).to_string();
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.standard_raw(id, ts, &body, SW_SECRET).await
+    }
+
+    pub async fn standard_raw(&self, id: &str, ts: i64, body: &str, secret: &str) -> Response {
+        let signature = standard_webhooks::sign(secret, id, ts, body.as_bytes()).unwrap();
+        self.client
+            .post(self.url("/webhooks/standard-webhooks"))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn authorize_as(&self, key: Option<&str>, body: String) -> Response {
+        let mut request = self.client.post(self.url("/v1/authorizations")).header("content-type", "application/json");
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
+    /// The decision for one number, program and category.
+    pub async fn decision(&self, to: &str, program: &str, category: &str) -> Value {
+        let response = self
+            .authorize_as(Some(AUTHORIZE_KEY), json!({ "to": to, "program": program, "category": category }).to_string())
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn reason(&self, to: &str, program: &str, category: &str) -> String {
+        self.decision(to, program, category).await["reason"].as_str().unwrap().to_owned()
+    }
+
+    /// How many ledger events the number has.
+    pub async fn ledger_len(&self, number: &str) -> usize {
+        let phone = sms_consent::domain::PhoneNumber::parse(number).unwrap();
+        self.server().state.service.events(&phone).await.unwrap().len()
+    }
+}
+
+async fn start(config: &Path, data_dir: &Path) -> LocalServer {
+    local::start(
+        Options {
+            config: Some(config.to_owned()),
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_owned()),
+        },
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("server starts")
+}
+
+pub fn twilio_params(sid: &str, from: &str, to: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "AC00000000000000000000000000000000"),
+        ("ApiVersion", "2010-04-01"),
+        ("Body", body),
+        ("From", from),
+        ("FromCountry", "US"),
+        ("MessageSid", sid),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+        ("SmsMessageSid", sid),
+        ("SmsSid", sid),
+        ("SmsStatus", "received"),
+        ("To", to),
+        ("ToCountry", "US"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub async fn assert_problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, spoken to over HTTP.
+
+mod authorization;
+mod durability;
+mod helpers;
+mod robustness;
+mod standard_webhooks;
+mod twilio;

@@ -1,0 +1,138 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+use serde_json::json;
+use sms_consent::adapters::local_keyring::LocalKeyring;
+use sms_consent::config::Config;
+use sms_consent::crypto::{CacheLimits, Crypto};
+use sms_consent::http::{router, AppState};
+use sms_consent::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError, SystemClock};
+use sms_consent::service::ConsentService;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_refused_before_parsing() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(64 * 1024 + 1);
+
+    let webhook = app.client.post(app.url("/webhooks/twilio")).body(big.clone()).send().await.unwrap();
+    let authorize = app.authorize_as(Some(AUTHORIZE_KEY), big).await;
+
+    assert_problem(webhook, 413).await;
+    assert_problem(authorize, 413).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problem_details() {
+    let app = TestApp::spawn().await;
+
+    assert_problem(app.client.get(app.url("/nowhere")).send().await.unwrap(), 404).await;
+    assert_problem(app.client.get(app.url("/webhooks/twilio")).send().await.unwrap(), 405).await;
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_provider_without_config_answers_404() {
+    let config = config_text();
+    let without_twilio = config.replace("[providers.twilio]", "[unused]").replace(
+        &format!("[unused]\nauth_tokens = [\"{TWILIO_OLD_TOKEN}\", \"{TWILIO_TOKEN}\"]\n"),
+        "",
+    );
+    let app = TestApp::spawn_with(&without_twilio).await;
+
+    let response = app.twilio_sms("SM0001", PATIENT, CLINIC, "STOP").await;
+
+    assert_problem(response, 404).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+    #[test]
+    fn any_bytes_on_any_route_get_a_4xx_and_change_nothing(body in proptest::collection::vec(any::<u8>(), 0..512), route in 0usize..3) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let app = TestApp::spawn().await;
+            let path = ["/webhooks/twilio", "/webhooks/standard-webhooks", "/v1/authorizations"][route];
+            let response = app.client.post(app.url(path))
+                .bearer_auth(AUTHORIZE_KEY)
+                .header("X-Twilio-Signature", "AAAA")
+                .header("webhook-id", "x").header("webhook-timestamp", "1").header("webhook-signature", "v1,AAAA")
+                .body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            assert!((400..500).contains(&status), "{path} answered {status}");
+            assert_eq!(app.ledger_len(PATIENT).await, 0);
+        });
+    }
+}
+
+/// A store whose every call fails, as DynamoDB does when it is unreachable.
+struct BrokenStore;
+
+#[async_trait]
+impl ConsentStore for BrokenStore {
+    async fn get_state(&self, _: &str) -> Result<Option<StateItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn commit(&self, _: LedgerWrite) -> Result<CommitOutcome, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn events(&self, _: &str) -> Result<Vec<EventItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    fn table(&self) -> &str {
+        "broken"
+    }
+}
+
+async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(&config_text()).unwrap();
+    let (keyring, wrapped) = LocalKeyring::open_or_create(dir.path()).await.unwrap();
+    let crypto = Crypto::start(Arc::new(keyring), &wrapped, "broken", CacheLimits::default()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = config;
+    config.server.public_base_url = Some(base.clone());
+    let service = ConsentService::new(&config, Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
+    let app = router(AppState::new(&config, service));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, dir)
+}
+
+#[tokio::test]
+async fn a_stop_that_cannot_be_stored_gets_a_5xx_so_the_provider_retries() {
+    let (base, _dir) = serve_over_broken_store().await;
+    let params = twilio_params("SM0001", PATIENT, CLINIC, "STOP");
+    let url = format!("{base}/webhooks/twilio");
+    let signature = sms_consent::providers::twilio::sign(TWILIO_TOKEN, &url, &params);
+
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("X-Twilio-Signature", signature)
+        .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish())
+        .send()
+        .await
+        .unwrap();
+
+    let problem = assert_problem(response, 503).await;
+    assert!(!problem["detail"].as_str().unwrap().contains("down"), "5xx bodies hide the cause");
+}
+
+#[tokio::test]
+async fn authorization_denies_when_the_store_is_down() {
+    let (base, _dir) = serve_over_broken_store().await;
+
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/authorizations"))
+        .bearer_auth(AUTHORIZE_KEY)
+        .json(&json!({ "to": PATIENT, "program": "clinic", "category": "billing" }))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let decision: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(decision, json!({ "allowed": false, "reason": "unavailable", "as_of": null }));
+}
