@@ -11,6 +11,7 @@ async fn a_signed_stop_is_confirmed_in_twiml_and_denies_sending() {
     let twiml = response.text().await.unwrap();
     assert!(twiml.contains("<Response><Message>Lakeside Reminders: You are unsubscribed"), "{twiml}");
     assert!(twiml.contains("Reply START to resubscribe"));
+    assert!(!twiml.contains("8675309") && !twiml.contains("STOP<"), "replies carry no PHI: {twiml}");
     let decision = app.decision(PATIENT, "clinic", "appointment_reminders").await;
     assert_eq!(decision["allowed"], false);
     assert_eq!(decision["reason"], "opted_out");
