@@ -118,6 +118,19 @@ pub struct ProgramConfig {
     pub default: DefaultConsent,
     #[serde(default)]
     pub replies: ReplyTemplates,
+    /// Who confirms: `service` (default) sends every confirmation; `provider`
+    /// leaves the provider's own auto-responder to answer its exact keywords
+    /// and confirms only what it recognised beyond them.
+    #[serde(default)]
+    pub reply_mode: ReplyMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyMode {
+    #[default]
+    Service,
+    Provider,
 }
 
 impl ProgramConfig {
@@ -136,6 +149,82 @@ impl ProgramConfig {
 pub struct ProvidersConfig {
     pub twilio: Option<TwilioConfig>,
     pub standard_webhooks: Option<StandardWebhooksConfig>,
+    pub telnyx: Option<TelnyxConfig>,
+    pub plivo: Option<PlivoConfig>,
+    pub vonage: Option<VonageConfig>,
+    pub sinch: Option<SinchConfig>,
+    pub bandwidth: Option<BandwidthConfig>,
+    pub bird: Option<BirdConfig>,
+    pub aws_sns: Option<AwsSnsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelnyxConfig {
+    /// Base64 Ed25519 public keys from Mission Control.
+    pub public_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoConfig {
+    pub auth_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VonageSignatureMethod {
+    Md5hash,
+    Md5,
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageConfig {
+    /// Signature secrets for the SMS API's `sig` parameter.
+    #[serde(default)]
+    pub signature_secrets: Vec<Secret>,
+    #[serde(default)]
+    pub signature_method: VonageSignatureMethod,
+    /// Signature secrets for the Messages API's signed JWTs.
+    #[serde(default)]
+    pub jwt_secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinchConfig {
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthConfig {
+    pub credentials: Vec<BasicCredential>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirdConfig {
+    pub signing_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSnsConfig {
+    /// Only these topics are accepted and confirmed.
+    pub topic_arns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +354,7 @@ impl Config {
                     .map_err(|e| bad(format!("providers.standard_webhooks.secrets[{j}]"), e.to_string()))?;
             }
         }
+        self.validate_providers()?;
         for (i, key) in self.api_keys.iter().enumerate() {
             match (&key.token_sha256, &key.token) {
                 (Some(hash), None) => {
@@ -277,6 +367,68 @@ impl Config {
             }
             if key.scopes.is_empty() {
                 return Err(bad(format!("api_keys[{i}].scopes"), "grant at least one scope"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_providers(&self) -> Result<(), ConfigError> {
+        let p = &self.providers;
+        fn non_empty<T>(list: &[T], field: &str) -> Result<(), ConfigError> {
+            if list.is_empty() {
+                Err(bad(field, "needs at least one entry"))
+            } else {
+                Ok(())
+            }
+        }
+        fn secrets(list: &[Secret], field: &str) -> Result<(), ConfigError> {
+            non_empty(list, field)?;
+            match list.iter().position(|s| s.expose().is_empty()) {
+                Some(j) => Err(bad(format!("{field}[{j}]"), "must not be empty")),
+                None => Ok(()),
+            }
+        }
+        if let Some(telnyx) = &p.telnyx {
+            non_empty(&telnyx.public_keys, "providers.telnyx.public_keys")?;
+            for (j, key) in telnyx.public_keys.iter().enumerate() {
+                crate::providers::telnyx::decode_public_key(key)
+                    .map_err(|e| bad(format!("providers.telnyx.public_keys[{j}]"), e))?;
+            }
+        }
+        if let Some(plivo) = &p.plivo {
+            secrets(&plivo.auth_tokens, "providers.plivo.auth_tokens")?;
+        }
+        if let Some(vonage) = &p.vonage {
+            if vonage.signature_secrets.is_empty() && vonage.jwt_secrets.is_empty() {
+                return Err(bad("providers.vonage", "set signature_secrets, jwt_secrets or both"));
+            }
+            if !vonage.signature_secrets.is_empty() {
+                secrets(&vonage.signature_secrets, "providers.vonage.signature_secrets")?;
+            }
+            if !vonage.jwt_secrets.is_empty() {
+                secrets(&vonage.jwt_secrets, "providers.vonage.jwt_secrets")?;
+            }
+        }
+        if let Some(sinch) = &p.sinch {
+            secrets(&sinch.secrets, "providers.sinch.secrets")?;
+        }
+        if let Some(bandwidth) = &p.bandwidth {
+            non_empty(&bandwidth.credentials, "providers.bandwidth.credentials")?;
+            for (j, c) in bandwidth.credentials.iter().enumerate() {
+                if c.username.is_empty() || c.username.contains(':') || c.password.expose().is_empty() {
+                    return Err(bad(format!("providers.bandwidth.credentials[{j}]"), "needs a username (no ':') and a password"));
+                }
+            }
+        }
+        if let Some(bird) = &p.bird {
+            secrets(&bird.signing_keys, "providers.bird.signing_keys")?;
+        }
+        if let Some(sns) = &p.aws_sns {
+            non_empty(&sns.topic_arns, "providers.aws_sns.topic_arns")?;
+            for (j, arn) in sns.topic_arns.iter().enumerate() {
+                if !arn.starts_with("arn:aws") || arn.split(':').count() != 6 {
+                    return Err(bad(format!("providers.aws_sns.topic_arns[{j}]"), "must be an SNS topic ARN (arn:aws:sns:region:account:name)"));
+                }
             }
         }
         Ok(())

@@ -22,6 +22,7 @@ use crate::crypto::{CacheLimits, Crypto};
 use crate::domain::{DefaultConsent, ReplyTemplates};
 use crate::http::{router, AppState};
 use crate::ports::{Clock, ConsentStore, SystemClock};
+use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
 use crate::providers::twilio;
 use crate::service::ConsentService;
 
@@ -112,12 +113,14 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             categories: vec!["appointment_reminders".into(), "billing".into()],
             default: DefaultConsent::OptedIn,
             replies: ReplyTemplates::default(),
+            reply_mode: Default::default(),
         }],
         providers: ProvidersConfig {
             twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())] }),
             standard_webhooks: Some(StandardWebhooksConfig {
                 secrets: vec![Secret::new(creds.standard_webhooks_secret.clone())],
             }),
+            ..ProvidersConfig::default()
         },
         api_keys: vec![ApiKeyConfig {
             name: Some("local-dev".into()),
@@ -130,11 +133,13 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
 }
 
 /// What `serve` is asked to do.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The network SNS verification uses; the real one when `None`.
+    pub sns_network: Option<Arc<dyn SnsNetwork>>,
 }
 
 /// A running local server.
@@ -167,7 +172,7 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     }
     let dir = config.server.data_dir.clone();
     create_private_dir(&dir)?;
-    let dev_credentials = match options.config {
+    let dev_credentials = match &options.config {
         Some(_) => None,
         None => {
             let creds = DevCredentials::load_or_create(&dir)?;
@@ -197,7 +202,8 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
         config.server.public_base_url = Some(format!("http://{addr}"));
     }
     let service = ConsentService::new(&config, store, Arc::new(crypto), clock);
-    let state = AppState::new(&config, service);
+    let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
+    let state = AppState::new(&config, service, sns_network);
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

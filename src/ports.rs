@@ -109,9 +109,10 @@ pub struct OutboxItem {
     pub provider: String,
     /// The rendered reply (templates carry no PHI).
     pub body: String,
-    /// Sealed E.164 of the recipient and of the sender number.
+    /// Sealed E.164 of the patient, and of the clinic number to send from
+    /// (unknown when the provider named only a channel).
     pub to: String,
-    pub from: String,
+    pub from: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub due_at: OffsetDateTime,
 }
@@ -155,6 +156,8 @@ pub trait ConsentStore: Send + Sync {
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
+    /// Replies due for one number.
+    async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError>;
     /// Name of the table, bound into every value's AAD.
     fn table(&self) -> &str;
 }

@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::config::{Config, ProgramConfig};
+use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
+use crate::domain::keywords::is_exact_keyword;
 use crate::domain::{Consent, ConsentChange, ConsentState, Decision, Intent, PhoneNumber, Reason, ReplyKind, Scope};
-use crate::ports::{event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError};
-use crate::providers::InboundMessage;
+use crate::ports::{
+    event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+};
+use crate::providers::{InboundMessage, ReplyStyle};
 
 /// How long an idempotency marker is kept: longer than any provider retries.
 pub const DEDUP_TTL: Duration = Duration::days(30);
@@ -35,8 +38,9 @@ pub enum ServiceError {
 /// What happened to an inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundOutcome {
-    /// Stored durably; `reply` is the confirmation to send, if any.
-    Recorded { intent: Intent, reply: Option<String> },
+    /// Stored durably; `reply` is the confirmation for the webhook's answer,
+    /// if any; `outboxed` when it was written to the outbox instead.
+    Recorded { intent: Intent, reply: Option<String>, outboxed: bool },
     /// Already recorded under this message id: nothing changed, no second
     /// confirmation.
     Duplicate,
@@ -94,16 +98,29 @@ impl ConsentService {
         self.clock.now()
     }
 
-    fn owner_of(&self, number: &PhoneNumber) -> Option<&ProgramConfig> {
-        self.owners.get(number.as_e164()).and_then(|id| self.programs.get(id))
+    fn owner_of(&self, number: Option<&PhoneNumber>) -> Option<&ProgramConfig> {
+        self.owners.get(number?.as_e164()).and_then(|id| self.programs.get(id))
+    }
+
+    /// The confirmation due, if this system is the one to send it: with
+    /// `reply_mode = "provider"` the provider's auto-responder answers its
+    /// own exact keywords, so a patient gets one confirmation, not two.
+    fn confirmation(&self, kind: ReplyKind, program: Option<&ProgramConfig>, text: &str, style: ReplyStyle) -> Option<String> {
+        match program {
+            Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
+            Some(p) => Some(p.replies.render(kind, &p.letterhead())),
+            None => Some(UNOWNED_OPT_OUT_REPLY.to_owned()),
+        }
     }
 
     /// Records an opt-out, opt-in or help request, idempotently on the
-    /// provider's message id, and returns the confirmation that is due.
+    /// provider's message id, and returns the confirmation that is due (or
+    /// writes it to the outbox, in the same transaction, when the provider's
+    /// webhook cannot carry it).
     #[tracing::instrument(skip_all, fields(provider = message.provider, message_id = %message.message_id))]
-    pub async fn handle_inbound(&self, message: &InboundMessage) -> Result<InboundOutcome, ServiceError> {
+    pub async fn handle_inbound(&self, message: &InboundMessage, style: ReplyStyle) -> Result<InboundOutcome, ServiceError> {
         let intent = Intent::classify(&message.text);
-        let program = self.owner_of(&message.to);
+        let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
             (Intent::None, _) => return Ok(self.ignore("no keyword")),
             (Intent::OptOut, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptOut)),
@@ -142,6 +159,26 @@ impl ConsentService {
             occurred_at,
             received_at: now,
         };
+        let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, style));
+        let outbox = match (&reply, style.inline) {
+            (Some(body), false) => {
+                let sk = format!("OUTBOX#{event_id}");
+                let from = match &message.to {
+                    Some(clinic) => Some(self.crypto.seal(clinic.as_e164(), &pk, &sk, "from").await?),
+                    None => None,
+                };
+                Some(OutboxItem {
+                    pid: pid.clone(),
+                    event_id: event_id.clone(),
+                    provider: message.provider.to_owned(),
+                    body: body.clone(),
+                    to: self.crypto.seal(message.from.as_e164(), &pk, &sk, "to").await?,
+                    from,
+                    due_at: now,
+                })
+            }
+            _ => None,
+        };
 
         for _ in 0..MAX_ATTEMPTS {
             let current = self.read_state(&pid).await?;
@@ -168,18 +205,18 @@ impl ConsentService {
                 dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
                 dedup_expires_at: now + DEDUP_TTL,
                 event: event.clone(),
-                outbox: None,
+                outbox: outbox.clone(),
                 state,
                 expected_version: current.as_ref().map(|s| s.version),
             };
             match self.store.commit(write).await? {
                 CommitOutcome::Committed => {
                     tracing::info!(pid = %pid, intent = intent_name(intent), changed, "consent event recorded");
-                    let reply = reply_kind.map(|kind| match program {
-                        Some(p) => p.replies.render(kind, &p.letterhead()),
-                        None => UNOWNED_OPT_OUT_REPLY.to_owned(),
+                    return Ok(InboundOutcome::Recorded {
+                        intent,
+                        outboxed: outbox.is_some(),
+                        reply: if style.inline { reply } else { None },
                     });
-                    return Ok(InboundOutcome::Recorded { intent, reply });
                 }
                 CommitOutcome::Duplicate => {
                     tracing::info!(pid = %pid, "duplicate delivery; already recorded");
@@ -233,6 +270,11 @@ impl ConsentService {
                 Decision::deny(Reason::Unavailable)
             }
         }
+    }
+
+    /// Replies waiting in the outbox for one number.
+    pub async fn outbox(&self, number: &PhoneNumber) -> Result<Vec<OutboxItem>, ServiceError> {
+        Ok(self.store.outbox(&self.crypto.blind_index(number)).await?)
     }
 
     /// The ledger of one number, oldest first (texts stay sealed).

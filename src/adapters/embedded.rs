@@ -10,7 +10,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError};
+use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
 
 pub const DATABASE_FILE: &str = "ledger.redb";
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
@@ -84,6 +84,22 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// Every item of one number whose sort key starts with `prefix` (which
+    /// ends in '#'; '$' is the next byte), in sort-key order.
+    async fn items<T: DeserializeOwned + Send + 'static>(&self, pid: &str, prefix: &'static str) -> Result<Vec<T>, StoreError> {
+        let pk = phone_pk(pid);
+        let end = format!("{}$", prefix.trim_end_matches('#'));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), prefix)..(pk.as_str(), end.as_str())).map_err(unavailable)?;
+            range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
+        })
+        .await
+    }
+}
+
 fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(ITEMS).map_err(unavailable)?;
@@ -137,14 +153,11 @@ impl ConsentStore for EmbeddedStore {
     }
 
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {
-        let pk = phone_pk(pid);
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let range = table.range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$")).map_err(unavailable)?;
-            range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
-        })
-        .await
+        self.items(pid, "EVENT#").await
+    }
+
+    async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        self.items(pid, "OUTBOX#").await
     }
 
     fn table(&self) -> &str {

@@ -56,7 +56,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, listen, data_dir } => {
             init_logs();
-            let server = match local::start_default(Options { config, listen, data_dir }).await {
+            let server = match local::start_default(Options { config, listen, data_dir, sns_network: None }).await {
                 Ok(server) => server,
                 Err(e) => {
                     eprintln!("sms-consent: {e}");

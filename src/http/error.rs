@@ -25,6 +25,10 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    #[error("the topic is not on this endpoint's allow-list")]
+    TopicNotAllowed,
+    #[error("an upstream call failed")]
+    Upstream(String),
     #[error("service unavailable")]
     Unavailable(#[from] ServiceError),
 }
@@ -54,6 +58,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+            ApiError::TopicNotAllowed => (StatusCode::FORBIDDEN, "topic-not-allowed"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-failed"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -66,6 +72,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "request failed; answering 503 so the caller retries");
                 "The service could not complete the request; retry later.".to_owned()
+            }
+            ApiError::Upstream(cause) => {
+                tracing::error!(error = %cause, "upstream call failed; answering 502 so the caller retries");
+                "An upstream call failed; retry later.".to_owned()
             }
             ApiError::BadSignature(cause) => {
                 tracing::warn!(alarm = "signature", reason = %cause, "webhook signature refused");

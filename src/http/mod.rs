@@ -9,7 +9,8 @@ use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::config::{Config, StandardWebhooksConfig, TwilioConfig};
+use crate::config::{Config, ProvidersConfig};
+use crate::providers::aws_sns::{SnsNetwork, SnsVerifier};
 use crate::service::ConsentService;
 
 pub mod auth;
@@ -31,8 +32,8 @@ pub struct Inner {
     pub service: ConsentService,
     /// The URL providers sign, without a trailing slash.
     pub public_base_url: String,
-    pub twilio: Option<TwilioConfig>,
-    pub standard_webhooks: Option<StandardWebhooksConfig>,
+    pub providers: ProvidersConfig,
+    pub sns: SnsVerifier,
     pub api_keys: Vec<ApiKey>,
 }
 
@@ -44,7 +45,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, service: ConsentService) -> Self {
+    pub fn new(config: &Config, service: ConsentService, sns_network: Arc<dyn SnsNetwork>) -> Self {
         let public_base_url = config
             .server
             .public_base_url
@@ -53,8 +54,8 @@ impl AppState {
         AppState(Arc::new(Inner {
             service,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
-            twilio: config.providers.twilio.clone(),
-            standard_webhooks: config.providers.standard_webhooks.clone(),
+            providers: config.providers.clone(),
+            sns: SnsVerifier::new(sns_network),
             api_keys: config.api_keys.iter().enumerate().map(|(i, k)| ApiKey::from_config(i, k)).collect(),
         }))
     }
@@ -65,6 +66,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/webhooks/twilio", post(webhooks::twilio))
         .route("/webhooks/standard-webhooks", post(webhooks::standard_webhooks))
+        .route("/webhooks/telnyx", post(webhooks::telnyx))
+        .route("/webhooks/plivo", post(webhooks::plivo).get(webhooks::plivo))
+        .route("/webhooks/vonage", post(webhooks::vonage).get(webhooks::vonage))
+        .route("/webhooks/sinch", post(webhooks::sinch))
+        .route("/webhooks/bandwidth", post(webhooks::bandwidth))
+        .route("/webhooks/bird", post(webhooks::bird).get(webhooks::bird))
+        .route("/webhooks/aws-sns", post(webhooks::aws_sns))
         .route("/v1/authorizations", post(authorize::authorize))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

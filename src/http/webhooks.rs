@@ -1,72 +1,176 @@
 //! Provider webhooks: verify, parse, record, answer in the provider's format.
 //! A 2xx goes out only after the event is durably stored.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::{header_str, read_body, AppState};
-use crate::providers::{standard_webhooks, twilio, Parsed};
+use super::{read_body, AppState};
+use crate::providers::aws_sns::{self, SnsError, SnsOutcome};
+use crate::providers::{
+    bandwidth, bird, plivo, sinch, standard_webhooks, telnyx, twilio, vonage, InboundMessage, Parsed, Rejection,
+    ReplyStyle, WebhookRequest,
+};
 use crate::service::InboundOutcome;
 
-/// The URL the provider called, rebuilt from `public_base_url` and never
-/// from the request's Host header.
-fn signed_url(state: &AppState, uri: &Uri) -> String {
-    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
-    format!("{}{}", state.public_base_url, path_and_query)
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Signature(e) => ApiError::BadSignature(e),
+            Rejection::Payload(e) => e.into(),
+        }
+    }
 }
 
-pub async fn twilio(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let config = state.twilio.as_ref().ok_or(ApiError::NotFound)?;
-    let body = read_body(&headers, body).await?;
-    let params = twilio::form_params(&body);
-    twilio::verify(
-        &config.auth_tokens,
-        &signed_url(&state, &uri),
-        &params,
-        &body,
-        header_str(&headers, twilio::SIGNATURE_HEADER),
-    )?;
-    let reply = match twilio::parse(&params)? {
-        Parsed::Ignored(_) => None,
-        Parsed::Message(message) => match state.service.handle_inbound(&message).await? {
-            InboundOutcome::Recorded { reply, .. } => reply,
-            InboundOutcome::Duplicate | InboundOutcome::Ignored => None,
-        },
-    };
-    Ok(([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twilio::reply(reply.as_deref())).into_response())
+/// A request read off the wire, before its provider has checked it.
+struct Delivery {
+    method: Method,
+    /// The URL the provider called, rebuilt from `public_base_url` and never
+    /// from the request's Host header.
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Delivery {
+    async fn read(state: &AppState, method: Method, uri: &Uri, headers: HeaderMap, body: Body) -> Result<Self, ApiError> {
+        let body = read_body(&headers, body).await?;
+        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+        Ok(Delivery { method, url: format!("{}{}", state.public_base_url, path_and_query), headers, body })
+    }
+
+    fn request(&self, state: &AppState) -> WebhookRequest<'_> {
+        WebhookRequest {
+            method: self.method.as_str(),
+            url: &self.url,
+            headers: &self.headers,
+            body: &self.body,
+            now: state.service.now(),
+        }
+    }
+}
+
+/// Records a verified message; `None` when there was nothing to record.
+async fn record(state: &AppState, parsed: Parsed, style: ReplyStyle) -> Result<Option<(InboundMessage, InboundOutcome)>, ApiError> {
+    match parsed {
+        Parsed::Ignored(what) => {
+            tracing::debug!(what, "webhook acknowledged; nothing to record");
+            Ok(None)
+        }
+        Parsed::Message(message) => {
+            let outcome = state.service.handle_inbound(&message, style).await?;
+            Ok(Some((message, outcome)))
+        }
+    }
+}
+
+fn inline_reply(recorded: &Option<(InboundMessage, InboundOutcome)>) -> Option<(&str, &InboundMessage)> {
+    match recorded {
+        Some((message, InboundOutcome::Recorded { reply: Some(reply), .. })) => Some((reply.as_str(), message)),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
-struct StandardReply {
+struct Acknowledgement {
     status: &'static str,
-    /// The confirmation for the gateway to send back to the patient.
+    /// The confirmation, for gateways that send it themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
     reply: Option<String>,
 }
 
-pub async fn standard_webhooks(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let config = state.standard_webhooks.as_ref().ok_or(ApiError::NotFound)?;
-    let body = read_body(&headers, body).await?;
+fn acknowledgement(recorded: Option<(InboundMessage, InboundOutcome)>) -> Acknowledgement {
+    match recorded.map(|(_, outcome)| outcome) {
+        Some(InboundOutcome::Recorded { reply, outboxed, .. }) => {
+            Acknowledgement { status: if outboxed { "recorded_reply_queued" } else { "recorded" }, reply }
+        }
+        Some(InboundOutcome::Duplicate) => Acknowledgement { status: "duplicate", reply: None },
+        Some(InboundOutcome::Ignored) | None => Acknowledgement { status: "ignored", reply: None },
+    }
+}
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+pub async fn twilio(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = state.providers.twilio.clone().ok_or(ApiError::NotFound)?;
+    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let params = twilio::form_params(&delivery.body);
+    twilio::verify(
+        &config.auth_tokens,
+        &delivery.url,
+        &params,
+        &delivery.body,
+        delivery.request(&state).header(twilio::SIGNATURE_HEADER),
+    )?;
+    let recorded = record(&state, twilio::parse(&params)?, twilio::REPLY_STYLE).await?;
+    Ok(xml(twilio::reply(inline_reply(&recorded).map(|(text, _)| text))))
+}
+
+pub async fn plivo(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = state.providers.plivo.clone().ok_or(ApiError::NotFound)?;
+    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let parsed = plivo::receive(&config.auth_tokens, &delivery.request(&state))?;
+    let recorded = record(&state, parsed, plivo::REPLY_STYLE).await?;
+    Ok(xml(plivo::reply(inline_reply(&recorded))))
+}
+
+pub async fn standard_webhooks(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = state.providers.standard_webhooks.clone().ok_or(ApiError::NotFound)?;
+    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let request = delivery.request(&state);
     let signed = standard_webhooks::Headers {
-        id: header_str(&headers, standard_webhooks::ID_HEADER),
-        timestamp: header_str(&headers, standard_webhooks::TIMESTAMP_HEADER),
-        signature: header_str(&headers, standard_webhooks::SIGNATURE_HEADER),
+        id: request.header(standard_webhooks::ID_HEADER),
+        timestamp: request.header(standard_webhooks::TIMESTAMP_HEADER),
+        signature: request.header(standard_webhooks::SIGNATURE_HEADER),
     };
-    standard_webhooks::verify(&config.secrets, &signed, &body, state.service.now())?;
-    let answer = match standard_webhooks::parse(&body)? {
-        Parsed::Ignored(_) => StandardReply { status: "ignored", reply: None },
-        Parsed::Message(message) => match state.service.handle_inbound(&message).await? {
-            InboundOutcome::Recorded { reply, .. } => StandardReply { status: "recorded", reply },
-            InboundOutcome::Duplicate => StandardReply { status: "duplicate", reply: None },
-            InboundOutcome::Ignored => StandardReply { status: "ignored", reply: None },
-        },
+    standard_webhooks::verify(&config.secrets, &signed, request.body, request.now)?;
+    let recorded = record(&state, standard_webhooks::parse(request.body)?, standard_webhooks::REPLY_STYLE).await?;
+    Ok(axum::Json(acknowledgement(recorded)).into_response())
+}
+
+/// The providers whose answer carries no reply: verify, record (the reply
+/// goes to the outbox), acknowledge with 200.
+macro_rules! outbox_provider {
+    ($name:ident, $module:ident, $config:ident, |$c:ident, $r:ident| $receive:expr) => {
+        pub async fn $name(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+            let $c = state.providers.$config.clone().ok_or(ApiError::NotFound)?;
+            let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+            let $r = delivery.request(&state);
+            let parsed = $receive?;
+            let recorded = record(&state, parsed, $module::REPLY_STYLE).await?;
+            Ok(axum::Json(acknowledgement(recorded)).into_response())
+        }
     };
-    Ok(axum::Json(answer).into_response())
+}
+
+outbox_provider!(telnyx, telnyx, telnyx, |c, r| telnyx::receive(&c.public_keys, &r));
+outbox_provider!(sinch, sinch, sinch, |c, r| sinch::receive(&c.secrets, &r));
+outbox_provider!(bandwidth, bandwidth, bandwidth, |c, r| bandwidth::receive(&c.credentials, &r));
+outbox_provider!(bird, bird, bird, |c, r| bird::receive(&c.signing_keys, &r));
+outbox_provider!(vonage, vonage, vonage, |c, r| vonage::receive(
+    &vonage::Secrets { method: c.signature_method, signature_secrets: &c.signature_secrets, jwt_secrets: &c.jwt_secrets },
+    &r
+));
+
+pub async fn aws_sns(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = state.providers.aws_sns.clone().ok_or(ApiError::NotFound)?;
+    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let outcome = aws_sns::receive(&state.sns, &config.topic_arns, &delivery.request(&state)).await.map_err(|e| match e {
+        SnsError::Rejected(r) => r.into(),
+        SnsError::TopicNotAllowed => ApiError::TopicNotAllowed,
+        SnsError::ConfirmationFailed(cause) => ApiError::Upstream(cause),
+    })?;
+    let recorded = match outcome {
+        SnsOutcome::Confirmed => {
+            tracing::info!("SNS subscription confirmed");
+            return Ok(axum::Json(Acknowledgement { status: "subscription_confirmed", reply: None }).into_response());
+        }
+        SnsOutcome::Parsed(parsed) => record(&state, parsed, aws_sns::REPLY_STYLE).await?,
+    };
+    Ok(axum::Json(acknowledgement(recorded)).into_response())
 }

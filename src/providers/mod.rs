@@ -3,12 +3,88 @@
 //! replies in the provider's own format. No I/O here: the clock and secrets
 //! are passed in.
 
+use http::HeaderMap;
 use time::OffsetDateTime;
 
 use crate::domain::PhoneNumber;
 
+pub mod aws_sns;
+pub mod bandwidth;
+pub mod bird;
+pub mod plivo;
+pub mod sinch;
 pub mod standard_webhooks;
+pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
+
+/// How far a signed timestamp may be from now, either way, for every scheme
+/// that has one and does not define its own.
+pub const TIMESTAMP_TOLERANCE_SECONDS: i64 = 5 * 60;
+
+/// A webhook request as the provider sent it.
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    /// The URL the provider called and signed: `public_base_url` + path +
+    /// query, never the Host header.
+    pub url: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub now: OffsetDateTime,
+}
+
+impl WebhookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The query string of the signed URL, if any.
+    pub fn query(&self) -> &str {
+        self.url.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q)).unwrap_or("")
+    }
+}
+
+/// Why a provider's request was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+}
+
+/// What the system knows about a provider's replies.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyStyle {
+    /// The webhook's answer can carry the confirmation (TwiML, Plivo XML,
+    /// a JSON `reply`); otherwise it goes to the outbox.
+    pub inline: bool,
+    /// Exactly what the provider's own auto-responder answers, for programs
+    /// with `reply_mode = "provider"`.
+    pub auto_reply_keywords: &'static [&'static str],
+}
+
+/// Checks a unix-seconds timestamp header against the tolerance.
+pub(crate) fn check_timestamp(value: &str, header: &'static str, now: OffsetDateTime) -> Result<i64, SignatureError> {
+    let seconds: i64 = value.trim().parse().map_err(|_| SignatureError::MalformedHeader(header))?;
+    let now = now.unix_timestamp();
+    if seconds < now - TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::TimestampTooOld);
+    }
+    if seconds > now + TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::FutureTimestamp);
+    }
+    Ok(seconds)
+}
+
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PayloadError> {
+    serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))
+}
+
+pub(crate) fn parse_rfc3339(value: &str, field: &str) -> Result<OffsetDateTime, PayloadError> {
+    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| PayloadError(format!("{field}: not an RFC 3339 time")))
+}
 
 /// A message from a patient, as every provider reduces to it.
 #[derive(Clone)]
@@ -18,7 +94,9 @@ pub struct InboundMessage {
     /// The provider's own id for the message: the event's identity.
     pub message_id: String,
     pub from: PhoneNumber,
-    pub to: PhoneNumber,
+    /// The clinic number it was sent to; `None` when the provider names only
+    /// a channel or app (a STOP then counts for every program).
+    pub to: Option<PhoneNumber>,
     pub text: String,
     /// The provider's timestamp, when its payload has one.
     pub occurred_at: Option<OffsetDateTime>,
@@ -58,6 +136,10 @@ pub enum SignatureError {
     FutureTimestamp,
     #[error("body does not match its signed hash")]
     BodyHashMismatch,
+    #[error("token refused: {0}")]
+    InvalidToken(&'static str),
+    #[error("credentials do not match")]
+    InvalidCredentials,
 }
 
 /// A verified request whose content could not be read.
@@ -71,6 +153,11 @@ pub(crate) fn required<'a>(value: Option<&'a str>, field: &str) -> Result<&'a st
 
 pub(crate) fn phone(value: &str, field: &str) -> Result<PhoneNumber, PayloadError> {
     PhoneNumber::parse(value).map_err(|e| PayloadError(format!("{field}: {e}")))
+}
+
+/// Numbers some providers send without the `+` (`14155550100`).
+pub(crate) fn digits_phone(value: &str, field: &str) -> Result<PhoneNumber, PayloadError> {
+    PhoneNumber::parse_digits(value).map_err(|e| PayloadError(format!("{field}: {e}")))
 }
 
 /// Constant-time equality of two byte strings (length is not secret).

@@ -14,6 +14,9 @@ use super::{phone, required, same_bytes, InboundMessage, Parsed, PayloadError, S
 use crate::config::Secret;
 
 pub const NAME: &str = "standard-webhooks";
+
+/// The gateway sends the JSON `reply` itself; it has no auto-responder.
+pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle { inline: true, auto_reply_keywords: &[] };
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
@@ -115,7 +118,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         provider: NAME,
         message_id: required(body.id.as_deref(), "id")?.to_owned(),
         from: phone(required(body.from.as_deref(), "from")?, "from")?,
-        to: phone(required(body.to.as_deref(), "to")?, "to")?,
+        to: Some(phone(required(body.to.as_deref(), "to")?, "to")?),
         text: body.text.ok_or_else(|| PayloadError("missing field text".into()))?,
         occurred_at,
     }))

@@ -15,6 +15,12 @@ use crate::config::Secret;
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const NAME: &str = "twilio";
 
+/// Twilio Advanced Opt-Out's default keywords, which it answers itself.
+pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle {
+    inline: true,
+    auto_reply_keywords: &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "START", "YES", "UNSTOP", "HELP", "INFO"],
+};
+
 /// The signature Twilio would send for `url` and form `params`.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
     STANDARD.encode(mac(auth_token, url, params))
@@ -119,7 +125,7 @@ pub fn parse(params: &[(String, String)]) -> Result<Parsed, PayloadError> {
         provider: NAME,
         message_id: message_id.to_owned(),
         from,
-        to,
+        to: Some(to),
         text: text.to_owned(),
         occurred_at: None,
     }))
@@ -261,7 +267,7 @@ mod tests {
     fn an_incoming_message_is_parsed_and_a_status_callback_ignored() {
         let form = b"MessageSid=SM123&From=%2B14158675309&To=%2B18005551212&Body=Stop.+Thank+you";
         let Parsed::Message(m) = parse(&form_params(form)).unwrap() else { panic!("not a message") };
-        assert_eq!((m.message_id.as_str(), m.text.as_str(), m.to.as_e164()), ("SM123", "Stop. Thank you", "+18005551212"));
+        assert_eq!((m.message_id.as_str(), m.text.as_str(), m.to.unwrap().as_e164()), ("SM123", "Stop. Thank you", "+18005551212"));
         let status = b"MessageSid=SM123&MessageStatus=delivered&From=%2B1&To=%2B1";
         assert!(matches!(parse(&form_params(status)).unwrap(), Parsed::Ignored(_)));
         assert!(parse(&form_params(b"From=nonsense&To=%2B18005551212&Body=STOP&MessageSid=SM1")).is_err());

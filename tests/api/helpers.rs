@@ -180,6 +180,7 @@ async fn start(config: &Path, data_dir: &Path) -> LocalServer {
             config: Some(config.to_owned()),
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(data_dir.to_owned()),
+            sns_network: None,
         },
         Arc::new(SystemClock),
     )

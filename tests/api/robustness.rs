@@ -81,6 +81,9 @@ impl ConsentStore for BrokenStore {
     async fn events(&self, _: &str) -> Result<Vec<EventItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn outbox(&self, _: &str) -> Result<Vec<sms_consent::ports::OutboxItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     fn table(&self) -> &str {
         "broken"
     }
@@ -96,7 +99,7 @@ async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
     let mut config = config;
     config.server.public_base_url = Some(base.clone());
     let service = ConsentService::new(&config, Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
-    let app = router(AppState::new(&config, service));
+    let app = router(AppState::new(&config, service, Arc::new(sms_consent::providers::aws_sns::HttpSnsNetwork::new())));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, dir)
 }

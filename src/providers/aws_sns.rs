@@ -1,0 +1,393 @@
+//! AWS End User Messaging SMS two-way messages, delivered by an SNS HTTPS
+//! subscription. SNS signs with RSA (SHA1 for `SignatureVersion` 1, SHA256
+//! for 2) using a certificate it names by URL; that URL must be https on an
+//! `sns.<region>.amazonaws.com` host, and certificates are cached. Topics
+//! must be on the allow-list, and a `SubscriptionConfirmation` is confirmed
+//! only for them. The network is behind `SnsNetwork` so tests replace it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::signature::Verifier;
+use rsa::RsaPublicKey;
+use serde::Deserialize;
+use sha1::Sha1;
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use super::{parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+
+pub const NAME: &str = "aws-sns";
+pub const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
+    inline: false,
+    auto_reply_keywords: &["ARRET", "CANCEL", "END", "OPT-OUT", "OPTOUT", "QUIT", "REMOVE", "STOP", "TD", "UNSUBSCRIBE", "HELP"],
+};
+/// Certificates kept in memory; SNS uses a handful per region.
+const CERTIFICATE_CACHE_SIZE: usize = 32;
+
+/// The two calls SNS verification makes: fetch a signing certificate and
+/// confirm a subscription. Both URLs are checked before either is called.
+#[async_trait]
+pub trait SnsNetwork: Send + Sync {
+    async fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, String>;
+    async fn confirm_subscription(&self, url: &str) -> Result<(), String>;
+}
+
+/// The real network: plain GETs with a short timeout.
+pub struct HttpSnsNetwork {
+    client: reqwest::Client,
+}
+
+impl HttpSnsNetwork {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client builds");
+        HttpSnsNetwork { client }
+    }
+
+    async fn get(&self, url: &str) -> Result<reqwest::Response, String> {
+        let response = self.client.get(url).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        Ok(response)
+    }
+}
+
+impl Default for HttpSnsNetwork {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl SnsNetwork for HttpSnsNetwork {
+    async fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, String> {
+        Ok(self.get(url).await?.bytes().await.map_err(|e| e.to_string())?.to_vec())
+    }
+
+    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+        self.get(url).await.map(|_| ())
+    }
+}
+
+/// True for `https://sns.<region>.amazonaws.com[.cn]/...`, nothing else.
+pub fn is_sns_url(raw: &str, pem_path: bool) -> bool {
+    let Ok(url) = url::Url::parse(raw) else {
+        return false;
+    };
+    let host_ok = url.host_str().is_some_and(|host| {
+        let rest = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn"));
+        rest.and_then(|r| r.strip_prefix("sns."))
+            .is_some_and(|region| region.len() >= 3 && region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    });
+    url.scheme() == "https"
+        && host_ok
+        && url.port().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && (!pem_path || url.path().ends_with(".pem"))
+}
+
+struct Certificate {
+    key: RsaPublicKey,
+    not_before: i64,
+    not_after: i64,
+}
+
+fn parse_certificate(pem: &[u8]) -> Result<Certificate, String> {
+    use x509_cert::der::{DecodePem, Encode};
+    let cert = x509_cert::Certificate::from_pem(pem).map_err(|e| format!("certificate: {e}"))?;
+    let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| e.to_string())?;
+    let key = RsaPublicKey::from_public_key_der(&spki).map_err(|e| format!("certificate key: {e}"))?;
+    let validity = &cert.tbs_certificate.validity;
+    Ok(Certificate {
+        key,
+        not_before: validity.not_before.to_unix_duration().as_secs() as i64,
+        not_after: validity.not_after.to_unix_duration().as_secs() as i64,
+    })
+}
+
+/// Verifies SNS messages, caching certificates by URL.
+pub struct SnsVerifier {
+    network: Arc<dyn SnsNetwork>,
+    cache: Mutex<HashMap<String, Arc<Certificate>>>,
+}
+
+/// An SNS message, as the HTTPS endpoint (or a Lambda event) carries it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnsMessage {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub message_id: String,
+    pub topic_arn: String,
+    pub subject: Option<String>,
+    pub message: String,
+    pub timestamp: String,
+    pub signature_version: String,
+    pub signature: String,
+    #[serde(alias = "SigningCertUrl", rename = "SigningCertURL")]
+    pub signing_cert_url: String,
+    #[serde(alias = "SubscribeUrl", rename = "SubscribeURL")]
+    pub subscribe_url: Option<String>,
+    pub token: Option<String>,
+}
+
+impl SnsMessage {
+    /// `Key\nValue\n` for each signed field present, in SNS's order.
+    pub fn string_to_sign(&self) -> Result<String, SignatureError> {
+        let mut out = String::new();
+        let mut add = |key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                out.push_str(key);
+                out.push('\n');
+                out.push_str(value);
+                out.push('\n');
+            }
+        };
+        match self.kind.as_str() {
+            "Notification" => {
+                add("Message", Some(&self.message));
+                add("MessageId", Some(&self.message_id));
+                add("Subject", self.subject.as_deref());
+                add("Timestamp", Some(&self.timestamp));
+                add("TopicArn", Some(&self.topic_arn));
+                add("Type", Some(&self.kind));
+            }
+            "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+                add("Message", Some(&self.message));
+                add("MessageId", Some(&self.message_id));
+                add("SubscribeURL", Some(self.subscribe_url.as_deref().ok_or(SignatureError::MissingHeader("SubscribeURL"))?));
+                add("Timestamp", Some(&self.timestamp));
+                add("Token", Some(self.token.as_deref().ok_or(SignatureError::MissingHeader("Token"))?));
+                add("TopicArn", Some(&self.topic_arn));
+                add("Type", Some(&self.kind));
+            }
+            _ => return Err(SignatureError::MalformedHeader("Type")),
+        }
+        Ok(out)
+    }
+}
+
+impl SnsVerifier {
+    pub fn new(network: Arc<dyn SnsNetwork>) -> Self {
+        SnsVerifier { network, cache: Mutex::new(HashMap::new()) }
+    }
+
+    async fn certificate(&self, url: &str) -> Result<Arc<Certificate>, SignatureError> {
+        if let Some(cert) = self.cache.lock().expect("cache lock").get(url) {
+            return Ok(cert.clone());
+        }
+        let pem = self.network.fetch_certificate(url).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not fetch the SNS signing certificate");
+            SignatureError::InvalidToken("signing certificate unavailable")
+        })?;
+        let cert = Arc::new(parse_certificate(&pem).map_err(|_| SignatureError::InvalidToken("signing certificate unreadable"))?);
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CERTIFICATE_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(url.to_owned(), cert.clone());
+        Ok(cert)
+    }
+
+    pub async fn verify(&self, message: &SnsMessage, now: OffsetDateTime) -> Result<(), SignatureError> {
+        if !is_sns_url(&message.signing_cert_url, true) {
+            return Err(SignatureError::InvalidToken("SigningCertURL is not an SNS certificate URL"));
+        }
+        let signed = message.string_to_sign()?;
+        let signature = STANDARD
+            .decode(message.signature.trim())
+            .ok()
+            .and_then(|b| Signature::try_from(b.as_slice()).ok())
+            .ok_or(SignatureError::MalformedHeader("Signature"))?;
+        let cert = self.certificate(&message.signing_cert_url).await?;
+        let now = now.unix_timestamp();
+        if now < cert.not_before || now > cert.not_after {
+            return Err(SignatureError::InvalidToken("signing certificate is not valid now"));
+        }
+        let valid = match message.signature_version.as_str() {
+            "1" => VerifyingKey::<Sha1>::new(cert.key.clone()).verify(signed.as_bytes(), &signature).is_ok(),
+            "2" => VerifyingKey::<Sha256>::new(cert.key.clone()).verify(signed.as_bytes(), &signature).is_ok(),
+            _ => return Err(SignatureError::MalformedHeader("SignatureVersion")),
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(SignatureError::InvalidSignature)
+        }
+    }
+
+    pub async fn confirm(&self, url: &str) -> Result<(), String> {
+        self.network.confirm_subscription(url).await
+    }
+}
+
+/// What an SNS delivery turned out to be.
+#[derive(Debug)]
+pub enum SnsOutcome {
+    Parsed(Parsed),
+    /// A subscription to an allowed topic, now confirmed.
+    Confirmed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnsError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("topic is not on the allow-list")]
+    TopicNotAllowed,
+    #[error("subscription confirmation failed: {0}")]
+    ConfirmationFailed(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TwoWayMessage {
+    origination_number: Option<String>,
+    destination_number: Option<String>,
+    message_body: Option<String>,
+    inbound_message_id: Option<String>,
+}
+
+fn parse_notification(message: &SnsMessage) -> Result<Parsed, PayloadError> {
+    let inner: TwoWayMessage = serde_json::from_str(&message.message)
+        .map_err(|_| PayloadError("Message is not an End User Messaging two-way SMS".into()))?;
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: inner.inbound_message_id.unwrap_or_else(|| message.message_id.clone()),
+        from: phone(required(inner.origination_number.as_deref(), "originationNumber")?, "originationNumber")?,
+        to: Some(phone(required(inner.destination_number.as_deref(), "destinationNumber")?, "destinationNumber")?),
+        text: inner.message_body.ok_or_else(|| PayloadError("missing field messageBody".into()))?,
+        occurred_at: Some(parse_rfc3339(&message.timestamp, "Timestamp")?),
+    }))
+}
+
+pub async fn receive(verifier: &SnsVerifier, topic_arns: &[String], request: &WebhookRequest<'_>) -> Result<SnsOutcome, SnsError> {
+    let message: SnsMessage = super::json_body(request.body).map_err(Rejection::from)?;
+    if request.header(MESSAGE_TYPE_HEADER).is_some_and(|t| t != message.kind) {
+        return Err(Rejection::from(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER)).into());
+    }
+    verifier.verify(&message, request.now).await.map_err(Rejection::from)?;
+    if !topic_arns.iter().any(|t| *t == message.topic_arn) {
+        return Err(SnsError::TopicNotAllowed);
+    }
+    match message.kind.as_str() {
+        "Notification" => Ok(SnsOutcome::Parsed(parse_notification(&message).map_err(Rejection::from)?)),
+        "SubscriptionConfirmation" => {
+            let url = message.subscribe_url.as_deref().unwrap_or_default();
+            if !is_sns_url(url, false) {
+                return Err(Rejection::from(SignatureError::InvalidToken("SubscribeURL is not an SNS URL")).into());
+            }
+            verifier.confirm(url).await.map_err(SnsError::ConfirmationFailed)?;
+            Ok(SnsOutcome::Confirmed)
+        }
+        _ => Ok(SnsOutcome::Parsed(Parsed::Ignored("unsubscribe confirmation"))),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Serves fixed certificates and records confirmations.
+    #[derive(Default)]
+    pub struct FakeNetwork {
+        pub certificates: HashMap<String, Vec<u8>>,
+        pub fetches: Mutex<usize>,
+        pub confirmed: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl SnsNetwork for FakeNetwork {
+        async fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, String> {
+            *self.fetches.lock().unwrap() += 1;
+            self.certificates.get(url).cloned().ok_or_else(|| "404".into())
+        }
+        async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+            self.confirmed.lock().unwrap().push(url.to_owned());
+            Ok(())
+        }
+    }
+
+    fn vectors() -> Vec<SnsMessage> {
+        serde_json::from_str(include_str!("../../tests/vectors/signatures/aws_sns_messages.json")).unwrap()
+    }
+
+    fn network() -> Arc<FakeNetwork> {
+        let pem = include_bytes!("../../tests/vectors/signatures/aws_sns_signing_cert_us-east-2_2022.pem").to_vec();
+        let url = vectors()[0].signing_cert_url.clone();
+        Arc::new(FakeNetwork { certificates: HashMap::from([(url, pem)]), ..Default::default() })
+    }
+
+    fn in_2022() -> OffsetDateTime {
+        time::macros::datetime!(2022-07-29 00:00 UTC)
+    }
+
+    #[tokio::test]
+    async fn the_four_real_messages_verify_and_the_certificate_is_fetched_once() {
+        let network = network();
+        let verifier = SnsVerifier::new(network.clone());
+        let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
+        for (message, reference) in vectors().iter().zip(all["aws_sns"]["messages"].as_array().unwrap()) {
+            assert_eq!(message.string_to_sign().unwrap(), reference["_string_to_sign"].as_str().unwrap());
+            assert_eq!(verifier.verify(message, in_2022()).await, Ok(()), "{}", message.message_id);
+        }
+        assert_eq!(*network.fetches.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn tampered_expired_and_foreign_certificates_are_refused() {
+        let verifier = SnsVerifier::new(network());
+        let mut tampered = vectors()[0].clone();
+        tampered.message = "Goodbye world".into();
+        assert_eq!(verifier.verify(&tampered, in_2022()).await, Err(SignatureError::InvalidSignature));
+        let mut v1_as_v2 = vectors()[0].clone();
+        v1_as_v2.signature_version = "2".into();
+        assert_eq!(verifier.verify(&v1_as_v2, in_2022()).await, Err(SignatureError::InvalidSignature));
+        let expired = verifier.verify(&vectors()[0], time::macros::datetime!(2026-01-01 0:00 UTC)).await;
+        assert_eq!(expired, Err(SignatureError::InvalidToken("signing certificate is not valid now")));
+        for url in [
+            "http://sns.us-east-2.amazonaws.com/cert.pem",
+            "https://sns.us-east-2.amazonaws.com.evil.example/cert.pem",
+            "https://evil.example/sns.us-east-2.amazonaws.com/cert.pem",
+            "https://sns.us-east-2.amazonaws.com/cert.txt",
+            "https://user@sns.us-east-2.amazonaws.com/cert.pem",
+            "https://sns.us-east-2.amazonaws.com:8443/cert.pem",
+        ] {
+            let mut foreign = vectors()[0].clone();
+            foreign.signing_cert_url = url.into();
+            assert!(verifier.verify(&foreign, in_2022()).await.is_err(), "{url}");
+        }
+        assert!(is_sns_url("https://sns.cn-north-1.amazonaws.com.cn/x.pem", true));
+    }
+
+    #[test]
+    fn a_lambda_style_message_with_null_subject_parses() {
+        let json = r#"{"Type":"Notification","MessageId":"m","TopicArn":"t","Subject":null,"Message":"x","Timestamp":"2022-07-28T21:23:58.317Z","SignatureVersion":"1","Signature":"s","SigningCertUrl":"https://sns.us-east-2.amazonaws.com/c.pem","UnsubscribeUrl":"u"}"#;
+        let m: SnsMessage = serde_json::from_str(json).unwrap();
+        assert!(!m.string_to_sign().unwrap().contains("Subject"));
+    }
+
+    #[test]
+    fn a_two_way_sms_notification_is_parsed() {
+        let mut m = vectors()[0].clone();
+        m.message = r#"{"originationNumber":"+14158675309","destinationNumber":"+14155550100","messageKeyword":"KEYWORD_123","messageBody":"STOP","inboundMessageId":"cae173d2-66b9-564c-8309-21f858e9fb84","previousPublishedMessageId":"wJ0example"}"#.into();
+        let Parsed::Message(inbound) = parse_notification(&m).unwrap() else { panic!() };
+        assert_eq!(inbound.message_id, "cae173d2-66b9-564c-8309-21f858e9fb84");
+        m.message = "Hello world".into();
+        assert!(parse_notification(&m).is_err());
+    }
+}

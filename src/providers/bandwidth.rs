@@ -1,0 +1,122 @@
+//! Bandwidth: HTTP Basic credentials set on the messaging application,
+//! compared in constant time. No timestamp: the message id makes a replay a
+//! no-op. Callbacks are a JSON array of events; replies go to the outbox.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+use crate::config::BasicCredential;
+
+pub const NAME: &str = "bandwidth";
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+
+pub fn verify(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
+    let header = request.header("authorization").ok_or(SignatureError::MissingHeader("Authorization"))?;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))
+        .ok_or(SignatureError::MalformedHeader("Authorization"))?;
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| SignatureError::MalformedHeader("Authorization"))?;
+    // Compare digests so neither length nor content leaks through timing.
+    let presented = Sha256::digest(&decoded);
+    let matched = credentials.iter().fold(false, |found, c| {
+        let expected = Sha256::digest(format!("{}:{}", c.username, c.password.expose()).as_bytes());
+        found | super::same_bytes(&expected, &presented)
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::InvalidCredentials)
+    }
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    time: Option<String>,
+    message: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    id: Option<String>,
+    from: Option<String>,
+    #[serde(default)]
+    to: Vec<String>,
+    owner: Option<String>,
+    text: Option<String>,
+    time: Option<String>,
+}
+
+/// The first `message-received` event of the callback; status events are
+/// acknowledged and ignored.
+pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+    let events: Vec<Event> = json_body(body)?;
+    let Some(event) = events.into_iter().find(|e| e.kind == "message-received") else {
+        return Ok(Parsed::Ignored("no inbound message"));
+    };
+    let message = event.message.ok_or_else(|| PayloadError("missing field message".into()))?;
+    let to = message.owner.or_else(|| message.to.into_iter().next());
+    let at = message.time.or(event.time);
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(message.id.as_deref(), "message.id")?.to_owned(),
+        from: phone(required(message.from.as_deref(), "message.from")?, "message.from")?,
+        to: Some(phone(required(to.as_deref(), "message.owner")?, "message.owner")?),
+        text: message.text.unwrap_or_default(),
+        occurred_at: at.as_deref().map(|t| parse_rfc3339(t, "message.time")).transpose()?,
+    }))
+}
+
+pub fn receive(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+    verify(credentials, request)?;
+    Ok(parse(request.body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use http::HeaderMap;
+    use time::OffsetDateTime;
+
+    fn check(credentials: &[BasicCredential], authorization: Option<&str>) -> Result<(), SignatureError> {
+        let mut h = HeaderMap::new();
+        if let Some(a) = authorization {
+            h.insert("authorization", a.parse().unwrap());
+        }
+        let request = WebhookRequest { method: "POST", url: "https://x/", headers: &h, body: b"[]", now: OffsetDateTime::UNIX_EPOCH };
+        verify(credentials, &request)
+    }
+
+    fn basic(user: &str, pass: &str) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{pass}")))
+    }
+
+    #[test]
+    fn only_configured_credentials_pass() {
+        let creds = [
+            BasicCredential { username: "bw".into(), password: Secret::new("old") },
+            BasicCredential { username: "bw".into(), password: Secret::new("new") },
+        ];
+        assert_eq!(check(&creds, Some(&basic("bw", "new"))), Ok(()));
+        assert_eq!(check(&creds, Some(&basic("bw", "old"))), Ok(()));
+        assert_eq!(check(&creds, Some(&basic("bw", "guess"))), Err(SignatureError::InvalidCredentials));
+        assert_eq!(check(&creds, Some(&basic("other", "new"))), Err(SignatureError::InvalidCredentials));
+        assert_eq!(check(&creds, Some("Bearer x")), Err(SignatureError::MalformedHeader("Authorization")));
+        assert_eq!(check(&creds, None), Err(SignatureError::MissingHeader("Authorization")));
+    }
+
+    #[test]
+    fn a_message_received_event_is_parsed_and_status_events_ignored() {
+        let body = br#"[{"type":"message-received","time":"2026-09-14T18:20:16Z","description":"Incoming message received","to":"+14155550100","message":{"id":"14762070468292kw2fuqty55yp2b2","time":"2026-09-14T18:20:16Z","to":["+14155550100"],"from":"+14158675309","text":"STOP","applicationId":"93de2206","owner":"+14155550100","direction":"in","segmentCount":1}}]"#;
+        let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
+        assert_eq!((m.message_id.as_str(), m.text.as_str()), ("14762070468292kw2fuqty55yp2b2", "STOP"));
+        assert!(matches!(parse(br#"[{"type":"message-delivered","message":{"id":"x"}}]"#).unwrap(), Parsed::Ignored(_)));
+        assert!(parse(br#"{"type":"message-received"}"#).is_err());
+    }
+}

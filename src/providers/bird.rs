@@ -1,0 +1,296 @@
+//! Bird / MessageBird: the `MessageBird-Signature-JWT` header (HS256/384/512
+//! keyed with the signing key; `iss`, `nbf`/`exp`, `jti`, `url_hash` and
+//! `payload_hash` checked) or the newer `messagebird-signature` HMAC over
+//! timestamp, URL (legacy: sorted query) and the body's SHA-256. Replies go
+//! to the outbox.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{
+    check_timestamp, parse_rfc3339, phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection,
+    ReplyStyle, SignatureError, WebhookRequest,
+};
+use crate::config::Secret;
+
+pub const NAME: &str = "bird";
+pub const JWT_HEADER: &str = "messagebird-signature-jwt";
+pub const SIGNATURE_HEADER: &str = "messagebird-signature";
+pub const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
+/// Clock skew allowed on `nbf` and `exp`, as the MessageBird SDKs allow.
+const JWT_LEEWAY_SECONDS: i64 = 1;
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: Option<String>,
+    nbf: Option<i64>,
+    exp: Option<i64>,
+    jti: Option<String>,
+    url_hash: Option<String>,
+    payload_hash: Option<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn verify_jwt(keys: &[Secret], token: &str, url: &str, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = keys
+        .iter()
+        .find_map(|k| jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(k.expose().as_bytes()), &validation).ok())
+        .ok_or(SignatureError::InvalidSignature)?
+        .claims;
+    if claims.iss.as_deref() != Some("MessageBird") {
+        return Err(SignatureError::InvalidToken("iss is not MessageBird"));
+    }
+    let now = now.unix_timestamp();
+    if claims.nbf.is_some_and(|nbf| nbf > now + JWT_LEEWAY_SECONDS) {
+        return Err(SignatureError::FutureTimestamp);
+    }
+    match claims.exp {
+        Some(exp) if exp + JWT_LEEWAY_SECONDS > now => {}
+        _ => return Err(SignatureError::TimestampTooOld),
+    }
+    if claims.jti.as_deref().is_none_or(str::is_empty) {
+        return Err(SignatureError::InvalidToken("jti is missing"));
+    }
+    let url_hash = claims.url_hash.ok_or(SignatureError::InvalidToken("url_hash is missing"))?;
+    if !same_bytes(sha256_hex(url.as_bytes()).as_bytes(), url_hash.as_bytes()) {
+        return Err(SignatureError::InvalidToken("url_hash does not match the URL"));
+    }
+    match (claims.payload_hash, body.is_empty()) {
+        (Some(hash), false) if same_bytes(sha256_hex(body).as_bytes(), hash.as_bytes()) => Ok(()),
+        (Some(_), false) => Err(SignatureError::BodyHashMismatch),
+        (Some(_), true) => Err(SignatureError::InvalidToken("payload_hash is set but the body is empty")),
+        (None, false) => Err(SignatureError::InvalidToken("the body is not covered by payload_hash")),
+        (None, true) => Ok(()),
+    }
+}
+
+/// `base64(HMAC-SHA256(key, timestamp \n signed-part \n sha256(body)))`.
+pub fn sign_hmac(key: &str, timestamp: &str, signed_part: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b"\n");
+    mac.update(signed_part.as_bytes());
+    mac.update(b"\n");
+    mac.update(&Sha256::digest(body));
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The query sorted by key, as the legacy scheme signs it.
+pub fn sorted_query(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    pairs.sort();
+    form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
+/// Accepts the new Bird form (the full URL) and the legacy one (the sorted
+/// query), with every configured key.
+pub fn verify_hmac(keys: &[Secret], request: &WebhookRequest<'_>, signature: &str) -> Result<(), SignatureError> {
+    let timestamp = request.header(TIMESTAMP_HEADER).ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
+    let provided = STANDARD.decode(signature.trim()).map_err(|_| SignatureError::MalformedHeader(SIGNATURE_HEADER))?;
+    check_timestamp(timestamp, TIMESTAMP_HEADER, request.now)?;
+    let parts = [request.url.to_owned(), sorted_query(request.query())];
+    let matched = keys.iter().any(|k| {
+        parts.iter().any(|part| {
+            let expected = STANDARD.decode(sign_hmac(k.expose(), timestamp, part, request.body)).expect("own base64");
+            same_bytes(&expected, &provided)
+        })
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::InvalidSignature)
+    }
+}
+
+pub fn verify(keys: &[Secret], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
+    if let Some(token) = request.header(JWT_HEADER) {
+        return verify_jwt(keys, token.trim(), request.url, request.body, request.now);
+    }
+    if let Some(signature) = request.header(SIGNATURE_HEADER) {
+        return verify_hmac(keys, request, signature);
+    }
+    Err(SignatureError::MissingHeader("MessageBird-Signature-JWT"))
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    event: Option<String>,
+    payload: Option<ChannelMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelMessage {
+    id: Option<String>,
+    direction: Option<String>,
+    sender: Option<Party>,
+    receiver: Option<Party>,
+    body: Option<Body>,
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Party {
+    contact: Option<Identifier>,
+    connector: Option<Identifier>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Identifier {
+    identifier_value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    text: Option<TextBody>,
+}
+
+#[derive(Deserialize)]
+struct TextBody {
+    text: Option<String>,
+}
+
+fn parse_channel_message(m: ChannelMessage) -> Result<Parsed, PayloadError> {
+    if m.direction.as_deref().is_some_and(|d| d != "incoming") {
+        return Ok(Parsed::Ignored("not an incoming message"));
+    }
+    let from = m.sender.and_then(|s| s.contact).and_then(|c| c.identifier_value);
+    // The receiver is a connector; it names its number when it has one.
+    let to = m.receiver.and_then(|r| r.connector.or(r.contact)).and_then(|c| c.identifier_value);
+    let Some(text) = m.body.and_then(|b| b.text).and_then(|t| t.text) else {
+        return Ok(Parsed::Ignored("not a text message"));
+    };
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(m.id.as_deref(), "payload.id")?.to_owned(),
+        from: phone(required(from.as_deref(), "payload.sender.contact.identifierValue")?, "sender")?,
+        to: to.as_deref().map(|t| phone(t, "receiver")).transpose()?,
+        text,
+        occurred_at: m.created_at.as_deref().map(|t| parse_rfc3339(t, "payload.createdAt")).transpose()?,
+    }))
+}
+
+/// Bird's Channels API (`sms.inbound` events, JSON) or MessageBird's legacy
+/// SMS webhook (`originator`, `recipient`, `body` as form or query).
+pub fn parse(request: &WebhookRequest<'_>) -> Result<Parsed, PayloadError> {
+    let is_json = request.body.first().is_some_and(|b| *b == b'{');
+    if is_json {
+        let envelope: Envelope = super::json_body(request.body)?;
+        return match (envelope.event.as_deref(), envelope.payload) {
+            (Some("sms.inbound"), Some(m)) => parse_channel_message(m),
+            (Some(_), _) => Ok(Parsed::Ignored("not an inbound SMS")),
+            (None, _) => parse_channel_message(super::json_body(request.body)?),
+        };
+    }
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
+    params.extend(form_urlencoded::parse(request.body).into_owned());
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if get("body").is_none() && get("status").is_some() {
+        return Ok(Parsed::Ignored("status report"));
+    }
+    let digits = |v: &str, field: &str| super::digits_phone(v, field);
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(get("id").or(get("message_id")), "id")?.to_owned(),
+        from: digits(required(get("originator"), "originator")?, "originator")?,
+        to: Some(digits(required(get("recipient"), "recipient")?, "recipient")?),
+        text: get("body").ok_or_else(|| PayloadError("missing field body".into()))?.to_owned(),
+        occurred_at: get("createdDatetime").map(|t| parse_rfc3339(t, "createdDatetime")).transpose()?,
+    }))
+}
+
+pub fn receive(keys: &[Secret], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+    verify(keys, request)?;
+    Ok(parse(request)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+    use serde_json::Value;
+
+    #[test]
+    fn all_43_reference_cases_give_the_expected_answer() {
+        let cases: Vec<Value> = serde_json::from_str(include_str!("../../tests/vectors/signatures/messagebird_reference.json")).unwrap();
+        assert_eq!(cases.len(), 43);
+        for case in cases {
+            let now = parse_rfc3339(case["timestamp"].as_str().unwrap(), "timestamp").unwrap();
+            let body = case["payload"].as_str().unwrap_or("").as_bytes();
+            let result = verify_jwt(
+                &[Secret::new(case["secret"].as_str().unwrap_or(""))],
+                case["token"].as_str().unwrap(),
+                case["url"].as_str().unwrap(),
+                body,
+                now,
+            );
+            assert_eq!(result.is_ok(), case["valid"].as_bool().unwrap(), "{}: {result:?}", case["name"]);
+        }
+    }
+
+    #[test]
+    fn every_legacy_hmac_vector_signs() {
+        let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
+        for v in all["messagebird"]["legacy_hmac_and_bird_format"]["vectors"].as_array().unwrap() {
+            let signature = sign_hmac(
+                v["signing_key"].as_str().unwrap(),
+                v["MessageBird-Request-Timestamp"].as_str().unwrap(),
+                &sorted_query(v["sorted_query"].as_str().unwrap()),
+                v["body"].as_str().unwrap().as_bytes(),
+            );
+            assert_eq!(signature, v["expected_signature"].as_str().unwrap());
+        }
+    }
+
+    fn hmac_request<'a>(headers: &'a HeaderMap, url: &'a str, body: &'a [u8], now: i64) -> WebhookRequest<'a> {
+        WebhookRequest { method: "POST", url, headers, body, now: OffsetDateTime::from_unix_timestamp(now).unwrap() }
+    }
+
+    #[test]
+    fn the_hmac_scheme_checks_url_body_key_and_time() {
+        let url = "https://consent.example.org/webhooks/bird?def=bar&abc=foo";
+        let body = br#"{"a key":"some value"}"#;
+        let signature = sign_hmac("other-secret", "1544544948", url, body);
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, signature.parse().unwrap());
+        h.insert(TIMESTAMP_HEADER, "1544544948".parse().unwrap());
+        let keys = [Secret::new("other-secret")];
+        assert_eq!(verify(&keys, &hmac_request(&h, url, body, 1_544_544_950)), Ok(()));
+        let legacy = sign_hmac("other-secret", "1544544948", "abc=foo&def=bar", body);
+        h.insert(SIGNATURE_HEADER, legacy.parse().unwrap());
+        assert_eq!(verify(&keys, &hmac_request(&h, url, body, 1_544_544_950)), Ok(()));
+        assert_eq!(verify(&keys, &hmac_request(&h, url, b"{}", 1_544_544_950)), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify(&[Secret::new("x")], &hmac_request(&h, url, body, 1_544_544_950)), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify(&keys, &hmac_request(&h, url, body, 1_544_545_300)), Err(SignatureError::TimestampTooOld));
+        assert_eq!(verify(&keys, &hmac_request(&HeaderMap::new(), url, body, 0)), Err(SignatureError::MissingHeader("MessageBird-Signature-JWT")));
+    }
+
+    #[test]
+    fn channel_and_legacy_messages_are_parsed() {
+        let h = HeaderMap::new();
+        let json = br#"{"service":"channels","event":"sms.inbound","payload":{"id":"96a0b5fa","channelId":"614208aa","sender":{"contact":{"id":"32cf","identifierKey":"phonenumber","identifierValue":"+14158675309"}},"receiver":{"connector":{"id":"86cc"}},"body":{"type":"text","text":{"text":"STOP"}},"direction":"incoming","createdAt":"2026-12-22T08:32:50.736Z"}}"#;
+        let Parsed::Message(m) = parse(&hmac_request(&h, "https://x/", json, 0)).unwrap() else { panic!() };
+        assert!(m.to.is_none());
+        assert_eq!(m.text, "STOP");
+        let form = b"id=e8077d8&recipient=14155550100&originator=14158675309&body=Stop&createdDatetime=2026-08-21T14%3A04%3A13%2B00%3A00";
+        let Parsed::Message(m) = parse(&hmac_request(&h, "https://x/", form, 0)).unwrap() else { panic!() };
+        assert_eq!(m.to.unwrap().as_e164(), "+14155550100");
+        let other = br#"{"service":"channels","event":"sms.outbound","payload":{}}"#;
+        assert!(matches!(parse(&hmac_request(&h, "https://x/", other, 0)).unwrap(), Parsed::Ignored(_)));
+    }
+}

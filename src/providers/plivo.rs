@@ -1,0 +1,233 @@
+//! Plivo: `X-Plivo-Signature-V3` (a comma-separated list; any match passes)
+//! with `X-Plivo-Signature-V3-Nonce`, or the older V2 pair. No timestamp:
+//! the message id makes a replay a no-op. Replies are Plivo XML.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{digits_phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+use crate::config::Secret;
+
+pub const NAME: &str = "plivo";
+pub const V3_HEADER: &str = "x-plivo-signature-v3";
+pub const V3_MAIN_ACCOUNT_HEADER: &str = "x-plivo-signature-ma-v3";
+pub const V3_NONCE_HEADER: &str = "x-plivo-signature-v3-nonce";
+pub const V2_HEADER: &str = "x-plivo-signature-v2";
+pub const V2_MAIN_ACCOUNT_HEADER: &str = "x-plivo-signature-ma-v2";
+pub const V2_NONCE_HEADER: &str = "x-plivo-signature-v2-nonce";
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
+    inline: true,
+    auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUB", "STOP ALL", "START", "YES", "UNSTOP", "HELP", "INFO"],
+};
+
+fn hmac(token: &str, message: &str) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("any key length");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `scheme://host[:port]/path` of a URL: no query, no fragment.
+fn base_url(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    &url[..end]
+}
+
+fn sorted_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = pairs.into_iter().collect();
+    pairs.sort();
+    pairs
+}
+
+fn joined(pairs: &[(String, String)], kv: &str, between: &str) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}{kv}{v}")).collect::<Vec<_>>().join(between)
+}
+
+/// The V3 string before `.nonce`, as the Plivo SDKs build it.
+pub fn v3_string(method: &str, url: &str, params: &[(String, String)]) -> String {
+    let base = base_url(url);
+    let query: Vec<(String, String)> = url
+        .split_once('?')
+        .map(|(_, q)| form_urlencoded::parse(q.split('#').next().unwrap_or(q).as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if method.eq_ignore_ascii_case("GET") {
+        let all = sorted_pairs(query.into_iter().chain(params.iter().cloned()));
+        return if all.is_empty() { base.to_owned() } else { format!("{base}?{}", joined(&all, "=", "&")) };
+    }
+    let body = joined(&sorted_pairs(params.iter().cloned()), "", "");
+    match (query.is_empty(), body.is_empty()) {
+        (false, false) => format!("{base}?{}.{body}", joined(&sorted_pairs(query), "=", "&")),
+        (false, true) => format!("{base}?{}", joined(&sorted_pairs(query), "=", "&")),
+        (true, false) => format!("{base}?{body}"),
+        (true, true) => base.to_owned(),
+    }
+}
+
+pub fn sign_v3(token: &str, method: &str, url: &str, params: &[(String, String)], nonce: &str) -> String {
+    STANDARD.encode(hmac(token, &format!("{}.{nonce}", v3_string(method, url, params))))
+}
+
+pub fn sign_v2(token: &str, url: &str, nonce: &str) -> String {
+    STANDARD.encode(hmac(token, &format!("{}{nonce}", base_url(url))))
+}
+
+/// Tries V3 first (either header: the subaccount's or the main account's),
+/// then V2; every configured token during rotation.
+pub fn verify(tokens: &[Secret], request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<(), SignatureError> {
+    let candidates = |headers: &[&str]| -> Vec<Vec<u8>> {
+        headers
+            .iter()
+            .filter_map(|h| request.header(h))
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| STANDARD.decode(s.trim()).ok())
+            .collect()
+    };
+    let matches = |expected: &dyn Fn(&str) -> Vec<u8>, provided: &[Vec<u8>]| {
+        tokens.iter().any(|t| {
+            let mac = expected(t.expose());
+            provided.iter().any(|p| same_bytes(&mac, p))
+        })
+    };
+    if let Some(nonce) = request.header(V3_NONCE_HEADER) {
+        let provided = candidates(&[V3_HEADER, V3_MAIN_ACCOUNT_HEADER]);
+        if provided.is_empty() {
+            return Err(SignatureError::MissingHeader("X-Plivo-Signature-V3"));
+        }
+        let string = format!("{}.{nonce}", v3_string(request.method, request.url, params));
+        return if matches(&|t| hmac(t, &string), &provided) { Ok(()) } else { Err(SignatureError::InvalidSignature) };
+    }
+    if let Some(nonce) = request.header(V2_NONCE_HEADER) {
+        let provided = candidates(&[V2_HEADER, V2_MAIN_ACCOUNT_HEADER]);
+        if provided.is_empty() {
+            return Err(SignatureError::MissingHeader("X-Plivo-Signature-V2"));
+        }
+        let string = format!("{}{nonce}", base_url(request.url));
+        return if matches(&|t| hmac(t, &string), &provided) { Ok(()) } else { Err(SignatureError::InvalidSignature) };
+    }
+    Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce"))
+}
+
+/// Plivo posts a form (or sends a query on GET).
+pub fn params(request: &WebhookRequest<'_>) -> Vec<(String, String)> {
+    if request.method.eq_ignore_ascii_case("GET") {
+        Vec::new()
+    } else {
+        form_urlencoded::parse(request.body).into_owned().collect()
+    }
+}
+
+/// Reads Plivo's incoming-message webhook; delivery reports are ignored.
+pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<Parsed, PayloadError> {
+    let query: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
+    let all: Vec<&(String, String)> = params.iter().chain(query.iter()).collect();
+    let get = |name: &str| all.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if get("Text").is_none() && get("Status").is_some() {
+        return Ok(Parsed::Ignored("delivery report"));
+    }
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(get("MessageUUID"), "MessageUUID")?.to_owned(),
+        from: digits_phone(required(get("From"), "From")?, "From")?,
+        to: Some(digits_phone(required(get("To"), "To")?, "To")?),
+        text: get("Text").ok_or_else(|| PayloadError("missing field Text".into()))?.to_owned(),
+        occurred_at: None,
+    }))
+}
+
+pub fn receive(tokens: &[Secret], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+    let params = params(request);
+    verify(tokens, request, &params)?;
+    Ok(parse(request, &params)?)
+}
+
+/// Plivo XML: the confirmation goes back from the clinic number to the
+/// patient (Plivo's `<Message>` needs both); the text carries no PHI.
+pub fn reply(message: Option<(&str, &InboundMessage)>) -> String {
+    match message {
+        Some((text, inbound)) => {
+            let src = inbound.to.as_ref().map(|n| n.as_e164().trim_start_matches('+')).unwrap_or_default();
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message src=\"{src}\" dst=\"{dst}\" type=\"sms\">{body}</Message></Response>",
+                dst = inbound.from.as_e164().trim_start_matches('+'),
+                body = super::twilio::xml_escape(text),
+            )
+        }
+        None => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+    use serde_json::Value;
+    use time::OffsetDateTime;
+
+    fn plivo() -> Value {
+        let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
+        all["plivo"].clone()
+    }
+
+    fn params_of(v: &Value) -> Vec<(String, String)> {
+        v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect()
+    }
+
+    fn request<'a>(method: &'a str, url: &'a str, headers: &'a HeaderMap) -> WebhookRequest<'a> {
+        WebhookRequest { method, url, headers, body: b"", now: OffsetDateTime::UNIX_EPOCH }
+    }
+
+    #[test]
+    fn every_v3_vector_signs_and_verifies() {
+        for v in plivo()["v3"]["vectors"].as_array().unwrap() {
+            let (method, url, nonce, token) = (v["method"].as_str().unwrap(), v["url"].as_str().unwrap(), v["nonce"].as_str().unwrap(), v["auth_token"].as_str().unwrap());
+            let params = params_of(&v["params"]);
+            assert_eq!(format!("{}.{nonce}", v3_string(method, url, &params)), v["string_to_sign"].as_str().unwrap(), "{}", v["name"]);
+            assert_eq!(sign_v3(token, method, url, &params, nonce), v["expected_signature"].as_str().unwrap());
+            let mut h = HeaderMap::new();
+            h.insert(V3_NONCE_HEADER, nonce.parse().unwrap());
+            h.insert(V3_HEADER, format!("bm90IGl0, {}", v["expected_signature"].as_str().unwrap()).parse().unwrap());
+            assert_eq!(verify(&[Secret::new(token)], &request(method, url, &h), &params), Ok(()));
+            let mut tampered = params.clone();
+            tampered[0].1.push('x');
+            assert_eq!(verify(&[Secret::new(token)], &request(method, url, &h), &tampered), Err(SignatureError::InvalidSignature));
+            assert_eq!(verify(&[Secret::new("wrong")], &request(method, url, &h), &params), Err(SignatureError::InvalidSignature));
+        }
+    }
+
+    #[test]
+    fn every_v2_vector_signs_and_verifies() {
+        for v in plivo()["v2"]["vectors"].as_array().unwrap() {
+            let (url, nonce, token) = (v["url"].as_str().unwrap(), v["nonce"].as_str().unwrap(), v["auth_token"].as_str().unwrap());
+            assert_eq!(sign_v2(token, url, nonce), v["expected_signature"].as_str().unwrap());
+            let mut h = HeaderMap::new();
+            h.insert(V2_NONCE_HEADER, nonce.parse().unwrap());
+            h.insert(V2_MAIN_ACCOUNT_HEADER, v["expected_signature"].as_str().unwrap().parse().unwrap());
+            let rotation = [Secret::new("old"), Secret::new(token)];
+            assert_eq!(verify(&rotation, &request("POST", url, &h), &[]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn missing_headers_are_refused() {
+        let h = HeaderMap::new();
+        assert_eq!(verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]), Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce")));
+        let mut h = HeaderMap::new();
+        h.insert(V3_NONCE_HEADER, "1".parse().unwrap());
+        assert_eq!(verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]), Err(SignatureError::MissingHeader("X-Plivo-Signature-V3")));
+    }
+
+    #[test]
+    fn an_inbound_message_is_parsed_and_a_reply_addressed_back() {
+        let h = HeaderMap::new();
+        let body = b"From=14158675309&To=14155550100&Text=Stop&Type=sms&MessageUUID=abc-123&Units=1";
+        let request = WebhookRequest { method: "POST", url: "https://x/webhooks/plivo", headers: &h, body, now: OffsetDateTime::UNIX_EPOCH };
+        let Parsed::Message(m) = parse(&request, &params(&request)).unwrap() else { panic!() };
+        assert_eq!((m.from.as_e164(), m.message_id.as_str()), ("+14158675309", "abc-123"));
+        let xml = reply(Some(("A & B", &m)));
+        assert!(xml.contains(r#"<Message src="14155550100" dst="14158675309" type="sms">A &amp; B</Message>"#), "{xml}");
+        let report = b"MessageUUID=abc&Status=delivered&From=14155550100&To=14158675309";
+        let request = WebhookRequest { body: report, ..request };
+        assert!(matches!(parse(&request, &params(&request)).unwrap(), Parsed::Ignored(_)));
+    }
+}

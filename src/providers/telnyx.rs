@@ -1,0 +1,169 @@
+//! Telnyx: Ed25519 over `timestamp|body`, headers `telnyx-signature-ed25519`
+//! and `telnyx-timestamp`, five minutes either way. Inbound messages are
+//! `message.received` events; replies go to the outbox.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+
+use super::{
+    check_timestamp, json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection,
+    ReplyStyle, SignatureError, WebhookRequest,
+};
+
+pub const NAME: &str = "telnyx";
+pub const SIGNATURE_HEADER: &str = "telnyx-signature-ed25519";
+pub const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
+    inline: false,
+    auto_reply_keywords: &["STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "START", "UNSTOP", "HELP"],
+};
+
+/// A public key from Mission Control: base64 of the raw 32 bytes.
+pub fn decode_public_key(key: &str) -> Result<VerifyingKey, String> {
+    let bytes = STANDARD.decode(key.trim()).map_err(|_| "is not base64".to_owned())?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| "is not a 32-byte Ed25519 public key".to_owned())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|_| "is not a valid Ed25519 public key".to_owned())
+}
+
+pub fn verify(public_keys: &[String], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
+    let signature = request.header(SIGNATURE_HEADER).ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
+    let timestamp = request.header(TIMESTAMP_HEADER).ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
+    let signature = STANDARD
+        .decode(signature.trim())
+        .ok()
+        .and_then(|b| Signature::from_slice(&b).ok())
+        .ok_or(SignatureError::MalformedHeader(SIGNATURE_HEADER))?;
+    check_timestamp(timestamp, TIMESTAMP_HEADER, request.now)?;
+    let mut message = Vec::with_capacity(timestamp.len() + 1 + request.body.len());
+    message.extend_from_slice(timestamp.as_bytes());
+    message.push(b'|');
+    message.extend_from_slice(request.body);
+    let valid = public_keys
+        .iter()
+        .filter_map(|k| decode_public_key(k).ok())
+        .any(|key| key.verify_strict(&message, &signature).is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(SignatureError::InvalidSignature)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    data: Event,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    event_type: String,
+    occurred_at: Option<String>,
+    payload: Option<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    id: Option<String>,
+    from: Option<Party>,
+    #[serde(default)]
+    to: Vec<Party>,
+    text: Option<String>,
+    received_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Party {
+    phone_number: Option<String>,
+}
+
+pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+    let envelope: Envelope = json_body(body)?;
+    if envelope.data.event_type != "message.received" {
+        return Ok(Parsed::Ignored("not an inbound message"));
+    }
+    let message = envelope.data.payload.ok_or_else(|| PayloadError("missing field data.payload".into()))?;
+    let from = message.from.and_then(|p| p.phone_number);
+    let to = message.to.into_iter().find_map(|p| p.phone_number);
+    let at = message.received_at.or(envelope.data.occurred_at);
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(message.id.as_deref(), "data.payload.id")?.to_owned(),
+        from: phone(required(from.as_deref(), "data.payload.from.phone_number")?, "from")?,
+        to: Some(phone(required(to.as_deref(), "data.payload.to[0].phone_number")?, "to")?),
+        text: message.text.unwrap_or_default(),
+        occurred_at: at.as_deref().map(|t| parse_rfc3339(t, "data.payload.received_at")).transpose()?,
+    }))
+}
+
+pub fn receive(public_keys: &[String], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+    verify(public_keys, request)?;
+    Ok(parse(request.body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+    use serde_json::Value;
+    use time::OffsetDateTime;
+
+    fn request<'a>(headers: &'a HeaderMap, body: &'a [u8], now: i64) -> WebhookRequest<'a> {
+        WebhookRequest { method: "POST", url: "https://x/webhooks/telnyx", headers, body, now: OffsetDateTime::from_unix_timestamp(now).unwrap() }
+    }
+
+    fn headers(signature: &str, timestamp: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(SIGNATURE_HEADER, signature.parse().unwrap());
+        h.insert(TIMESTAMP_HEADER, timestamp.parse().unwrap());
+        h
+    }
+
+    fn vectors() -> Vec<Value> {
+        let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
+        all["telnyx"]["vectors"].as_array().unwrap().clone()
+    }
+
+    #[test]
+    fn the_published_vectors_verify_and_the_tampered_one_does_not() {
+        for v in vectors() {
+            let sig = v["expected_signature_b64"].as_str().or(v["signature_b64"].as_str()).unwrap();
+            let h = headers(sig, v["telnyx-timestamp"].as_str().unwrap());
+            let key = vec![v["public_key_b64"].as_str().unwrap().to_owned()];
+            let result = verify(&key, &request(&h, v["body"].as_str().unwrap().as_bytes(), 1_700_000_010));
+            if v["expect"] == "invalid" {
+                assert_eq!(result, Err(SignatureError::InvalidSignature));
+            } else {
+                assert_eq!(result, Ok(()), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn stale_future_wrong_key_and_missing_headers_are_refused() {
+        let v = &vectors()[0];
+        let (sig, body) = (v["expected_signature_b64"].as_str().unwrap(), v["body"].as_str().unwrap().as_bytes());
+        let key = vec![v["public_key_b64"].as_str().unwrap().to_owned()];
+        let h = headers(sig, "1700000000");
+        assert_eq!(verify(&key, &request(&h, body, 1_700_000_301)), Err(SignatureError::TimestampTooOld));
+        assert_eq!(verify(&key, &request(&h, body, 1_699_999_699)), Err(SignatureError::FutureTimestamp));
+        let other = vec!["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=".to_owned()];
+        assert_eq!(verify(&other, &request(&h, body, 1_700_000_000)), Err(SignatureError::InvalidSignature));
+        let rotated = vec![other[0].clone(), key[0].clone()];
+        assert_eq!(verify(&rotated, &request(&h, body, 1_700_000_000)), Ok(()));
+        assert_eq!(verify(&key, &request(&HeaderMap::new(), body, 1_700_000_000)), Err(SignatureError::MissingHeader(SIGNATURE_HEADER)));
+        // The timestamp is signed: a fresh one on an old signature fails.
+        let h = headers(sig, "1700000001");
+        assert_eq!(verify(&key, &request(&h, body, 1_700_000_000)), Err(SignatureError::InvalidSignature));
+    }
+
+    #[test]
+    fn an_inbound_message_is_parsed_and_status_events_ignored() {
+        let body = br#"{"data":{"event_type":"message.received","id":"e1","occurred_at":"2026-01-23T18:10:02.574Z","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"2026-01-23T18:10:02.000Z"}}}"#;
+        let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
+        assert_eq!((m.message_id.as_str(), m.text.as_str()), ("m1", "STOP"));
+        assert!(matches!(parse(br#"{"data":{"event_type":"message.finalized","payload":{}}}"#).unwrap(), Parsed::Ignored(_)));
+        assert!(parse(br#"{"data":{"event_type":"message.received","payload":{"id":"m1"}}}"#).is_err());
+    }
+}

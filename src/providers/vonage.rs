@@ -1,0 +1,325 @@
+//! Vonage: the SMS API signs its parameters with a `sig` (md5hash, or HMAC
+//! md5/sha1/sha256/sha512 as configured); the Messages API sends a JWT
+//! (HS256) in `Authorization: Bearer` whose `payload_hash` covers the body.
+//! Either arrives at one route; replies go to the outbox.
+
+use hmac::{Hmac, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use md5::Md5;
+use serde::Deserialize;
+use serde_json::Value;
+use sha1::Sha1;
+use sha2::{Digest, Sha256, Sha512};
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::{
+    check_timestamp, digits_phone, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError,
+    Rejection, ReplyStyle, SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
+};
+use crate::config::{Secret, VonageSignatureMethod};
+
+pub const NAME: &str = "vonage";
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
+    inline: false,
+    auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUBSCRIBE", "START", "JOIN", "HELP"],
+};
+
+/// The string Vonage signs: every parameter but `sig`, sorted by key, as
+/// `&key=value`, with `&` and `=` in values replaced by `_`.
+pub fn sig_string(params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
+    sorted.sort();
+    sorted.iter().map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_"))).collect()
+}
+
+fn hmac_hex<M: Mac + hmac::digest::KeyInit>(secret: &str, message: &str) -> String {
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn sign(method: VonageSignatureMethod, secret: &str, params: &[(String, String)]) -> String {
+    let string = sig_string(params);
+    match method {
+        VonageSignatureMethod::Md5hash => hex::encode(Md5::digest(format!("{string}{secret}").as_bytes())),
+        VonageSignatureMethod::Md5 => hmac_hex::<Hmac<Md5>>(secret, &string),
+        VonageSignatureMethod::Sha1 => hmac_hex::<Hmac<Sha1>>(secret, &string),
+        VonageSignatureMethod::Sha256 => hmac_hex::<Hmac<Sha256>>(secret, &string),
+        VonageSignatureMethod::Sha512 => hmac_hex::<Hmac<Sha512>>(secret, &string),
+    }
+}
+
+/// Checks `sig` (hex, either case) and the freshness of `timestamp`.
+pub fn verify_sig(
+    method: VonageSignatureMethod,
+    secrets: &[Secret],
+    params: &[(String, String)],
+    now: OffsetDateTime,
+) -> Result<(), SignatureError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let provided = get("sig").ok_or(SignatureError::MissingHeader("sig"))?.to_ascii_lowercase();
+    let matched = secrets.iter().any(|s| same_bytes(sign(method, s.expose(), params).as_bytes(), provided.as_bytes()));
+    if !matched {
+        return Err(SignatureError::InvalidSignature);
+    }
+    let timestamp = get("timestamp").ok_or(SignatureError::MissingHeader("timestamp"))?;
+    check_timestamp(timestamp, "timestamp", now)?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iat: Option<i64>,
+    exp: Option<i64>,
+    payload_hash: Option<String>,
+}
+
+/// Checks a Messages API JWT: HS256 with one of the secrets (no other
+/// algorithm, never `none`), `iat` fresh, `exp` not passed, and
+/// `payload_hash` equal to the body's SHA-256 when the claim is present.
+pub fn verify_jwt(secrets: &[Secret], token: &str, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = secrets
+        .iter()
+        .find_map(|s| jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(s.expose().as_bytes()), &validation).ok())
+        .ok_or(SignatureError::InvalidSignature)?
+        .claims;
+    let now = now.unix_timestamp();
+    let iat = claims.iat.ok_or(SignatureError::InvalidToken("no iat claim"))?;
+    if iat < now - TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::TimestampTooOld);
+    }
+    if iat > now + TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::FutureTimestamp);
+    }
+    if claims.exp.is_some_and(|exp| exp <= now) {
+        return Err(SignatureError::TimestampTooOld);
+    }
+    if let Some(hash) = claims.payload_hash {
+        let actual = hex::encode(Sha256::digest(body));
+        if !same_bytes(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
+            return Err(SignatureError::BodyHashMismatch);
+        }
+    }
+    Ok(())
+}
+
+/// The request's parameters: the query on GET, the form or JSON body on POST.
+pub fn params(request: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, PayloadError> {
+    let mut out: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
+    if request.method.eq_ignore_ascii_case("GET") || request.body.is_empty() {
+        return Ok(out);
+    }
+    let is_json = request.header("content-type").is_some_and(|c| c.contains("json"));
+    if is_json {
+        let Value::Object(map) = serde_json::from_slice(request.body).map_err(|e| PayloadError(format!("body is not JSON: {e}")))? else {
+            return Err(PayloadError("body is not a JSON object".into()));
+        };
+        out.extend(map.into_iter().filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            Value::Number(n) => Some((k, n.to_string())),
+            Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        }));
+    } else {
+        out.extend(form_urlencoded::parse(request.body).into_owned());
+    }
+    Ok(out)
+}
+
+/// SMS API inbound: `msisdn`, `to`, `messageId`, `text`; delivery receipts
+/// (with `status`) are ignored.
+pub fn parse_sms_api(params: &[(String, String)]) -> Result<Parsed, PayloadError> {
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if get("text").is_none() && (get("status").is_some() || get("err-code").is_some()) {
+        return Ok(Parsed::Ignored("delivery receipt"));
+    }
+    let occurred_at = get("message-timestamp")
+        .map(|t| {
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            PrimitiveDateTime::parse(t, format)
+                .map(|t| t.assume_utc())
+                .map_err(|_| PayloadError("message-timestamp: expected YYYY-MM-DD HH:MM:SS".into()))
+        })
+        .transpose()?;
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(get("messageId"), "messageId")?.to_owned(),
+        from: digits_phone(required(get("msisdn"), "msisdn")?, "msisdn")?,
+        to: Some(digits_phone(required(get("to"), "to")?, "to")?),
+        text: get("text").ok_or_else(|| PayloadError("missing field text".into()))?.to_owned(),
+        occurred_at,
+    }))
+}
+
+#[derive(Deserialize)]
+struct MessagesApiInbound {
+    message_uuid: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    text: Option<String>,
+    timestamp: Option<String>,
+    status: Option<String>,
+    channel: Option<String>,
+}
+
+/// Messages API inbound SMS; status webhooks and other channels are ignored.
+pub fn parse_messages_api(body: &[u8]) -> Result<Parsed, PayloadError> {
+    let m: MessagesApiInbound = super::json_body(body)?;
+    if m.status.is_some() && m.text.is_none() {
+        return Ok(Parsed::Ignored("message status"));
+    }
+    if m.channel.as_deref().is_some_and(|c| c != "sms") {
+        return Ok(Parsed::Ignored("not an SMS"));
+    }
+    Ok(Parsed::Message(InboundMessage {
+        provider: NAME,
+        message_id: required(m.message_uuid.as_deref(), "message_uuid")?.to_owned(),
+        from: digits_phone(required(m.from.as_deref(), "from")?, "from")?,
+        to: Some(digits_phone(required(m.to.as_deref(), "to")?, "to")?),
+        text: m.text.ok_or_else(|| PayloadError("missing field text".into()))?,
+        occurred_at: m.timestamp.as_deref().map(|t| parse_rfc3339(t, "timestamp")).transpose()?,
+    }))
+}
+
+pub struct Secrets<'a> {
+    pub method: VonageSignatureMethod,
+    pub signature_secrets: &'a [Secret],
+    pub jwt_secrets: &'a [Secret],
+}
+
+pub fn receive(secrets: &Secrets<'_>, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+    let bearer = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    if let Some(token) = bearer {
+        verify_jwt(secrets.jwt_secrets, token.trim(), request.body, request.now)?;
+        return Ok(parse_messages_api(request.body)?);
+    }
+    let params = params(request)?;
+    verify_sig(secrets.method, secrets.signature_secrets, &params, request.now)?;
+    Ok(parse_sms_api(&params)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vonage() -> Value {
+        let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
+        all["vonage"].clone()
+    }
+
+    fn method(name: &str) -> VonageSignatureMethod {
+        serde_json::from_value(Value::String(name.into())).unwrap()
+    }
+
+    fn params_of(v: &Value) -> Vec<(String, String)> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .collect()
+    }
+
+    fn at(seconds: &str) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(seconds.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_sig_vector_signs_and_verifies() {
+        let vectors = vonage()["sms_sig"]["vectors"].as_array().unwrap().clone();
+        assert!(vectors.len() >= 20);
+        for v in vectors {
+            let (m, secret) = (method(v["method"].as_str().unwrap()), v["signature_secret"].as_str().unwrap());
+            let mut params = params_of(&v["params"]);
+            assert_eq!(sign(m, secret, &params), v["expected_sig"].as_str().unwrap().to_ascii_lowercase(), "{v}");
+            params.retain(|(k, _)| k != "sig");
+            params.push(("sig".into(), v["expected_sig"].as_str().unwrap().into()));
+            let now = at(&params.iter().find(|(k, _)| k == "timestamp").unwrap().1);
+            assert_eq!(verify_sig(m, &[Secret::new(secret)], &params, now), Ok(()), "{v}");
+        }
+    }
+
+    #[test]
+    fn tampered_stale_and_unsigned_parameters_are_refused() {
+        let v = &vonage()["sms_sig"]["vectors"][3];
+        let mut params = params_of(&v["params"]);
+        params.push(("sig".into(), v["expected_sig"].as_str().unwrap().into()));
+        let secrets = [Secret::new(v["signature_secret"].as_str().unwrap())];
+        let now = at("1461605396");
+        let m = VonageSignatureMethod::Sha256;
+        let mut tampered = params.clone();
+        tampered[0].1 = "9".into();
+        assert_eq!(verify_sig(m, &secrets, &tampered, now), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify_sig(m, &secrets, &params, at("1461605997")), Err(SignatureError::TimestampTooOld));
+        assert_eq!(verify_sig(m, &secrets, &params, at("1461604795")), Err(SignatureError::FutureTimestamp));
+        assert_eq!(verify_sig(m, &[Secret::new("nope")], &params, now), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify_sig(VonageSignatureMethod::Md5hash, &secrets, &params, now), Err(SignatureError::InvalidSignature));
+        params.pop();
+        assert_eq!(verify_sig(m, &secrets, &params, now), Err(SignatureError::MissingHeader("sig")));
+    }
+
+    #[test]
+    fn the_published_jwt_verifies_with_its_secret_only() {
+        let v = &vonage()["signed_webhook_jwt"]["vectors"][0];
+        let token = v["token"].as_str().unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 30).unwrap();
+        assert_eq!(verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", now), Ok(()));
+        assert_eq!(verify_jwt(&[Secret::new("asdf")], token, b"{}", now), Err(SignatureError::InvalidSignature));
+        let later = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 301).unwrap();
+        assert_eq!(verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", later), Err(SignatureError::TimestampTooOld));
+    }
+
+    fn hs256(secret: &str, header: &str, claims: &Value) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn the_payload_hash_binds_the_body_and_alg_none_is_refused() {
+        let body = br#"{"channel":"sms","text":"STOP"}"#;
+        let claims = serde_json::json!({ "iat": 1_700_000_000, "payload_hash": hex::encode(Sha256::digest(body)) });
+        let token = hs256("s3cret", r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let secrets = [Secret::new("s3cret")];
+        assert_eq!(verify_jwt(&secrets, &token, body, now), Ok(()));
+        assert_eq!(verify_jwt(&secrets, &token, br#"{"channel":"sms","text":"START"}"#, now), Err(SignatureError::BodyHashMismatch));
+        let none = format!("{}.", token.rsplit_once('.').unwrap().0.replacen(
+            &base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"HS256","typ":"JWT"}"#),
+            &base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"none","typ":"JWT"}"#),
+            1,
+        ));
+        assert_eq!(verify_jwt(&secrets, &none, body, now), Err(SignatureError::InvalidSignature));
+        let hs512 = {
+            use base64::Engine;
+            let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let input = format!("{}.{}", enc.encode(r#"{"alg":"HS512"}"#), enc.encode(claims.to_string()));
+            let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(b"s3cret").unwrap();
+            mac.update(input.as_bytes());
+            format!("{input}.{}", enc.encode(mac.finalize().into_bytes()))
+        };
+        assert_eq!(verify_jwt(&secrets, &hs512, body, now), Err(SignatureError::InvalidSignature));
+    }
+
+    #[test]
+    fn both_inbound_shapes_are_parsed_and_receipts_ignored() {
+        let sms = params_of(&vonage()["sms_sig"]["vectors"][9]["params"]);
+        let Parsed::Message(m) = parse_sms_api(&sms).unwrap() else { panic!() };
+        assert_eq!((m.from.as_e164(), m.message_id.as_str()), ("+14843472194", "020000001B0FE827"));
+        assert_eq!(m.occurred_at, Some(time::macros::datetime!(2013-11-21 15:27:30 UTC)));
+        let messages = br#"{"channel":"sms","message_uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab","to":"14155550100","from":"14158675309","timestamp":"2026-02-03T12:14:25Z","text":"STOP","message_type":"text"}"#;
+        let Parsed::Message(m) = parse_messages_api(messages).unwrap() else { panic!() };
+        assert_eq!(m.text, "STOP");
+        assert!(matches!(parse_messages_api(br#"{"message_uuid":"x","status":"delivered"}"#).unwrap(), Parsed::Ignored(_)));
+        let receipt = vec![("messageId".to_owned(), "x".to_owned()), ("status".to_owned(), "delivered".to_owned())];
+        assert!(matches!(parse_sms_api(&receipt).unwrap(), Parsed::Ignored(_)));
+    }
+}
