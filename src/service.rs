@@ -137,7 +137,9 @@ impl ConsentService {
 
         let now = self.clock.now();
         let event_id = format!("{}:{}", message.provider, message.message_id);
-        let occurred_at = message.occurred_at.unwrap_or(now);
+        // A provider's clock may run ahead; an event cannot happen after it
+        // arrived, and a future time must not outrank later real events.
+        let occurred_at = message.occurred_at.map_or(now, |at| at.min(now));
         let pid = self.crypto.blind_index(&message.from);
         let pk = format!("PHONE#{pid}");
         let change = scope.clone().map(|scope| ConsentChange {

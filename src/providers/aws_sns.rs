@@ -275,7 +275,12 @@ fn parse_notification(message: &SnsMessage) -> Result<Parsed, PayloadError> {
 }
 
 pub async fn receive(verifier: &SnsVerifier, topic_arns: &[String], request: &WebhookRequest<'_>) -> Result<SnsOutcome, SnsError> {
-    let message: SnsMessage = super::json_body(request.body).map_err(Rejection::from)?;
+    let value: serde_json::Value = super::json_body(request.body).map_err(Rejection::from)?;
+    if !value.get("Signature").is_some_and(serde_json::Value::is_string) {
+        return Err(Rejection::from(SignatureError::MissingHeader("Signature")).into());
+    }
+    let message: SnsMessage = serde_json::from_value(value)
+        .map_err(|e| Rejection::from(PayloadError(format!("not an SNS message: {e}"))))?;
     if request.header(MESSAGE_TYPE_HEADER).is_some_and(|t| t != message.kind) {
         return Err(Rejection::from(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER)).into());
     }

@@ -7,6 +7,7 @@ use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use sms_consent::local::{self, LocalServer, Options};
 use sms_consent::ports::SystemClock;
+use sms_consent::providers::aws_sns::SnsNetwork;
 use sms_consent::providers::{standard_webhooks, twilio};
 use tempfile::TempDir;
 
@@ -18,6 +19,18 @@ pub const TWILIO_TOKEN: &str = "twilio-current-token";
 pub const TWILIO_OLD_TOKEN: &str = "twilio-previous-token";
 pub const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const AUTHORIZE_KEY: &str = "key-for-reminders";
+/// telnyx-java's test key pair (seed and public key).
+pub const TELNYX_SEED: &str = "i1xxSkIuQOY9H8laaRslIoYGTJ1NwBAFdjsQwiwJH04=";
+pub const TELNYX_PUBLIC_KEY: &str = "jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=";
+pub const PLIVO_TOKEN: &str = "plivo-auth-token";
+pub const VONAGE_SECRET: &str = "vonage-signature-secret";
+pub const VONAGE_JWT_SECRET: &str = "vonage-jwt-secret-0123456789abcdef";
+pub const SINCH_SECRET: &str = "sinch-webhook-secret";
+pub const BANDWIDTH_USER: &str = "bandwidth-callbacks";
+pub const BANDWIDTH_PASSWORD: &str = "bandwidth-password";
+pub const BIRD_KEY: &str = "bird-signing-key";
+pub const SNS_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:sms-consent-inbound";
+pub const SNS_CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
 pub const RECORD_ONLY_KEY: &str = "key-for-front-desk";
 
 pub fn config_text() -> String {
@@ -48,6 +61,29 @@ auth_tokens = ["{TWILIO_OLD_TOKEN}", "{TWILIO_TOKEN}"]
 [providers.standard_webhooks]
 secrets = ["{SW_SECRET}"]
 
+[providers.telnyx]
+public_keys = ["{TELNYX_PUBLIC_KEY}"]
+
+[providers.plivo]
+auth_tokens = ["{PLIVO_TOKEN}"]
+
+[providers.vonage]
+signature_secrets = ["{VONAGE_SECRET}"]
+signature_method = "sha256"
+jwt_secrets = ["{VONAGE_JWT_SECRET}"]
+
+[providers.sinch]
+secrets = ["{SINCH_SECRET}"]
+
+[providers.bandwidth]
+credentials = [{{ username = "{BANDWIDTH_USER}", password = "{BANDWIDTH_PASSWORD}" }}]
+
+[providers.bird]
+signing_keys = ["{BIRD_KEY}"]
+
+[providers.aws_sns]
+topic_arns = ["{SNS_TOPIC}"]
+
 [[api_keys]]
 name = "reminders"
 token_sha256 = "{authorize_hash}"
@@ -63,7 +99,30 @@ scopes = ["record"]
     )
 }
 
+/// The SNS network, served from memory: the test certificate, and a record
+/// of confirmed subscriptions.
+#[derive(Default)]
+pub struct FakeSns {
+    pub confirmed: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl SnsNetwork for FakeSns {
+    async fn fetch_certificate(&self, url: &str) -> Result<Vec<u8>, String> {
+        if url == SNS_CERT_URL {
+            Ok(include_bytes!("../fixtures/sns/signing-cert.pem").to_vec())
+        } else {
+            Err(format!("no certificate at {url}"))
+        }
+    }
+    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+        self.confirmed.lock().unwrap().push(url.to_owned());
+        Ok(())
+    }
+}
+
 pub struct TestApp {
+    pub sns: Arc<FakeSns>,
     pub server: Option<LocalServer>,
     pub dir: TempDir,
     pub config_path: PathBuf,
@@ -79,8 +138,9 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
-        let server = start(&config_path, &dir.path().join("data")).await;
-        TestApp { server: Some(server), dir, config_path, client: Client::new() }
+        let sns = Arc::new(FakeSns::default());
+        let server = start(&config_path, &dir.path().join("data"), sns.clone()).await;
+        TestApp { sns, server: Some(server), dir, config_path, client: Client::new() }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -103,7 +163,7 @@ impl TestApp {
         if self.server.is_some() {
             self.stop().await;
         }
-        self.server = Some(start(&self.config_path, &self.data_dir()).await);
+        self.server = Some(start(&self.config_path, &self.data_dir(), self.sns.clone()).await);
     }
 
     /// Posts an inbound SMS exactly as Twilio would sign it.
@@ -167,6 +227,12 @@ impl TestApp {
         self.decision(to, program, category).await["reason"].as_str().unwrap().to_owned()
     }
 
+    /// How many replies wait in the outbox for the number.
+    pub async fn outbox_len(&self, number: &str) -> usize {
+        let phone = sms_consent::domain::PhoneNumber::parse(number).unwrap();
+        self.server().state.service.outbox(&phone).await.unwrap().len()
+    }
+
     /// How many ledger events the number has.
     pub async fn ledger_len(&self, number: &str) -> usize {
         let phone = sms_consent::domain::PhoneNumber::parse(number).unwrap();
@@ -174,13 +240,13 @@ impl TestApp {
     }
 }
 
-async fn start(config: &Path, data_dir: &Path) -> LocalServer {
+async fn start(config: &Path, data_dir: &Path, sns: Arc<FakeSns>) -> LocalServer {
     local::start(
         Options {
             config: Some(config.to_owned()),
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(data_dir.to_owned()),
-            sns_network: None,
+            sns_network: Some(sns),
         },
         Arc::new(SystemClock),
     )

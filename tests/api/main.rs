@@ -3,6 +3,7 @@
 mod authorization;
 mod durability;
 mod helpers;
+mod providers;
 mod robustness;
 mod standard_webhooks;
 mod twilio;
