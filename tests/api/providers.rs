@@ -20,7 +20,7 @@ fn now() -> i64 {
 fn event_time() -> time::OffsetDateTime {
     use std::sync::atomic::{AtomicI64, Ordering};
     static SENT: AtomicI64 = AtomicI64::new(0);
-    time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::seconds(SENT.fetch_add(1, Ordering::SeqCst))
+    time::OffsetDateTime::now_utc() + time::Duration::seconds(SENT.fetch_add(1, Ordering::SeqCst))
 }
 
 fn rfc3339(at: time::OffsetDateTime) -> String {
