@@ -172,3 +172,19 @@ async fn a_signed_message_with_a_garbage_number_is_a_400() {
 
     assert_problem(app.twilio_raw(&params, Some(&signature)).await, 400).await;
 }
+
+#[tokio::test]
+async fn a_public_url_with_a_stage_path_is_what_gets_verified() {
+    let public = "https://consent.example.org/prod";
+    let app = TestApp::spawn_with(&format!("[server]\npublic_base_url = \"{public}\"\n{}", config_text())).await;
+    let params = twilio_params("SM0001", PATIENT, CLINIC, "STOP");
+    let signature = sms_consent::providers::twilio::sign(TWILIO_TOKEN, &format!("{public}/webhooks/twilio"), &params);
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    let local = format!("http://{}/webhooks/twilio", app.server().addr);
+
+    let response = app.client.post(&local).header("X-Twilio-Signature", signature)
+        .header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.ledger_len(PATIENT).await, 1);
+}
