@@ -22,7 +22,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::domain::{ConsentState, PhoneNumber};
-use crate::ports::{EncryptionContext, KeyError, KeyService};
+use crate::ports::{ConsentStore, EncryptionContext, KeyError, KeyService, StoreError};
 
 const SEALED_VERSION: &str = "v1";
 const TAG_VERSION: &str = "t1";
@@ -50,10 +50,14 @@ pub enum CryptoError {
     Malformed,
     #[error("sealed value does not open for this record")]
     Mismatch,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store holds no index and integrity keys: run `sms-consent provision` first")]
+    NotProvisioned,
 }
 
-/// The index and integrity keys, wrapped by the key service; kept in the local
-/// keyring file or beside the table.
+/// The index and integrity keys, wrapped by the key service and kept in the
+/// store beside the data they protect (useless without the key service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKeys {
     pub index_key: String,
@@ -105,6 +109,28 @@ struct CachedKey {
 }
 
 impl Crypto {
+    /// Reads the wrapped keys from the store and unwraps them. When the
+    /// store has none, `create` makes and stores them (first start of a
+    /// local box, or `provision`); otherwise starting fails, because new
+    /// keys would orphan every existing record (and an opt-out must never be
+    /// lost that way).
+    pub async fn bootstrap(
+        keys: Arc<dyn KeyService>,
+        store: &dyn ConsentStore,
+        create: bool,
+        limits: CacheLimits,
+    ) -> Result<Self, CryptoError> {
+        let wrapped = match store.wrapped_keys().await? {
+            Some(wrapped) => wrapped,
+            None if create => {
+                let fresh = WrappedKeys::generate(keys.as_ref()).await?;
+                store.put_wrapped_keys_if_absent(&fresh).await?
+            }
+            None => return Err(CryptoError::NotProvisioned),
+        };
+        Self::start(keys, &wrapped, store.table(), limits).await
+    }
+
     /// Unwraps the index and integrity keys (concurrently) and is ready.
     pub async fn start(
         keys: Arc<dyn KeyService>,

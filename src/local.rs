@@ -185,12 +185,10 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     };
     config.validate()?;
 
-    let (keyring, wrapped) = LocalKeyring::open_or_create(&dir)
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    let keyring = LocalKeyring::open_or_create(&dir).map_err(|e| StartError::Other(e.to_string()))?;
     let store: Arc<dyn ConsentStore> =
         Arc::new(EmbeddedStore::open(&dir).map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?);
-    let crypto = Crypto::start(Arc::new(keyring), &wrapped, store.table(), CacheLimits::default())
+    let crypto = Crypto::bootstrap(Arc::new(keyring), store.as_ref(), true, CacheLimits::default())
         .await
         .map_err(|e| StartError::Other(format!("keys: {e}")))?;
 

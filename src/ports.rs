@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::crypto::WrappedKeys;
 use crate::domain::ConsentState;
 
 pub trait Clock: Send + Sync {
@@ -153,11 +154,18 @@ pub enum StoreError {
 pub trait ConsentStore: Send + Sync {
     /// Strongly consistent read of one number's state.
     async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError>;
+    /// Strongly consistent read of many states (at most 100) in one call,
+    /// in the order asked.
+    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError>;
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
     /// Replies due for one number.
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The wrapped index and integrity keys, if provisioned.
+    async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
+    /// Stores `keys` unless some are there already; returns the ones kept.
+    async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError>;
     /// Name of the table, bound into every value's AAD.
     fn table(&self) -> &str;
 }

@@ -10,12 +10,16 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::crypto::WrappedKeys;
 use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
 
 pub const DATABASE_FILE: &str = "ledger.redb";
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 const STATE_SK: &str = "STATE";
 const DEDUP_SK: &str = "-";
+/// Where the wrapped index and integrity keys are kept.
+pub const KEYRING_PK: &str = "KEYRING";
+pub const KEYRING_SK: &str = "v1";
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -113,6 +117,42 @@ impl ConsentStore for EmbeddedStore {
     async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
         let pid = pid.to_owned();
         self.blocking(move |db| read_state(db, &pid)).await
+    }
+
+    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
+        let pids = pids.to_vec();
+        self.blocking(move |db| pids.iter().map(|pid| read_state(db, pid)).collect()).await
+    }
+
+    async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let item = table.get((KEYRING_PK, KEYRING_SK)).map_err(unavailable)?;
+            item.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError> {
+        let keys = keys.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let kept = {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                let existing = table.get((KEYRING_PK, KEYRING_SK)).map_err(unavailable)?.map(|v| decode(v.value()));
+                match existing {
+                    Some(kept) => kept?,
+                    None => {
+                        table.insert((KEYRING_PK, KEYRING_SK), encode(&keys).as_slice()).map_err(unavailable)?;
+                        keys
+                    }
+                }
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(kept)
+        })
+        .await
     }
 
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {

@@ -1,6 +1,7 @@
 //! The local key service: a keyring file (mode 0600) holding a master key
 //! that wraps data keys with AES-256-GCM, the encryption context as AAD, as
-//! KMS would. It also keeps the wrapped index and integrity keys.
+//! KMS would. (The wrapped index and integrity keys live in the store, as
+//! they do on DynamoDB.)
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -15,7 +16,6 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::crypto::WrappedKeys;
 use crate::ports::{DataKey, EncryptionContext, KeyError, KeyService};
 
 pub const KEYRING_FILE: &str = "keyring.json";
@@ -25,7 +25,6 @@ struct KeyringFile {
     format: u32,
     /// Master keys by id; the last one wraps new data keys.
     master_keys: Vec<MasterKey>,
-    wrapped: WrappedKeys,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,13 +43,11 @@ pub enum KeyringError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("keyring {path} is not a valid keyring: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error(transparent)]
-    Key(#[from] KeyError),
 }
 
 impl LocalKeyring {
     /// Opens `dir/keyring.json`, creating it (mode 0600) on first run.
-    pub async fn open_or_create(dir: &Path) -> Result<(Self, WrappedKeys), KeyringError> {
+    pub fn open_or_create(dir: &Path) -> Result<Self, KeyringError> {
         let path = dir.join(KEYRING_FILE);
         let io = |source| KeyringError::Io { path: path.clone(), source };
         match std::fs::read(&path) {
@@ -58,22 +55,19 @@ impl LocalKeyring {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut master = Zeroizing::new([0u8; 32]);
                 rand::rngs::OsRng.fill_bytes(master.as_mut());
-                let keyring = LocalKeyring { master_keys: vec![("local-1".into(), master.clone())] };
-                let wrapped = WrappedKeys::generate(&keyring).await?;
                 let file = KeyringFile {
                     format: 1,
                     master_keys: vec![MasterKey { id: "local-1".into(), key: STANDARD.encode(master.as_ref()) }],
-                    wrapped: wrapped.clone(),
                 };
-                let json = serde_json::to_vec_pretty(&file).expect("keyring serialises");
+                let json = Zeroizing::new(serde_json::to_vec_pretty(&file).expect("keyring serialises"));
                 write_private(&path, &json).map_err(io)?;
-                Ok((keyring, wrapped))
+                Ok(LocalKeyring { master_keys: vec![("local-1".into(), master)] })
             }
             Err(e) => Err(io(e)),
         }
     }
 
-    fn parse(path: &Path, bytes: &[u8]) -> Result<(Self, WrappedKeys), KeyringError> {
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self, KeyringError> {
         let invalid = |reason: String| KeyringError::Invalid { path: path.to_owned(), reason };
         let file: KeyringFile = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
         let mut master_keys = Vec::new();
@@ -86,7 +80,7 @@ impl LocalKeyring {
         if master_keys.is_empty() {
             return Err(invalid("no master key".into()));
         }
-        Ok((LocalKeyring { master_keys }, file.wrapped))
+        Ok(LocalKeyring { master_keys })
     }
 }
 
@@ -162,13 +156,15 @@ impl KeyService for LocalKeyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::embedded::EmbeddedStore;
     use crate::crypto::{CacheLimits, Crypto};
     use crate::domain::PhoneNumber;
     use std::sync::Arc;
 
     async fn crypto_in(dir: &Path) -> Crypto {
-        let (keyring, wrapped) = LocalKeyring::open_or_create(dir).await.unwrap();
-        Crypto::start(Arc::new(keyring), &wrapped, "local", CacheLimits::default()).await.unwrap()
+        let keyring = LocalKeyring::open_or_create(dir).unwrap();
+        let store = EmbeddedStore::open(dir).unwrap();
+        Crypto::bootstrap(Arc::new(keyring), &store, true, CacheLimits::default()).await.unwrap()
     }
 
     #[tokio::test]

@@ -84,6 +84,15 @@ impl ConsentStore for BrokenStore {
     async fn outbox(&self, _: &str) -> Result<Vec<sms_consent::ports::OutboxItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn get_states(&self, _: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn wrapped_keys(&self) -> Result<Option<sms_consent::crypto::WrappedKeys>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn put_wrapped_keys_if_absent(&self, _: &sms_consent::crypto::WrappedKeys) -> Result<sms_consent::crypto::WrappedKeys, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     fn table(&self) -> &str {
         "broken"
     }
@@ -92,7 +101,8 @@ impl ConsentStore for BrokenStore {
 async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&config_text()).unwrap();
-    let (keyring, wrapped) = LocalKeyring::open_or_create(dir.path()).await.unwrap();
+    let keyring = LocalKeyring::open_or_create(dir.path()).unwrap();
+    let wrapped = sms_consent::crypto::WrappedKeys::generate(&keyring).await.unwrap();
     let crypto = Crypto::start(Arc::new(keyring), &wrapped, "broken", CacheLimits::default()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
