@@ -81,6 +81,7 @@ impl Default for ServerConfig {
 pub enum StorageBackend {
     #[default]
     Embedded,
+    Dynamodb,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -88,6 +89,12 @@ pub enum StorageBackend {
 pub struct StorageConfig {
     #[serde(default)]
     pub backend: StorageBackend,
+    /// DynamoDB table name.
+    pub table: Option<String>,
+    /// Another endpoint than AWS's (moto, DynamoDB Local).
+    pub endpoint_url: Option<String>,
+    /// Default: the SDK's usual lookup (AWS_REGION, profile).
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -95,6 +102,7 @@ pub struct StorageConfig {
 pub enum KeysBackend {
     #[default]
     Local,
+    Kms,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +110,10 @@ pub enum KeysBackend {
 pub struct KeysConfig {
     #[serde(default)]
     pub backend: KeysBackend,
+    /// KMS key: an ARN, a key id, or `alias/...`.
+    pub key_id: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -299,6 +311,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_backends()?;
         let mut program_ids = HashSet::new();
         let mut owners: HashMap<String, String> = HashMap::new();
         for (i, program) in self.programs.iter().enumerate() {
@@ -367,6 +380,29 @@ impl Config {
             }
             if key.scopes.is_empty() {
                 return Err(bad(format!("api_keys[{i}].scopes"), "grant at least one scope"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_backends(&self) -> Result<(), ConfigError> {
+        let url_ok = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"));
+        if !url_ok(&self.storage.endpoint_url) {
+            return Err(bad("storage.endpoint_url", "must be an http(s) URL"));
+        }
+        if !url_ok(&self.keys.endpoint_url) {
+            return Err(bad("keys.endpoint_url", "must be an http(s) URL"));
+        }
+        if self.storage.backend == StorageBackend::Dynamodb {
+            let table = self.storage.table.as_deref().unwrap_or("");
+            if !(3..=255).contains(&table.len()) || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+                return Err(bad("storage.table", "the dynamodb backend needs a table name (3-255 of letters, digits, '_', '.', '-')"));
+            }
+        }
+        if self.keys.backend == KeysBackend::Kms {
+            let key = self.keys.key_id.as_deref().unwrap_or("");
+            if !(key.starts_with("arn:aws") || key.starts_with("alias/") || (key.len() == 36 && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))) {
+                return Err(bad("keys.key_id", "the kms backend needs a key ARN, key id or alias/<name>"));
             }
         }
         Ok(())

@@ -12,3 +12,4 @@ pub mod providers;
 pub mod service;
 pub mod http;
 pub mod local;
+pub mod backends;

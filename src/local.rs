@@ -12,16 +12,14 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::adapters::embedded::EmbeddedStore;
-use crate::adapters::local_keyring::LocalKeyring;
+use crate::backends::{Backends, Calls};
 use crate::config::{
     ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, StandardWebhooksConfig,
     TwilioConfig,
 };
-use crate::crypto::{CacheLimits, Crypto};
 use crate::domain::{DefaultConsent, ReplyTemplates};
 use crate::http::{router, AppState};
-use crate::ports::{Clock, ConsentStore, SystemClock};
+use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
 use crate::providers::twilio;
 use crate::service::ConsentService;
@@ -149,6 +147,8 @@ pub struct LocalServer {
     /// Set when running on the demo config.
     pub dev_credentials: Option<DevCredentials>,
     pub state: AppState,
+    /// AWS calls made so far (zero on the embedded store and local keyring).
+    pub calls: Calls,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -185,12 +185,8 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     };
     config.validate()?;
 
-    let keyring = LocalKeyring::open_or_create(&dir).map_err(|e| StartError::Other(e.to_string()))?;
-    let store: Arc<dyn ConsentStore> =
-        Arc::new(EmbeddedStore::open(&dir).map_err(|e| StartError::Other(format!("{}: {e}", dir.display())))?);
-    let crypto = Crypto::bootstrap(Arc::new(keyring), store.as_ref(), true, CacheLimits::default())
-        .await
-        .map_err(|e| StartError::Other(format!("keys: {e}")))?;
+    let backends = Backends::open(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
+    let crypto = backends.crypto(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
 
     let listener = TcpListener::bind(&config.server.listen)
         .await
@@ -199,7 +195,7 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     if config.server.public_base_url.is_none() {
         config.server.public_base_url = Some(format!("http://{addr}"));
     }
-    let service = ConsentService::new(&config, store, Arc::new(crypto), clock);
+    let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), clock);
     let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
     let state = AppState::new(&config, service, sns_network);
     let app = router(state.clone());
@@ -212,7 +208,15 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
             .await
     });
     tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
-    Ok(LocalServer { addr, config, dev_credentials, state, shutdown: Some(tx), task })
+    Ok(LocalServer { addr, config, dev_credentials, state, calls: backends.calls.clone(), shutdown: Some(tx), task })
+}
+
+/// `sms-consent provision`: creates what the config names, idempotently.
+pub async fn provision(path: &Path) -> Result<Vec<String>, StartError> {
+    let config = load_config(path)?;
+    create_private_dir(&config.server.data_dir)?;
+    let backends = Backends::open(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
+    backends.provision(&config).await.map_err(|e| StartError::Other(e.to_string()))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StartError> {

@@ -30,6 +30,13 @@ enum Command {
         #[arg(long, env = "SMS_CONSENT_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Create what the config names when it is missing: the DynamoDB table,
+    /// the KMS key and alias (with an endpoint_url, i.e. an emulator), and
+    /// the wrapped index and integrity keys. Safe to run again.
+    Provision {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+    },
     /// Check a config file and report the first problem, naming its field.
     CheckConfig {
         #[arg(long)]
@@ -68,6 +75,21 @@ async fn main() -> ExitCode {
             tracing::info!("shutting down: finishing requests in flight");
             match server.shutdown().await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sms-consent: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Provision { config } => {
+            init_logs();
+            match local::provision(&config).await {
+                Ok(report) => {
+                    for line in report {
+                        println!("{line}");
+                    }
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("sms-consent: {e}");
                     ExitCode::FAILURE

@@ -1,0 +1,260 @@
+//! The DynamoDB consent store: the single-table items of ARCHITECTURE.md.
+//! An inbound event is one `TransactWriteItems` (dedup marker, event, outbox,
+//! state with a version condition); authorization is one consistent
+//! `GetItem`, a batch one `BatchGetItem`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::embedded::{phone_pk, KEYRING_PK, KEYRING_SK};
+use crate::crypto::WrappedKeys;
+use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
+
+const PK: &str = "PK";
+const SK: &str = "SK";
+const DATA: &str = "data";
+const VERSION: &str = "version";
+/// The TTL attribute (epoch seconds) of idempotency markers; events never
+/// carry it, so they never expire.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+const STATE_SK: &str = "STATE";
+const DEDUP_SK: &str = "-";
+/// How often `UnprocessedKeys` of a batch read are asked for again.
+const BATCH_ATTEMPTS: u32 = 5;
+pub const MAX_BATCH: usize = 100;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+fn item<T: Serialize>(pk: &str, sk: &str, value: &T) -> HashMap<String, AttributeValue> {
+    let mut item = key(pk, sk);
+    item.insert(DATA.to_owned(), s(serde_json::to_string(value).expect("items serialise")));
+    item
+}
+
+fn decode<T: DeserializeOwned>(item: &HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+    let data = item
+        .get(DATA)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("item has no data attribute".into()))?;
+    serde_json::from_str(data).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A STATE item's version is its own attribute, so the transaction can
+/// condition on it; it must agree with the one inside the data.
+fn decode_state(item: &HashMap<String, AttributeValue>) -> Result<StateItem, StoreError> {
+    let state: StateItem = decode(item)?;
+    let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+    if version != Some(state.version) {
+        return Err(StoreError::Corrupt("STATE version attribute disagrees with its data".into()));
+    }
+    Ok(state)
+}
+
+fn put(table: &str, item: HashMap<String, AttributeValue>) -> aws_sdk_dynamodb::types::builders::PutBuilder {
+    Put::builder().table_name(table).set_item(Some(item))
+}
+
+fn build(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactWriteItem, StoreError> {
+    let put = put.build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn query_prefix<T: DeserializeOwned>(&self, pid: &str, prefix: &str) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .expression_attribute_values(":prefix", s(prefix))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            out.push(decode(&item.map_err(unavailable)?)?);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ConsentStore for DynamoStore {
+    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&phone_pk(pid), STATE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(decode_state).transpose()
+    }
+
+    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
+        if pids.len() > MAX_BATCH {
+            return Err(StoreError::Unavailable(format!("a batch holds at most {MAX_BATCH} keys")));
+        }
+        let mut unique: Vec<&String> = pids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found: HashMap<String, StateItem> = HashMap::new();
+        if !unique.is_empty() {
+            let keys = unique.iter().map(|pid| key(&phone_pk(pid), STATE_SK)).collect();
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            for attempt in 0..BATCH_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request.clone())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    let state = decode_state(item)?;
+                    found.insert(state.pid.clone(), state);
+                }
+                match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.keys().is_empty() => {
+                        request = rest.clone();
+                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => return Ok(pids.iter().map(|pid| found.get(pid).cloned()).collect()),
+                }
+            }
+            return Err(StoreError::Unavailable("batch read left keys unprocessed".into()));
+        }
+        Ok(pids.iter().map(|_| None).collect())
+    }
+
+    async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
+        let pk = phone_pk(&write.event.pid);
+        let mut dedup = key(&write.dedup_key, DEDUP_SK);
+        dedup.insert("event_id".into(), s(&write.event.event_id));
+        dedup.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(write.dedup_expires_at.unix_timestamp().to_string()));
+        let mut items = vec![build(put(&self.table, dedup).condition_expression("attribute_not_exists(PK)"))?];
+        items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)))?);
+        if let Some(outbox) = &write.outbox {
+            items.push(build(put(&self.table, item(&pk, &format!("OUTBOX#{}", outbox.event_id), outbox)))?);
+        }
+        let state_index = items.len();
+        if let Some(state) = &write.state {
+            let mut state_item = item(&pk, STATE_SK, state);
+            state_item.insert(VERSION.into(), AttributeValue::N(state.version.to_string()));
+            let guarded = match write.expected_version {
+                Some(version) => put(&self.table, state_item)
+                    .condition_expression("#v = :expected")
+                    .expression_attribute_names("#v", VERSION)
+                    .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+                None => put(&self.table, state_item).condition_expression("attribute_not_exists(PK)"),
+            };
+            items.push(build(guarded)?);
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(CommitOutcome::Committed),
+            Err(error) => {
+                let reasons: Vec<String> = match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                        .cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_owned())
+                        .collect(),
+                    _ => return Err(unavailable(error)),
+                };
+                let code = |i: usize| reasons.get(i).map(String::as_str).unwrap_or("None");
+                if code(0) == "ConditionalCheckFailed" {
+                    return Ok(CommitOutcome::Duplicate);
+                }
+                if code(state_index) == "ConditionalCheckFailed" || reasons.iter().any(|r| r == "TransactionConflict") {
+                    return Ok(CommitOutcome::VersionConflict);
+                }
+                Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}")))
+            }
+        }
+    }
+
+    async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {
+        self.query_prefix(pid, "EVENT#").await
+    }
+
+    async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
+        self.query_prefix(pid, "OUTBOX#").await
+    }
+
+    async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(KEYRING_PK, KEYRING_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(decode).transpose()
+    }
+
+    async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item(KEYRING_PK, KEYRING_SK, keys)))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(keys.clone()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                self.wrapped_keys().await?.ok_or_else(|| StoreError::Unavailable("keyring vanished".into()))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn table(&self) -> &str {
+        &self.table
+    }
+}

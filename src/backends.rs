@@ -1,0 +1,177 @@
+//! Chooses the store and the key service from config (embedded or DynamoDB,
+//! local keyring or KMS), builds each AWS client once, and provisions what
+//! the config names.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
+    TimeToLiveSpecification,
+};
+
+use crate::adapters::aws::{sdk_config, CallCounter};
+use crate::adapters::dynamodb::{DynamoStore, TTL_ATTRIBUTE};
+use crate::adapters::embedded::EmbeddedStore;
+use crate::adapters::kms::KmsKeyService;
+use crate::adapters::local_keyring::LocalKeyring;
+use crate::config::{Config, KeysBackend, StorageBackend};
+use crate::crypto::{CacheLimits, Crypto};
+use crate::ports::{ConsentStore, KeyService};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+fn err(context: &str) -> impl Fn(String) -> BackendError + '_ {
+    move |e| BackendError(format!("{context}: {e}"))
+}
+
+/// How many calls each AWS client has started: metrics, and how tests prove
+/// the authorization path's cost.
+#[derive(Debug, Clone, Default)]
+pub struct Calls {
+    pub dynamodb: CallCounter,
+    pub kms: CallCounter,
+}
+
+pub struct Backends {
+    pub store: Arc<dyn ConsentStore>,
+    pub keys: Arc<dyn KeyService>,
+    pub calls: Calls,
+    dynamodb: Option<aws_sdk_dynamodb::Client>,
+    kms: Option<aws_sdk_kms::Client>,
+}
+
+impl Backends {
+    /// Builds the configured store and key service; `server.data_dir` holds
+    /// the embedded store and the local keyring.
+    pub async fn open(config: &Config) -> Result<Self, BackendError> {
+        let calls = Calls::default();
+        let dir = &config.server.data_dir;
+        let storage = &config.storage;
+        let keys_config = &config.keys;
+        let same_endpoint = storage.region == keys_config.region && storage.endpoint_url == keys_config.endpoint_url;
+        let storage_sdk = match storage.backend {
+            StorageBackend::Dynamodb => Some(sdk_config(storage.region.as_deref(), storage.endpoint_url.as_deref()).await),
+            StorageBackend::Embedded => None,
+        };
+        let keys_sdk = match (keys_config.backend, &storage_sdk) {
+            (KeysBackend::Kms, Some(shared)) if same_endpoint => Some(shared.clone()),
+            (KeysBackend::Kms, _) => Some(sdk_config(keys_config.region.as_deref(), keys_config.endpoint_url.as_deref()).await),
+            (KeysBackend::Local, _) => None,
+        };
+        let (store, dynamodb): (Arc<dyn ConsentStore>, _) = match storage_sdk {
+            Some(sdk) => {
+                let client_config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.dynamodb.clone()).build();
+                let client = aws_sdk_dynamodb::Client::from_conf(client_config);
+                let table = storage.table.clone().expect("validated");
+                (Arc::new(DynamoStore::new(client.clone(), table)), Some(client))
+            }
+            None => (Arc::new(EmbeddedStore::open(dir).map_err(|e| err(&dir.display().to_string())(e.to_string()))?), None),
+        };
+        let (keys, kms): (Arc<dyn KeyService>, _) = match keys_sdk {
+            Some(sdk) => {
+                let client_config = aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.kms.clone()).build();
+                let client = aws_sdk_kms::Client::from_conf(client_config);
+                let key_id = keys_config.key_id.clone().expect("validated");
+                (Arc::new(KmsKeyService::new(client.clone(), key_id)), Some(client))
+            }
+            None => (Arc::new(LocalKeyring::open_or_create(dir).map_err(|e| BackendError(e.to_string()))?), None),
+        };
+        Ok(Backends { store, keys, calls, dynamodb, kms })
+    }
+
+    /// Unwraps the index and integrity keys. Only a local box makes them on
+    /// first start; on DynamoDB that is `provision`'s job, so a missing
+    /// keyring item can never silently re-key (and orphan) the ledger.
+    pub async fn crypto(&self, config: &Config) -> Result<Crypto, BackendError> {
+        let create = config.storage.backend == StorageBackend::Embedded;
+        Crypto::bootstrap(self.keys.clone(), self.store.as_ref(), create, CacheLimits::default())
+            .await
+            .map_err(|e| BackendError(format!("keys: {e}")))
+    }
+
+    /// Creates what the config names when it is missing: the table (with TTL
+    /// on idempotency markers), the KMS key and alias when an endpoint is set
+    /// (a local emulator), and the wrapped index and integrity keys.
+    /// Returns what it did, one line each.
+    pub async fn provision(&self, config: &Config) -> Result<Vec<String>, BackendError> {
+        let mut report = Vec::new();
+        if let (Some(client), Some(table)) = (&self.dynamodb, &config.storage.table) {
+            report.push(ensure_table(client, table).await?);
+        }
+        if let (Some(client), Some(key_id), Some(_)) = (&self.kms, &config.keys.key_id, &config.keys.endpoint_url) {
+            report.push(ensure_key(client, key_id).await?);
+        }
+        let created = self.store.wrapped_keys().await.map_err(|e| BackendError(e.to_string()))?.is_none();
+        Crypto::bootstrap(self.keys.clone(), self.store.as_ref(), true, CacheLimits::default())
+            .await
+            .map_err(|e| BackendError(format!("keys: {e}")))?;
+        report.push(if created { "created the wrapped index and integrity keys".into() } else { "index and integrity keys already present".into() });
+        Ok(report)
+    }
+}
+
+async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<String, BackendError> {
+    let exists = match client.describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => false,
+        Err(e) => return Err(BackendError(format!("describe table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))),
+    };
+    if exists {
+        return Ok(format!("table {table} already exists"));
+    }
+    let attribute = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().expect("complete")
+    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("complete");
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attribute("PK"))
+        .attribute_definitions(attribute("SK"))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .sse_specification(SseSpecification::builder().enabled(true).build())
+        .deletion_protection_enabled(true)
+        .send()
+        .await
+        .map_err(|e| BackendError(format!("create table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL_ATTRIBUTE).build().expect("complete"),
+        )
+        .send()
+        .await
+        .map_err(|e| BackendError(format!("enable TTL on {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))))?;
+    Ok(format!("created table {table} (TTL on {TTL_ATTRIBUTE})"))
+}
+
+async fn ensure_key(client: &aws_sdk_kms::Client, key_id: &str) -> Result<String, BackendError> {
+    match client.describe_key().key_id(key_id).send().await {
+        Ok(_) => return Ok(format!("KMS key {key_id} already exists")),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found_exception()) => {}
+        Err(e) => return Err(BackendError(format!("describe key {key_id}: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))),
+    }
+    let Some(alias) = key_id.strip_prefix("alias/").map(|_| key_id) else {
+        return Err(BackendError(format!("KMS key {key_id} does not exist; name an alias/... to have it created")));
+    };
+    let key = client
+        .create_key()
+        .description("sms-consent data keys")
+        .send()
+        .await
+        .map_err(|e| BackendError(format!("create key: {}", aws_sdk_kms::error::DisplayErrorContext(&e))))?;
+    let id = key.key_metadata().map(|m| m.key_id().to_owned()).ok_or_else(|| BackendError("create key returned no id".into()))?;
+    client
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&id)
+        .send()
+        .await
+        .map_err(|e| BackendError(format!("create alias {alias}: {}", aws_sdk_kms::error::DisplayErrorContext(&e))))?;
+    Ok(format!("created KMS key {id} as {alias}"))
+}
