@@ -1,0 +1,365 @@
+//! One contract for every consent store: the same tests run against the
+//! embedded store and against DynamoDB and KMS on moto (started by
+//! `./scripts/test`; without it these tests fail, they never skip).
+
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::sync::Arc;
+
+use sms_consent::adapters::embedded::EmbeddedStore;
+use sms_consent::adapters::local_keyring::LocalKeyring;
+use sms_consent::backends::{Backends, Calls};
+use sms_consent::config::Config;
+use sms_consent::crypto::{CacheLimits, Crypto};
+use sms_consent::domain::{Intent, PhoneNumber, Reason};
+use sms_consent::ports::{ConsentStore, LedgerWrite, SystemClock};
+use sms_consent::providers::{InboundMessage, ReplyStyle};
+use sms_consent::service::{AuthorizationQuery, ConsentService, InboundOutcome};
+use time::OffsetDateTime;
+
+use helpers::{CLINIC, PATIENT};
+const INLINE: ReplyStyle = ReplyStyle { inline: true, auto_reply_keywords: &[] };
+const OUTBOX: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+
+const PROGRAMS: &str = r#"
+[[programs]]
+id = "clinic"
+name = "Lakeside Reminders"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550100"]
+help_contact = "555-0100"
+frequency = "Msg frequency varies"
+categories = ["appointment_reminders", "billing"]
+default = "opted_in"
+"#;
+
+pub struct Harness {
+    pub service: ConsentService,
+    pub store: Arc<dyn ConsentStore>,
+    /// Counted AWS calls (DynamoDB backend only).
+    pub calls: Option<Calls>,
+    pub table: String,
+    _dir: tempfile::TempDir,
+}
+
+fn config(extra: &str) -> Config {
+    Config::from_toml(&format!("{extra}\n{PROGRAMS}")).unwrap()
+}
+
+pub async fn embedded() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ConsentStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let keys = Arc::new(LocalKeyring::open_or_create(dir.path()).unwrap());
+    let crypto = Crypto::bootstrap(keys, store.as_ref(), true, CacheLimits::default()).await.unwrap();
+    let service = ConsentService::new(&config(""), store.clone(), Arc::new(crypto), Arc::new(SystemClock));
+    Harness { service, store, calls: None, table: "embedded".into(), _dir: dir }
+}
+
+/// The moto endpoint `./scripts/test` started.
+pub fn moto() -> String {
+    std::env::var("SMS_CONSENT_TEST_MOTO").expect(
+        "SMS_CONSENT_TEST_MOTO is not set: these tests need the moto server that ./scripts/test installs and starts",
+    )
+}
+
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+pub fn moto_config(table: &str, alias: &str) -> String {
+    let endpoint = moto();
+    format!(
+        "[storage]\nbackend = \"dynamodb\"\ntable = \"{table}\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         [keys]\nbackend = \"kms\"\nkey_id = \"{alias}\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+    )
+}
+
+pub async fn dynamodb() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let table = unique("contract");
+    let config = config(&moto_config(&table, &format!("alias/{}", unique("contract"))));
+    let backends = Backends::open(&config).await.unwrap();
+    backends.provision(&config).await.unwrap();
+    let crypto = backends.crypto(&config).await.unwrap();
+    let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), Arc::new(SystemClock));
+    Harness { service, store: backends.store.clone(), calls: Some(backends.calls.clone()), table, _dir: dir }
+}
+
+pub fn sms(id: &str, from: &str, text: &str, at: Option<&str>) -> InboundMessage {
+    InboundMessage {
+        provider: "standard-webhooks",
+        message_id: id.into(),
+        from: PhoneNumber::parse(from).unwrap(),
+        to: Some(PhoneNumber::parse(CLINIC).unwrap()),
+        text: text.into(),
+        occurred_at: at.map(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()),
+    }
+}
+
+impl Harness {
+    pub async fn reason(&self, to: &str) -> Reason {
+        self.service.authorize(&AuthorizationQuery { to, program: "clinic", category: "billing" }).await.reason
+    }
+
+    pub async fn ledger_len(&self, number: &str) -> usize {
+        self.service.events(&PhoneNumber::parse(number).unwrap()).await.unwrap().len()
+    }
+
+    pub fn pid(&self, number: &str) -> String {
+        self.service.crypto().blind_index(&PhoneNumber::parse(number).unwrap())
+    }
+}
+
+macro_rules! contract {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn a_repeated_delivery_is_recorded_once() {
+                let h = super::$backend().await;
+                let first = h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let again = h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                assert!(matches!(first, InboundOutcome::Recorded { intent: Intent::OptOut, reply: Some(_), .. }));
+                assert_eq!(again, InboundOutcome::Duplicate);
+                assert_eq!(h.ledger_len(PATIENT).await, 1);
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+            }
+
+            #[tokio::test]
+            async fn event_time_orders_and_an_opt_out_wins_a_tie() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("start", PATIENT, "START", Some("2026-03-01T10:05:00Z")), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("stop", PATIENT, "STOP", Some("2026-03-01T10:00:00Z")), INLINE).await.unwrap();
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed);
+                h.service.handle_inbound(&sms("tie", PATIENT, "STOP", Some("2026-03-01T10:05:00Z")), INLINE).await.unwrap();
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                assert_eq!(h.ledger_len(PATIENT).await, 3);
+            }
+
+            #[tokio::test]
+            async fn concurrent_deliveries_for_one_number_converge() {
+                let h = Arc::new(super::$backend().await);
+                let mut tasks = Vec::new();
+                for i in 0..16u32 {
+                    let h = h.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let text = if i % 2 == 0 { "STOP" } else { "START" };
+                        let at = format!("2026-03-01T10:{i:02}:00Z");
+                        h.service.handle_inbound(&sms(&format!("m{i}"), PATIENT, text, Some(&at)), INLINE).await.unwrap()
+                    }));
+                }
+                for task in tasks {
+                    assert!(matches!(task.await.unwrap(), InboundOutcome::Recorded { .. }));
+                }
+                // m15 (START at 10:15) is the latest event.
+                let decision = h.service.authorize(&AuthorizationQuery { to: PATIENT, program: "clinic", category: "billing" }).await;
+                assert_eq!(decision.reason, Reason::Allowed);
+                assert_eq!(decision.as_of, Some(time::macros::datetime!(2026-03-01 10:15 UTC)));
+                assert_eq!(h.ledger_len(PATIENT).await, 16);
+            }
+
+            #[tokio::test]
+            async fn a_batch_read_answers_in_the_order_asked() {
+                let h = super::$backend().await;
+                let others = ["+14158675310", "+14158675311"];
+                h.service.handle_inbound(&sms("a", PATIENT, "STOP", None), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("b", others[1], "START", None), INLINE).await.unwrap();
+                let pids = vec![h.pid(others[1]), h.pid(others[0]), h.pid(PATIENT), h.pid(others[1])];
+                let states = h.store.get_states(&pids).await.unwrap();
+                assert_eq!(states.len(), 4);
+                assert!(states[0].is_some() && states[1].is_none() && states[2].is_some() && states[3].is_some());
+                assert_eq!(states[2].as_ref().unwrap().pid, h.pid(PATIENT));
+                let many: Vec<String> = (0..100).map(|i| h.pid(&format!("+1415555{i:04}"))).collect();
+                assert_eq!(h.store.get_states(&many).await.unwrap().len(), 100);
+            }
+
+            #[tokio::test]
+            async fn a_state_rewritten_without_its_tag_denies_as_unavailable() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let pid = h.pid(PATIENT);
+                let mut state = h.store.get_state(&pid).await.unwrap().unwrap();
+                let event = h.store.events(&pid).await.unwrap().remove(0);
+                // Raw write access: flip the opt-out, keep the old tag.
+                state.consent.marks.values_mut().for_each(|m| m.consent = sms_consent::domain::Consent::OptIn);
+                let expected = Some(state.version);
+                state.version += 1;
+                let write = LedgerWrite {
+                    dedup_key: "DEDUP#tamper#1".into(),
+                    dedup_expires_at: OffsetDateTime::now_utc(),
+                    event,
+                    outbox: None,
+                    state: Some(state),
+                    expected_version: expected,
+                };
+                h.store.commit(write).await.unwrap();
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+                assert!(h.service.handle_inbound(&sms("m2", PATIENT, "START", None), INLINE).await.is_err());
+            }
+
+            #[tokio::test]
+            async fn a_reply_that_cannot_go_inline_is_written_to_the_outbox_once() {
+                let h = super::$backend().await;
+                let outcome = h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                assert!(matches!(outcome, InboundOutcome::Recorded { reply: None, outboxed: true, .. }));
+                let outbox = h.service.outbox(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap();
+                assert_eq!(outbox.len(), 1);
+                assert!(outbox[0].body.contains("Help at 555-0100"));
+                assert!(!outbox[0].to.contains("4158675309"), "the recipient is sealed");
+            }
+
+            #[tokio::test]
+            async fn a_ciphertext_copied_onto_another_record_fails_to_open() {
+                let h = super::$backend().await;
+                let crypto = h.service.crypto();
+                let sealed = crypto.seal(PATIENT, "PHONE#a", "STATE", "phone").await.unwrap();
+                assert_eq!(crypto.open(&sealed, "PHONE#a", "STATE", "phone").await.unwrap(), PATIENT);
+                assert!(crypto.open(&sealed, "PHONE#b", "STATE", "phone").await.is_err());
+                assert!(crypto.open(&sealed, "PHONE#a", "EVENT#x", "phone").await.is_err());
+            }
+
+            #[tokio::test]
+            async fn the_first_wrapped_keys_stored_are_kept() {
+                let h = super::$backend().await;
+                let kept = h.store.wrapped_keys().await.unwrap().unwrap();
+                let mut other = kept.clone();
+                other.index_key = "b3RoZXI=".into();
+                assert_eq!(h.store.put_wrapped_keys_if_absent(&other).await.unwrap(), kept);
+            }
+
+            #[tokio::test]
+            async fn authorization_makes_one_store_call_and_no_key_call() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                assert_eq!(h.reason("+14158675399").await, Reason::Allowed);
+                if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - dynamodb, 2, "one GetItem per authorization");
+                    assert_eq!(calls.kms.count() - kms, 0, "no KMS call on the authorization path");
+                }
+                assert!(!h.table.is_empty());
+            }
+        }
+    };
+}
+
+contract!(embedded);
+contract!(dynamodb);
+
+/// DynamoDB and KMS specifics, against moto and against a local HTTP server
+/// that fails the way DynamoDB fails.
+mod dynamodb_only {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use sms_consent::adapters::aws::sdk_config;
+    use sms_consent::adapters::dynamodb::DynamoStore;
+    use sms_consent::adapters::local_keyring::LocalKeyring;
+    use sms_consent::crypto::{CacheLimits, Crypto, WrappedKeys};
+    use sms_consent::domain::{PhoneNumber, Reason};
+    use sms_consent::service::{AuthorizationQuery, ConsentService};
+
+    use super::helpers::*;
+    use super::{moto, moto_config, sms, unique};
+
+    async fn spawn_on_moto() -> (TestApp, String) {
+        let table = unique("http");
+        let config = format!("{}\n{}", moto_config(&table, &format!("alias/{}", unique("http"))), config_text());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &config).unwrap();
+        sms_consent::local::provision(&path).await.expect("provision on moto");
+        (TestApp::spawn_with(&config).await, table)
+    }
+
+    #[tokio::test]
+    async fn a_stop_over_http_is_stored_in_dynamodb_and_authorization_costs_one_call() {
+        let (app, _) = spawn_on_moto().await;
+
+        let twiml = app.twilio_sms("SM0001", PATIENT, CLINIC, "STOP").await.text().await.unwrap();
+        let calls = &app.server().calls;
+        let (dynamodb, kms) = (calls.dynamodb.count(), calls.kms.count());
+        let decision = app.decision(PATIENT, "clinic", "billing").await;
+
+        assert!(twiml.contains("You are unsubscribed"));
+        assert_eq!(decision["reason"], "opted_out");
+        assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one GetItem");
+        assert_eq!(calls.kms.count() - kms, 0, "no KMS call");
+    }
+
+    #[tokio::test]
+    async fn an_opt_out_flipped_directly_in_the_table_denies_and_raises_an_alarm() {
+        let (app, table) = spawn_on_moto().await;
+        app.twilio_sms("SM0001", PATIENT, CLINIC, "STOP").await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk_config(Some("us-east-1"), Some(&moto())).await);
+        let pid = app.server().state.service.crypto().blind_index(&PhoneNumber::parse(PATIENT).unwrap());
+        let key = |pk: String| std::collections::HashMap::from([("PK".to_owned(), AttributeValue::S(pk)), ("SK".to_owned(), AttributeValue::S("STATE".into()))]);
+
+        let item = client.get_item().table_name(&table).set_key(Some(key(format!("PHONE#{pid}")))).send().await.unwrap();
+        let data = item.item().unwrap()["data"].as_s().unwrap().replace("\"opt_out\"", "\"opt_in\"");
+        client
+            .update_item()
+            .table_name(&table)
+            .set_key(Some(key(format!("PHONE#{pid}"))))
+            .update_expression("SET #d = :d")
+            .expression_attribute_names("#d", "data")
+            .expression_attribute_values(":d", AttributeValue::S(data))
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "unavailable");
+        assert_eq!(app.server().state.service.counters.integrity_alarms.load(Ordering::Relaxed), 1);
+    }
+
+    /// A DynamoDB endpoint that throttles every request, counting them.
+    async fn throttling_dynamodb() -> (String, Arc<AtomicUsize>) {
+        use axum::http::StatusCode;
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/x-amz-json-1.0"), ("x-amzn-errortype", "ThrottlingException")],
+                    r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_within_a_budget_then_fails_closed() {
+        let (endpoint, hits) = throttling_dynamodb().await;
+        let client = aws_sdk_dynamodb::Client::new(&sdk_config(Some("us-east-1"), Some(&endpoint)).await);
+        let store = Arc::new(DynamoStore::new(client, "throttled"));
+        let dir = tempfile::tempdir().unwrap();
+        let keyring = LocalKeyring::open_or_create(dir.path()).unwrap();
+        let wrapped = WrappedKeys::generate(&keyring).await.unwrap();
+        let crypto = Crypto::start(Arc::new(keyring), &wrapped, "throttled", CacheLimits::default()).await.unwrap();
+        let config = sms_consent::config::Config::from_toml(&config_text()).unwrap();
+        let service = ConsentService::new(&config, store, Arc::new(crypto), Arc::new(sms_consent::ports::SystemClock));
+
+        let decision = service.authorize(&AuthorizationQuery { to: PATIENT, program: "clinic", category: "billing" }).await;
+        let attempts = hits.load(Ordering::SeqCst);
+        let inbound = service.handle_inbound(&sms("m1", PATIENT, "STOP", None), sms_consent::providers::twilio::REPLY_STYLE).await;
+
+        assert_eq!(decision.reason, Reason::Unavailable);
+        assert!(!decision.allowed);
+        assert_eq!(attempts, 4, "the SDK retried throttling, then gave up");
+        assert!(inbound.is_err(), "a STOP that could not be stored is an error (503), never a success");
+    }
+}
