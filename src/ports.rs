@@ -80,6 +80,12 @@ pub struct EventItem {
     pub categories: Vec<String>,
     /// The message text, sealed; `None` once erased or when there was none.
     pub text: Option<String>,
+    /// The evidence reference of consent captured elsewhere, sealed.
+    #[serde(default)]
+    pub evidence: Option<String>,
+    /// The API caller that recorded it, read it or erased it.
+    #[serde(default)]
+    pub caller: Option<String>,
     pub signature_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
@@ -162,6 +168,15 @@ pub trait ConsentStore: Send + Sync {
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
     /// Replies due for one number.
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError>;
+    /// One page of the ledger, newest first: events whose sort key is below
+    /// `before` (all when `None`), at most `limit`; and the cursor of the next
+    /// page when there may be one.
+    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize)
+        -> Result<(Vec<EventItem>, Option<String>), StoreError>;
+    /// Erasure: removes the sealed texts and evidence from every event of the
+    /// number (kinds and times stay) and deletes its outbox items. Safe to
+    /// repeat. Returns how many events it changed.
+    async fn scrub(&self, pid: &str) -> Result<usize, StoreError>;
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.

@@ -233,6 +233,55 @@ macro_rules! contract {
             }
 
             #[tokio::test]
+            async fn a_batch_authorization_is_one_store_call() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let numbers: Vec<String> = (0..100).map(|i| format!("+1415555{i:04}")).chain([PATIENT.to_owned()]).skip(1).collect();
+                let queries: Vec<AuthorizationQuery> = numbers.iter().map(|to| AuthorizationQuery { to, program: "clinic", category: "billing" }).collect();
+                let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                let decisions = h.service.authorize_many(&queries).await;
+                assert_eq!(decisions.len(), 100);
+                assert_eq!(decisions[99].reason, Reason::OptedOut);
+                assert!(decisions[..99].iter().all(|d| d.reason == Reason::Allowed));
+                if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one BatchGetItem");
+                    assert_eq!(calls.kms.count() - kms, 0);
+                }
+            }
+
+            #[tokio::test]
+            async fn records_history_and_erasure_behave_alike() {
+                use sms_consent::service::records::{CaptureSource, ConsentRecord, RecordKind, RecordOutcome};
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "Stop. Thank you", Some("2026-03-01T10:00:00Z")), OUTBOX).await.unwrap();
+                let record = ConsentRecord {
+                    to: PATIENT, program: "clinic", categories: None, kind: RecordKind::ExpressWritten, source: CaptureSource::WebForm,
+                    captured_at: time::macros::datetime!(2026-03-02 10:00 UTC), evidence: Some("form-9"), id: Some("r1"),
+                };
+                assert!(matches!(h.service.record_consent(&record, "tester").await.unwrap(), RecordOutcome::Recorded { .. }));
+                assert!(matches!(h.service.record_consent(&record, "tester").await.unwrap(), RecordOutcome::Duplicate { .. }));
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed);
+
+                let (page, _) = h.service.history(PATIENT, None, "auditor").await.unwrap();
+                let kinds: Vec<&str> = page.iter().map(|e| e.event.kind.as_str()).collect();
+                assert_eq!(kinds, ["history_read", "consent_express_written", "opt_out"]);
+                assert_eq!(page[1].evidence.as_deref(), Some("form-9"));
+                assert_eq!(page[2].text.as_deref(), Some("Stop. Thank you"));
+
+                let revocation = ConsentRecord { kind: RecordKind::Revocation, source: CaptureSource::PhoneCall, id: Some("r2"),
+                    captured_at: time::macros::datetime!(2026-03-03 10:00 UTC), ..record };
+                h.service.record_consent(&revocation, "tester").await.unwrap();
+                assert_eq!(h.service.erase(PATIENT, "dpo").await.unwrap(), 3, "the text and two evidence references");
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "erasure keeps the suppression");
+                let state = h.store.get_state(&h.pid(PATIENT)).await.unwrap().unwrap();
+                assert!(state.phone.is_none());
+                assert!(h.service.outbox(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap().is_empty());
+                let (page, _) = h.service.history(PATIENT, None, "auditor").await.unwrap();
+                assert!(page.iter().all(|e| e.text.is_none() && e.evidence.is_none()));
+                assert_eq!(page.iter().filter(|e| e.event.kind == "erasure").count(), 1);
+            }
+
+            #[tokio::test]
             async fn authorization_makes_one_store_call_and_no_key_call() {
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();

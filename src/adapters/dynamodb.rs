@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -221,6 +223,73 @@ impl ConsentStore for DynamoStore {
 
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
         self.query_prefix(pid, "OUTBOX#").await
+    }
+
+    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .expression_attribute_values(":prefix", s("EVENT#"));
+        if let Some(before) = before {
+            query = query.set_exclusive_start_key(Some(key(&phone_pk(pid), before)));
+        }
+        let out = query.send().await.map_err(unavailable)?;
+        let page: Vec<EventItem> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| k.get(SK))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        Ok((page, next))
+    }
+
+    async fn scrub(&self, pid: &str) -> Result<usize, StoreError> {
+        let pk = phone_pk(pid);
+        let mut requests = Vec::new();
+        let mut changed = 0;
+        for mut event in self.query_prefix::<EventItem>(pid, "EVENT#").await? {
+            if event.text.take().is_some() | event.evidence.take().is_some() {
+                let put = PutRequest::builder().set_item(Some(item(&pk, &event.sort_key(), &event))).build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+                changed += 1;
+            }
+        }
+        for outbox in self.query_prefix::<OutboxItem>(pid, "OUTBOX#").await? {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key(&pk, &format!("OUTBOX#{}", outbox.event_id))))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..BATCH_ATTEMPTS {
+                let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(unavailable)?;
+                match out.unprocessed_items().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.is_empty() => {
+                        pending = rest.clone();
+                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => {
+                        pending = Vec::new();
+                        break;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable("erasure left writes unprocessed".into()));
+            }
+        }
+        Ok(changed)
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

@@ -200,6 +200,56 @@ impl ConsentStore for EmbeddedStore {
         self.items(pid, "OUTBOX#").await
     }
 
+    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+        let pk = phone_pk(pid);
+        let end = before.unwrap_or("EVENT$").to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), "EVENT#")..(pk.as_str(), end.as_str())).map_err(unavailable)?;
+            let mut page = Vec::new();
+            for entry in range.rev().take(limit) {
+                page.push(decode::<EventItem>(entry.map_err(unavailable)?.1.value())?);
+            }
+            let next = (page.len() == limit).then(|| page.last().map(EventItem::sort_key)).flatten();
+            Ok((page, next))
+        })
+        .await
+    }
+
+    async fn scrub(&self, pid: &str) -> Result<usize, StoreError> {
+        let pk = phone_pk(pid);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let mut changed = 0;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                let events: Vec<EventItem> = table
+                    .range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$"))
+                    .map_err(unavailable)?
+                    .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
+                    .collect::<Result<_, _>>()?;
+                for mut event in events {
+                    if event.text.take().is_some() | event.evidence.take().is_some() {
+                        table.insert((pk.as_str(), event.sort_key().as_str()), encode(&event).as_slice()).map_err(unavailable)?;
+                        changed += 1;
+                    }
+                }
+                let outbox: Vec<String> = table
+                    .range((pk.as_str(), "OUTBOX#")..(pk.as_str(), "OUTBOX$"))
+                    .map_err(unavailable)?
+                    .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(unavailable))
+                    .collect::<Result<_, _>>()?;
+                for sk in outbox {
+                    table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
+                }
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(changed)
+        })
+        .await
+    }
+
     fn table(&self) -> &str {
         "embedded"
     }

@@ -44,6 +44,8 @@ enum Command {
     },
     /// Read an API key on standard input and print its `token_sha256`.
     HashApiKey,
+    /// Print the OpenAPI document of the sender and staff API.
+    Openapi,
 }
 
 fn init_logs() {
@@ -106,6 +108,10 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Openapi => {
+            print!("{}", sms_consent::http::openapi::document());
+            ExitCode::SUCCESS
+        }
         Command::HashApiKey => {
             let mut key = String::new();
             if std::io::stdin().read_line(&mut key).is_err() || key.trim().is_empty() {

@@ -1,12 +1,15 @@
 //! `POST /v1/authorizations`: may program P send category C to number N now?
-//! A valid request always gets 200 with a decision; failures deny.
+//! One request or a batch of up to 100. A valid request always gets 200
+//! with a decision per number; failures deny.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use super::auth::authenticate;
 use super::error::ApiError;
@@ -15,20 +18,58 @@ use crate::config::ApiScope;
 use crate::domain::{Decision, Reason};
 use crate::service::AuthorizationQuery;
 
-#[derive(Deserialize)]
+/// The largest batch, as one `BatchGetItem` can read.
+pub const MAX_BATCH: usize = 100;
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationRequest {
+    /// The recipient, E.164. Anything else is answered with `invalid_number`.
+    #[schema(example = "+14155550123")]
     pub to: String,
+    /// A program id from config.
     pub program: String,
+    /// One of the program's categories.
     pub category: String,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationBatch {
+    /// 1 to 100 requests, answered in the same order.
+    #[schema(min_items = 1, max_items = 100)]
+    pub requests: Vec<AuthorizationRequest>,
+}
+
+/// One request, or a batch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AuthorizationBody {
+    Batch(AuthorizationBatch),
+    Single(AuthorizationRequest),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AuthorizationAnswer {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// Time of the deciding event; null when no event decided it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub as_of: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub to: String,
     pub allowed: bool,
     pub reason: Reason,
     #[serde(with = "time::serde::rfc3339::option")]
     pub as_of: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchAnswer {
+    pub results: Vec<BatchResult>,
 }
 
 impl From<Decision> for AuthorizationAnswer {
@@ -41,18 +82,57 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))
 }
 
-pub async fn authorize(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<AuthorizationAnswer>, ApiError> {
+fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
+    AuthorizationQuery { to: &r.to, program: &r.program, category: &r.category }
+}
+
+/// Decide whether a program may send a category of message to a number.
+#[utoipa::path(
+    post,
+    path = "/v1/authorizations",
+    tag = "authorization",
+    request_body = AuthorizationBody,
+    responses(
+        (status = 200, description = "A decision (single request) or a decision per request, in order (batch)", body = inline(AuthorizationResponse)),
+        (status = 400, description = "Malformed request, empty batch, or more than 100 requests", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the authorize scope", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = super::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = authenticate(&state.api_keys, &headers, ApiScope::Authorize)?;
     let body = read_body(&headers, body).await?;
-    let request: AuthorizationRequest = parse_json(&body)?;
-    let decision = state
-        .service
-        .authorize(&AuthorizationQuery { to: &request.to, program: &request.program, category: &request.category })
-        .await;
-    tracing::info!(caller = caller.name, program = %request.program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
-    Ok(Json(decision.into()))
+    let request: serde_json::Value = parse_json(&body)?;
+    if request.get("requests").is_none() {
+        let single: AuthorizationRequest = parse_json(&body)?;
+        let decision = state.service.authorize(&query(&single)).await;
+        tracing::info!(caller = caller.name, program = %single.program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
+        return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
+    }
+    let batch: AuthorizationBatch = serde_json::from_value(request).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))?;
+    if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!("a batch holds 1 to {MAX_BATCH} requests, not {}", batch.requests.len())));
+    }
+    let queries: Vec<_> = batch.requests.iter().map(query).collect();
+    let decisions = state.service.authorize_many(&queries).await;
+    let allowed = decisions.iter().filter(|d| d.allowed).count();
+    tracing::info!(caller = caller.name, requests = decisions.len(), allowed, "batch authorization");
+    let results = batch
+        .requests
+        .into_iter()
+        .zip(decisions)
+        .map(|(r, d)| BatchResult { to: r.to, allowed: d.allowed, reason: d.reason, as_of: d.as_of })
+        .collect();
+    Ok(Json(BatchAnswer { results }).into_response())
+}
+
+/// The answer: one decision, or the batch's.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum AuthorizationResponse {
+    Single(AuthorizationAnswer),
+    Batch(BatchAnswer),
 }

@@ -30,7 +30,16 @@ pub enum ApiError {
     #[error("an upstream call failed")]
     Upstream(String),
     #[error("service unavailable")]
-    Unavailable(#[from] ServiceError),
+    Unavailable(ServiceError),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(message) => ApiError::BadRequest(message),
+            other => ApiError::Unavailable(other),
+        }
+    }
 }
 
 impl From<PayloadError> for ApiError {
@@ -39,13 +48,16 @@ impl From<PayloadError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What was wrong, for a 4xx; nothing of the cause, for a 5xx.
+    pub detail: String,
 }
 
 impl ApiError {
@@ -85,7 +97,7 @@ impl IntoResponse for ApiError {
         };
         let problem = Problem {
             kind: format!("https://sms-consent.dev/problems/{slug}"),
-            title: status.canonical_reason().unwrap_or("Error"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail,
         };

@@ -15,7 +15,9 @@ use crate::service::ConsentService;
 
 pub mod auth;
 pub mod authorize;
+pub mod consents;
 pub mod error;
+pub mod openapi;
 pub mod webhooks;
 
 use auth::ApiKey;
@@ -74,14 +76,30 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/bird", post(webhooks::bird).get(webhooks::bird))
         .route("/webhooks/aws-sns", post(webhooks::aws_sns))
         .route("/v1/authorizations", post(authorize::authorize))
+        .route("/v1/consents", post(consents::record))
+        .route("/v1/consents/state", post(consents::consent_state))
+        .route("/v1/consents/events", post(consents::history))
+        .route("/v1/consents/erasure", post(consents::erasure))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi::document())
 }
 
 /// Reads the whole body, refusing with 413 past the limit (by the declared

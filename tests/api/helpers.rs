@@ -32,6 +32,7 @@ pub const BIRD_KEY: &str = "bird-signing-key";
 pub const SNS_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:sms-consent-inbound";
 pub const SNS_CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
 pub const RECORD_ONLY_KEY: &str = "key-for-front-desk";
+pub const STAFF_KEY: &str = "key-for-compliance-staff";
 
 pub fn config_text() -> String {
     format!(
@@ -93,9 +94,15 @@ scopes = ["authorize"]
 name = "front-desk"
 token_sha256 = "{record_hash}"
 scopes = ["record"]
+
+[[api_keys]]
+name = "compliance"
+token_sha256 = "{staff_hash}"
+scopes = ["read_history", "erase"]
 "#,
         authorize_hash = sms_consent::http::auth::sha256_hex(AUTHORIZE_KEY),
         record_hash = sms_consent::http::auth::sha256_hex(RECORD_ONLY_KEY),
+        staff_hash = sms_consent::http::auth::sha256_hex(STAFF_KEY),
     )
 }
 
@@ -212,6 +219,15 @@ impl TestApp {
             request = request.bearer_auth(key);
         }
         request.body(body).send().await.unwrap()
+    }
+
+    /// POSTs JSON to an API route with a key.
+    pub async fn api(&self, path: &str, key: Option<&str>, body: serde_json::Value) -> Response {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap()
     }
 
     /// The decision for one number, program and category.

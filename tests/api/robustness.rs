@@ -84,6 +84,12 @@ impl ConsentStore for BrokenStore {
     async fn outbox(&self, _: &str) -> Result<Vec<sms_consent::ports::OutboxItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn events_page(&self, _: &str, _: Option<&str>, _: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn scrub(&self, _: &str) -> Result<usize, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn get_states(&self, _: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }

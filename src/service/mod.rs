@@ -11,11 +11,13 @@ use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::keywords::is_exact_keyword;
-use crate::domain::{Consent, ConsentChange, ConsentState, Decision, Intent, PhoneNumber, Reason, ReplyKind, Scope};
+use crate::domain::{Consent, ConsentChange, Decision, Intent, PhoneNumber, Reason, ReplyKind, Scope};
 use crate::ports::{
     event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
 };
 use crate::providers::{InboundMessage, ReplyStyle};
+
+pub mod records;
 
 /// How long an idempotency marker is kept: longer than any provider retries.
 pub const DEDUP_TTL: Duration = Duration::days(30);
@@ -33,6 +35,9 @@ pub enum ServiceError {
     Integrity,
     #[error("gave up after {MAX_ATTEMPTS} concurrent updates")]
     Contention,
+    /// The request itself is wrong (a 400, with this message).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What happened to an inbound message.
@@ -62,6 +67,25 @@ pub struct ConsentService {
     programs: HashMap<String, ProgramConfig>,
     owners: HashMap<String, String>,
     pub counters: Counters,
+}
+
+/// What an event does to the number's state.
+#[derive(Clone, Copy)]
+pub(crate) enum Effect<'a> {
+    None,
+    Apply(&'a ConsentChange),
+    /// Removes the sealed number (erasure); consent stays as it is.
+    ErasePhone,
+}
+
+/// An event on its way to the store.
+pub(crate) struct Pending<'a> {
+    /// The number, sealed into the state when the state is first written.
+    pub phone: Option<&'a PhoneNumber>,
+    pub dedup_key: String,
+    pub event: EventItem,
+    pub outbox: Option<OutboxItem>,
+    pub effect: Effect<'a>,
 }
 
 pub struct AuthorizationQuery<'a> {
@@ -157,6 +181,8 @@ impl ConsentService {
             program: program.map(|p| p.id.clone()),
             categories: Vec::new(),
             text: Some(self.crypto.seal(&message.text, &pk, &sk, "text").await?),
+            evidence: None,
+            caller: None,
             signature_verified: true,
             occurred_at,
             received_at: now,
@@ -181,49 +207,68 @@ impl ConsentService {
             }
             _ => None,
         };
+        let outboxed = outbox.is_some();
+        let pending = Pending {
+            phone: Some(&message.from),
+            dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
+            event,
+            outbox,
+            effect: change.as_ref().map_or(Effect::None, Effect::Apply),
+        };
+        if self.commit_event(pending).await? {
+            tracing::info!(pid = %pid, intent = intent_name(intent), "consent event recorded");
+            Ok(InboundOutcome::Recorded { intent, outboxed, reply: if style.inline { reply } else { None } })
+        } else {
+            tracing::info!(pid = %pid, "duplicate delivery; already recorded");
+            Ok(InboundOutcome::Duplicate)
+        }
+    }
 
+    /// Writes one event with its dedup marker, outbox item and state change
+    /// in one transaction, re-reading and retrying a lost version race.
+    /// Returns false when the dedup marker was already there.
+    pub(crate) async fn commit_event(&self, pending: Pending<'_>) -> Result<bool, ServiceError> {
+        let pid = pending.event.pid.clone();
+        let pk = format!("PHONE#{pid}");
+        let now = self.clock.now();
         for _ in 0..MAX_ATTEMPTS {
             let current = self.read_state(&pid).await?;
             let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
-            let changed = change.as_ref().is_some_and(|c| consent.apply(c));
+            let mut phone = current.as_ref().and_then(|s| s.phone.clone());
+            let changed = match pending.effect {
+                Effect::None => false,
+                Effect::Apply(change) => consent.apply(change),
+                Effect::ErasePhone => current.is_some() && phone.take().is_some(),
+            };
             let state = if changed {
                 let version = current.as_ref().map_or(1, |s| s.version + 1);
-                let phone = match current.as_ref().and_then(|s| s.phone.clone()) {
-                    Some(sealed) => sealed,
-                    None => self.crypto.seal(message.from.as_e164(), &pk, "STATE", "phone").await?,
-                };
+                if phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
+                    if let Some(number) = pending.phone {
+                        phone = Some(self.crypto.seal(number.as_e164(), &pk, "STATE", "phone").await?);
+                    }
+                }
                 Some(StateItem {
                     pid: pid.clone(),
                     version,
                     tag: self.crypto.tag(&pid, version, &consent),
                     consent,
-                    phone: Some(phone),
+                    phone,
                     updated_at: now,
                 })
             } else {
                 None
             };
             let write = LedgerWrite {
-                dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
+                dedup_key: pending.dedup_key.clone(),
                 dedup_expires_at: now + DEDUP_TTL,
-                event: event.clone(),
-                outbox: outbox.clone(),
+                event: pending.event.clone(),
+                outbox: pending.outbox.clone(),
                 state,
                 expected_version: current.as_ref().map(|s| s.version),
             };
             match self.store.commit(write).await? {
-                CommitOutcome::Committed => {
-                    tracing::info!(pid = %pid, intent = intent_name(intent), changed, "consent event recorded");
-                    return Ok(InboundOutcome::Recorded {
-                        intent,
-                        outboxed: outbox.is_some(),
-                        reply: if style.inline { reply } else { None },
-                    });
-                }
-                CommitOutcome::Duplicate => {
-                    tracing::info!(pid = %pid, "duplicate delivery; already recorded");
-                    return Ok(InboundOutcome::Duplicate);
-                }
+                CommitOutcome::Committed => return Ok(true),
+                CommitOutcome::Duplicate => return Ok(false),
                 CommitOutcome::VersionConflict => continue,
             }
         }
@@ -236,9 +281,15 @@ impl ConsentService {
         InboundOutcome::Ignored
     }
 
-    /// Reads one state and checks its integrity tag; a bad tag is an alarm.
+    /// Reads one state and checks its integrity tag.
     async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        let Some(state) = self.store.get_state(pid).await? else {
+        let state = self.store.get_state(pid).await?;
+        self.verified(pid, state)
+    }
+
+    /// A state whose integrity tag fails is an alarm, never a decision.
+    fn verified(&self, pid: &str, state: Option<StateItem>) -> Result<Option<StateItem>, ServiceError> {
+        let Some(state) = state else {
             return Ok(None);
         };
         if !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
@@ -249,29 +300,76 @@ impl ConsentService {
         Ok(Some(state))
     }
 
-    /// May this program send this category to this number now? Any failure
-    /// denies, with a reason.
-    pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
-        let Some(program) = self.programs.get(query.program) else {
-            return Decision::deny(Reason::UnknownProgram);
-        };
+    /// Checks what can be checked without the store: the program, the
+    /// category, the number. Returns the number's blind index.
+    fn validate_query(&self, query: &AuthorizationQuery<'_>) -> Result<(String, &ProgramConfig), Decision> {
+        let program = self.programs.get(query.program).ok_or(Decision::deny(Reason::UnknownProgram))?;
         if !program.categories.iter().any(|c| c == query.category) {
-            return Decision::deny(Reason::UnknownCategory);
+            return Err(Decision::deny(Reason::UnknownCategory));
         }
-        let Ok(number) = PhoneNumber::parse(query.to) else {
-            return Decision::deny(Reason::InvalidNumber);
-        };
-        let pid = self.crypto.blind_index(&number);
-        match self.read_state(&pid).await {
-            Ok(state) => state
-                .map(|s| s.consent)
-                .unwrap_or_else(ConsentState::default)
-                .decide(&program.id, query.category, program.default),
+        let number = PhoneNumber::parse(query.to).map_err(|_| Decision::deny(Reason::InvalidNumber))?;
+        Ok((self.crypto.blind_index(&number), program))
+    }
+
+    /// Decides from a stored state, after checking its integrity tag.
+    fn decide(&self, pid: &str, state: Option<StateItem>, program: &ProgramConfig, category: &str) -> Decision {
+        match self.verified(pid, state) {
+            Ok(state) => state.map(|s| s.consent).unwrap_or_default().decide(&program.id, category, program.default),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");
                 Decision::deny(Reason::Unavailable)
             }
         }
+    }
+
+    /// May this program send this category to this number now? One store
+    /// read, no key service call; any failure denies, with a reason.
+    pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
+        let (pid, program) = match self.validate_query(query) {
+            Ok(valid) => valid,
+            Err(denied) => return denied,
+        };
+        match self.store.get_state(&pid).await {
+            Ok(state) => self.decide(&pid, state, program, query.category),
+            Err(error) => {
+                tracing::error!(pid = %pid, %error, "authorization denied: store unavailable");
+                Decision::deny(Reason::Unavailable)
+            }
+        }
+    }
+
+    /// Many decisions with one store read: a batch of up to 100 requests.
+    /// Requests that fail on their own (unknown program, bad number) are
+    /// denied with their reason; a store failure denies the rest as
+    /// `unavailable`.
+    pub async fn authorize_many(&self, queries: &[AuthorizationQuery<'_>]) -> Vec<Decision> {
+        let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(queries.len());
+        let mut lookups: Vec<(usize, String, &ProgramConfig)> = Vec::new();
+        for (i, query) in queries.iter().enumerate() {
+            match self.validate_query(query) {
+                Ok((pid, program)) => {
+                    lookups.push((i, pid, program));
+                    decisions.push(None);
+                }
+                Err(denied) => decisions.push(Some(denied)),
+            }
+        }
+        let pids: Vec<String> = lookups.iter().map(|(_, pid, _)| pid.clone()).collect();
+        let states = if pids.is_empty() { Ok(Vec::new()) } else { self.store.get_states(&pids).await };
+        match states {
+            Ok(states) => {
+                for ((i, pid, program), state) in lookups.into_iter().zip(states) {
+                    decisions[i] = Some(self.decide(&pid, state, program, queries[i].category));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "batch authorization denied: store unavailable");
+                for (i, _, _) in lookups {
+                    decisions[i] = Some(Decision::deny(Reason::Unavailable));
+                }
+            }
+        }
+        decisions.into_iter().map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable))).collect()
     }
 
     /// Replies waiting in the outbox for one number.

@@ -1,0 +1,257 @@
+//! Consent captured outside SMS, and a number's state, history and erasure.
+//! Numbers travel only in request bodies.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::auth::authenticate;
+use super::authorize::parse_json;
+use super::error::{ApiError, Problem};
+use super::{read_body, AppState};
+use crate::config::ApiScope;
+use crate::domain::Reason;
+use crate::service::records::{CaptureSource, ConsentRecord, RecordKind, RecordOutcome};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentRecordRequest {
+    /// The patient's number, E.164.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    pub to: String,
+    pub program: String,
+    /// Omitted: every category of the program.
+    pub categories: Option<Vec<String>>,
+    pub kind: RecordKind,
+    pub source: CaptureSource,
+    /// When the consent or revocation was given (RFC 3339); it is ordered
+    /// with SMS events by this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub captured_at: OffsetDateTime,
+    /// A reference to the evidence: a form, document or call id.
+    pub evidence: Option<String>,
+    /// The caller's id for this record; a retry with the same id is a no-op.
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentRecordAnswer {
+    pub event_id: String,
+    /// `recorded`, or `duplicate` for a retry with the same id.
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NumberRequest {
+    /// The number, E.164.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    pub to: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryConsent {
+    pub program: String,
+    pub category: String,
+    pub allowed: bool,
+    pub reason: Reason,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub as_of: Option<OffsetDateTime>,
+    /// The event that decided it, if any.
+    pub decided_by: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentStateAnswer {
+    pub consents: Vec<CategoryConsent>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRequest {
+    /// The number, E.164.
+    #[schema(pattern = r"^\+[1-9][0-9]{6,14}$", example = "+14155550123")]
+    pub to: String,
+    /// From the previous page's `next_page_token`.
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEvent {
+    pub event_id: String,
+    /// `opt_out`, `opt_out_all`, `opt_in`, `help`, `consent_express_written`,
+    /// `consent_express`, `revocation`, `history_read`, `erasure`.
+    pub kind: String,
+    /// The provider, the capture source, or `api`.
+    pub source: String,
+    pub caller: Option<String>,
+    pub program: Option<String>,
+    pub categories: Vec<String>,
+    /// The message as the patient wrote it; null once erased.
+    pub text: Option<String>,
+    pub evidence: Option<String>,
+    pub signature_verified: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryAnswer {
+    /// Newest first.
+    pub events: Vec<LedgerEvent>,
+    pub next_page_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureAnswer {
+    pub status: String,
+    /// Events whose text or evidence was removed.
+    pub events_scrubbed: usize,
+}
+
+fn token(sort_key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_key)
+}
+
+fn untoken(token: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::BadRequest("page_token: not a token this service gave".into()))
+}
+
+/// Record consent or a revocation captured outside SMS.
+#[utoipa::path(
+    post, path = "/v1/consents", tag = "consents", request_body = ConsentRecordRequest,
+    responses(
+        (status = 201, description = "Recorded", body = ConsentRecordAnswer),
+        (status = 200, description = "Already recorded under this id", body = ConsentRecordAnswer),
+        (status = 400, description = "Malformed request, unknown program or category, invalid number", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the record scope", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not stored; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn record(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
+    let caller = authenticate(&state.api_keys, &headers, ApiScope::Record)?;
+    let body = read_body(&headers, body).await?;
+    let r: ConsentRecordRequest = parse_json(&body)?;
+    let record = ConsentRecord {
+        to: &r.to,
+        program: &r.program,
+        categories: r.categories.as_deref(),
+        kind: r.kind,
+        source: r.source,
+        captured_at: r.captured_at,
+        evidence: r.evidence.as_deref(),
+        id: r.id.as_deref(),
+    };
+    Ok(match state.service.record_consent(&record, caller.name).await? {
+        RecordOutcome::Recorded { event_id } => (StatusCode::CREATED, Json(ConsentRecordAnswer { event_id, status: "recorded".into() })),
+        RecordOutcome::Duplicate { event_id } => (StatusCode::OK, Json(ConsentRecordAnswer { event_id, status: "duplicate".into() })),
+    })
+}
+
+/// Current consent of a number, per program and category.
+#[utoipa::path(
+    post, path = "/v1/consents/state", tag = "consents", request_body = NumberRequest,
+    responses(
+        (status = 200, description = "Consent per program and category", body = ConsentStateAnswer),
+        (status = 400, description = "Malformed request or invalid number", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the read_history scope", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The state could not be read or failed its integrity check", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn consent_state(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<ConsentStateAnswer>, ApiError> {
+    authenticate(&state.api_keys, &headers, ApiScope::ReadHistory)?;
+    let body = read_body(&headers, body).await?;
+    let r: NumberRequest = parse_json(&body)?;
+    let consents = state
+        .service
+        .consent_state(&r.to)
+        .await?
+        .into_iter()
+        .map(|c| CategoryConsent {
+            program: c.program,
+            category: c.category,
+            allowed: c.decision.allowed,
+            reason: c.decision.reason,
+            as_of: c.decision.as_of,
+            decided_by: c.decided_by,
+        })
+        .collect();
+    Ok(Json(ConsentStateAnswer { consents }))
+}
+
+/// The ledger of a number, newest first, 50 a page. The read is recorded.
+#[utoipa::path(
+    post, path = "/v1/consents/events", tag = "consents", request_body = HistoryRequest,
+    responses(
+        (status = 200, description = "One page of the ledger", body = HistoryAnswer),
+        (status = 400, description = "Malformed request, invalid number or page token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the read_history scope", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not read; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn history(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<HistoryAnswer>, ApiError> {
+    let caller = authenticate(&state.api_keys, &headers, ApiScope::ReadHistory)?;
+    let body = read_body(&headers, body).await?;
+    let r: HistoryRequest = parse_json(&body)?;
+    let before = r.page_token.as_deref().map(untoken).transpose()?;
+    let (events, next) = state.service.history(&r.to, before.as_deref(), caller.name).await?;
+    let events = events
+        .into_iter()
+        .map(|o| LedgerEvent {
+            event_id: o.event.event_id,
+            kind: o.event.kind,
+            source: o.event.source,
+            caller: o.event.caller,
+            program: o.event.program,
+            categories: o.event.categories,
+            text: o.text,
+            evidence: o.evidence,
+            signature_verified: o.event.signature_verified,
+            occurred_at: o.event.occurred_at,
+            received_at: o.event.received_at,
+        })
+        .collect();
+    Ok(Json(HistoryAnswer { events, next_page_token: next.as_deref().map(token) }))
+}
+
+/// Erase a number on a data-subject request; it stays suppressed if opted out.
+#[utoipa::path(
+    post, path = "/v1/consents/erasure", tag = "consents", request_body = NumberRequest,
+    responses(
+        (status = 200, description = "Erased (safe to repeat)", body = ErasureAnswer),
+        (status = 400, description = "Malformed request or invalid number", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks the erase scope", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not finished; retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn erasure(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<ErasureAnswer>, ApiError> {
+    let caller = authenticate(&state.api_keys, &headers, ApiScope::Erase)?;
+    let body = read_body(&headers, body).await?;
+    let r: NumberRequest = parse_json(&body)?;
+    let events_scrubbed = state.service.erase(&r.to, caller.name).await?;
+    Ok(Json(ErasureAnswer { status: "erased".into(), events_scrubbed }))
+}
