@@ -46,18 +46,30 @@ impl Backends {
     /// Builds the configured store and key service; `server.data_dir` holds
     /// the embedded store and the local keyring.
     pub async fn open(config: &Config) -> Result<Self, BackendError> {
+        Self::open_with(config, None).await
+    }
+
+    /// As `open`, reusing an SDK config already loaded (on Lambda, one per
+    /// process) for any AWS backend that names no endpoint or region of its own.
+    pub async fn open_with(config: &Config, shared: Option<&aws_config::SdkConfig>) -> Result<Self, BackendError> {
         let calls = Calls::default();
         let dir = &config.server.data_dir;
         let storage = &config.storage;
         let keys_config = &config.keys;
         let same_endpoint = storage.region == keys_config.region && storage.endpoint_url == keys_config.endpoint_url;
+        let load = |region: Option<String>, endpoint: Option<String>| async move {
+            match (shared, &region, &endpoint) {
+                (Some(sdk), None, None) => sdk.clone(),
+                _ => sdk_config(region.as_deref(), endpoint.as_deref()).await,
+            }
+        };
         let storage_sdk = match storage.backend {
-            StorageBackend::Dynamodb => Some(sdk_config(storage.region.as_deref(), storage.endpoint_url.as_deref()).await),
+            StorageBackend::Dynamodb => Some(load(storage.region.clone(), storage.endpoint_url.clone()).await),
             StorageBackend::Embedded => None,
         };
         let keys_sdk = match (keys_config.backend, &storage_sdk) {
             (KeysBackend::Kms, Some(shared)) if same_endpoint => Some(shared.clone()),
-            (KeysBackend::Kms, _) => Some(sdk_config(keys_config.region.as_deref(), keys_config.endpoint_url.as_deref()).await),
+            (KeysBackend::Kms, _) => Some(load(keys_config.region.clone(), keys_config.endpoint_url.clone()).await),
             (KeysBackend::Local, _) => None,
         };
         let (store, dynamodb): (Arc<dyn ConsentStore>, _) = match storage_sdk {

@@ -48,6 +48,17 @@ pub struct Config {
     pub providers: ProvidersConfig,
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// On Lambda: the IAM principals (role or user ARNs) allowed on `/v1`.
+    #[serde(default)]
+    pub iam_principals: Vec<IamPrincipalConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamPrincipalConfig {
+    /// An IAM role or user ARN; a role's assumed-role sessions match it.
+    pub arn: String,
+    pub scopes: Vec<ApiScope>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +379,14 @@ impl Config {
             }
         }
         self.validate_providers()?;
+        for (i, principal) in self.iam_principals.iter().enumerate() {
+            if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {
+                return Err(bad(format!("iam_principals[{i}].arn"), "must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)"));
+            }
+            if principal.scopes.is_empty() {
+                return Err(bad(format!("iam_principals[{i}].scopes"), "grant at least one scope"));
+            }
+        }
         for (i, key) in self.api_keys.iter().enumerate() {
             match (&key.token_sha256, &key.token) {
                 (Some(hash), None) => {

@@ -13,3 +13,4 @@ pub mod service;
 pub mod http;
 pub mod local;
 pub mod backends;
+pub mod lambda;

@@ -18,6 +18,7 @@ use crate::config::{
     TwilioConfig,
 };
 use crate::domain::{DefaultConsent, ReplyTemplates};
+use crate::http::auth::Authenticator;
 use crate::http::{router, AppState};
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
@@ -197,7 +198,7 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     }
     let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), clock);
     let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
-    let state = AppState::new(&config, service, sns_network);
+    let state = AppState::new(&config, service, sns_network, Authenticator::api_keys(&config.api_keys));
     let app = router(state.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -1,11 +1,13 @@
-//! API keys for internal callers: kept as SHA-256 hashes, compared in
-//! constant time, each with its scopes.
+//! Who is calling `/v1`: an API key (kept as a SHA-256 hash, compared in
+//! constant time) on the local server, or the IAM principal that API Gateway
+//! authenticated on Lambda; each mapped to scopes by config.
 
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::config::{ApiKeyConfig, ApiScope};
+use crate::config::{ApiKeyConfig, ApiScope, IamPrincipalConfig};
 
 pub struct ApiKey {
     pub name: String,
@@ -48,14 +50,77 @@ impl ApiKey {
     }
 }
 
-/// The caller of a request, once its key has been checked.
+/// The caller of a request, once identified and allowed.
 pub struct Caller<'a> {
     pub name: &'a str,
 }
 
+/// An IAM principal allowed on `/v1`, by ARN.
+pub struct IamPrincipal {
+    arn: String,
+    scopes: Vec<ApiScope>,
+}
+
+/// How `/v1` callers prove who they are.
+pub enum Authenticator {
+    /// `Authorization: Bearer <key>` (the local server).
+    ApiKeys(Vec<ApiKey>),
+    /// API Gateway's `AWS_IAM` authorizer (Lambda): the principal ARN from
+    /// the request context.
+    Iam(Vec<IamPrincipal>),
+}
+
+impl Authenticator {
+    pub fn api_keys(config: &[ApiKeyConfig]) -> Self {
+        Authenticator::ApiKeys(config.iter().enumerate().map(|(i, k)| ApiKey::from_config(i, k)).collect())
+    }
+
+    pub fn iam(config: &[IamPrincipalConfig]) -> Self {
+        Authenticator::Iam(config.iter().map(|p| IamPrincipal { arn: p.arn.clone(), scopes: p.scopes.clone() }).collect())
+    }
+
+    /// 401 when the caller is not identified, 403 when it is but may not
+    /// use `scope` (an IAM principal that config does not map is a 403).
+    pub fn authenticate<'a>(&'a self, parts: &Parts, scope: ApiScope) -> Result<Caller<'a>, ApiError> {
+        match self {
+            Authenticator::ApiKeys(keys) => authenticate(keys, &parts.headers, scope),
+            Authenticator::Iam(principals) => {
+                let arn = iam_principal(parts).ok_or(ApiError::Unauthenticated)?;
+                let role_arn = assumed_role_as_role(&arn);
+                let principal = principals
+                    .iter()
+                    .find(|p| p.arn == arn || Some(p.arn.as_str()) == role_arn.as_deref())
+                    .ok_or(ApiError::UnmappedPrincipal)?;
+                if !principal.scopes.contains(&scope) {
+                    return Err(ApiError::Forbidden(scope_name(scope)));
+                }
+                Ok(Caller { name: &principal.arn })
+            }
+        }
+    }
+}
+
+/// The principal ARN API Gateway put in the request context.
+fn iam_principal(parts: &Parts) -> Option<String> {
+    match parts.extensions.get::<lambda_http::request::RequestContext>()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone(),
+        _ => None,
+    }
+}
+
+/// `arn:aws:sts::123:assumed-role/Name/session` is the role
+/// `arn:aws:iam::123:role/Name` acting: config names the role.
+fn assumed_role_as_role(arn: &str) -> Option<String> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
+    (service == "sts").then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
+}
+
 /// Finds the key presented as `Authorization: Bearer <key>` and checks that
 /// it holds `scope`: 401 for no or an unknown key, 403 for a missing scope.
-pub fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap, scope: ApiScope) -> Result<Caller<'a>, ApiError> {
+fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap, scope: ApiScope) -> Result<Caller<'a>, ApiError> {
     use subtle::ConstantTimeEq;
     let token = headers
         .get(header::AUTHORIZATION)
@@ -73,4 +138,19 @@ pub fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap, scope: ApiScope
         return Err(ApiError::Forbidden(scope_name(scope)));
     }
     Ok(Caller { name: &key.name })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assumed_role_session_is_its_role() {
+        assert_eq!(
+            assumed_role_as_role("arn:aws:sts::123456789012:assumed-role/reminders/i-0abc").as_deref(),
+            Some("arn:aws:iam::123456789012:role/reminders")
+        );
+        assert_eq!(assumed_role_as_role("arn:aws:iam::123456789012:user/alice"), None);
+        assert_eq!(assumed_role_as_role("garbage"), None);
+    }
 }

@@ -2,16 +2,14 @@
 //! One request or a batch of up to 100. A valid request always gets 200
 //! with a decision per number; failures deny.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::auth::authenticate;
 use super::error::ApiError;
 use super::{read_body, AppState};
 use crate::config::ApiScope;
@@ -101,9 +99,10 @@ fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
     ),
     security(("api_key" = []))
 )]
-pub async fn authorize(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let caller = authenticate(&state.api_keys, &headers, ApiScope::Authorize)?;
-    let body = read_body(&headers, body).await?;
+pub async fn authorize(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = state.auth.authenticate(&parts, ApiScope::Authorize)?;
+    let body = read_body(&parts.headers, body).await?;
     let request: serde_json::Value = parse_json(&body)?;
     if request.get("requests").is_none() {
         let single: AuthorizationRequest = parse_json(&body)?;

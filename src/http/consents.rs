@@ -1,15 +1,14 @@
 //! Consent captured outside SMS, and a number's state, history and erasure.
 //! Numbers travel only in request bodies.
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::auth::authenticate;
 use super::authorize::parse_json;
 use super::error::{ApiError, Problem};
 use super::{read_body, AppState};
@@ -143,9 +142,10 @@ fn untoken(token: &str) -> Result<String, ApiError> {
     ),
     security(("api_key" = []))
 )]
-pub async fn record(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
-    let caller = authenticate(&state.api_keys, &headers, ApiScope::Record)?;
-    let body = read_body(&headers, body).await?;
+pub async fn record(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = state.auth.authenticate(&parts, ApiScope::Record)?;
+    let body = read_body(&parts.headers, body).await?;
     let r: ConsentRecordRequest = parse_json(&body)?;
     let record = ConsentRecord {
         to: &r.to,
@@ -176,9 +176,10 @@ pub async fn record(State(state): State<AppState>, headers: HeaderMap, body: Bod
     ),
     security(("api_key" = []))
 )]
-pub async fn consent_state(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<ConsentStateAnswer>, ApiError> {
-    authenticate(&state.api_keys, &headers, ApiScope::ReadHistory)?;
-    let body = read_body(&headers, body).await?;
+pub async fn consent_state(State(state): State<AppState>, request: Request) -> Result<Json<ConsentStateAnswer>, ApiError> {
+    let (parts, body) = request.into_parts();
+    state.auth.authenticate(&parts, ApiScope::ReadHistory)?;
+    let body = read_body(&parts.headers, body).await?;
     let r: NumberRequest = parse_json(&body)?;
     let consents = state
         .service
@@ -210,9 +211,10 @@ pub async fn consent_state(State(state): State<AppState>, headers: HeaderMap, bo
     ),
     security(("api_key" = []))
 )]
-pub async fn history(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<HistoryAnswer>, ApiError> {
-    let caller = authenticate(&state.api_keys, &headers, ApiScope::ReadHistory)?;
-    let body = read_body(&headers, body).await?;
+pub async fn history(State(state): State<AppState>, request: Request) -> Result<Json<HistoryAnswer>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = state.auth.authenticate(&parts, ApiScope::ReadHistory)?;
+    let body = read_body(&parts.headers, body).await?;
     let r: HistoryRequest = parse_json(&body)?;
     let before = r.page_token.as_deref().map(untoken).transpose()?;
     let (events, next) = state.service.history(&r.to, before.as_deref(), caller.name).await?;
@@ -248,9 +250,10 @@ pub async fn history(State(state): State<AppState>, headers: HeaderMap, body: Bo
     ),
     security(("api_key" = []))
 )]
-pub async fn erasure(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<ErasureAnswer>, ApiError> {
-    let caller = authenticate(&state.api_keys, &headers, ApiScope::Erase)?;
-    let body = read_body(&headers, body).await?;
+pub async fn erasure(State(state): State<AppState>, request: Request) -> Result<Json<ErasureAnswer>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = state.auth.authenticate(&parts, ApiScope::Erase)?;
+    let body = read_body(&parts.headers, body).await?;
     let r: NumberRequest = parse_json(&body)?;
     let events_scrubbed = state.service.erase(&r.to, caller.name).await?;
     Ok(Json(ErasureAnswer { status: "erased".into(), events_scrubbed }))

@@ -15,8 +15,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or unknown API key")]
     Unauthenticated,
-    #[error("the API key lacks the {0} scope")]
+    #[error("the caller lacks the {0} scope")]
     Forbidden(&'static str),
+    #[error("this IAM principal is not mapped to any scope in [[iam_principals]]")]
+    UnmappedPrincipal,
     #[error("webhook signature refused: {0}")]
     BadSignature(#[from] SignatureError),
     #[error("request body is larger than {0} bytes")]
@@ -65,7 +67,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Forbidden(_) | ApiError::UnmappedPrincipal => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid-signature"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),

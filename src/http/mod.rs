@@ -20,7 +20,7 @@ pub mod error;
 pub mod openapi;
 pub mod webhooks;
 
-use auth::ApiKey;
+use auth::Authenticator;
 use error::ApiError;
 
 /// Bodies larger than this are refused with 413 before any parsing.
@@ -36,7 +36,7 @@ pub struct Inner {
     pub public_base_url: String,
     pub providers: ProvidersConfig,
     pub sns: SnsVerifier,
-    pub api_keys: Vec<ApiKey>,
+    pub auth: Authenticator,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,7 +47,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, service: ConsentService, sns_network: Arc<dyn SnsNetwork>) -> Self {
+    pub fn new(config: &Config, service: ConsentService, sns_network: Arc<dyn SnsNetwork>, auth: Authenticator) -> Self {
         let public_base_url = config
             .server
             .public_base_url
@@ -58,30 +58,54 @@ impl AppState {
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             providers: config.providers.clone(),
             sns: SnsVerifier::new(sns_network),
-            api_keys: config.api_keys.iter().enumerate().map(|(i, k)| ApiKey::from_config(i, k)).collect(),
+            auth,
         }))
     }
 }
 
+/// Which routes a process serves: everything locally; on Lambda one role per
+/// function, so each function holds only its own permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    /// The provider webhooks.
+    Webhook,
+    /// `POST /v1/authorizations` and `GET /openapi.json`.
+    Authorize,
+    /// `/v1/consents*`.
+    Consents,
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/webhooks/twilio", post(webhooks::twilio))
-        .route("/webhooks/standard-webhooks", post(webhooks::standard_webhooks))
-        .route("/webhooks/telnyx", post(webhooks::telnyx))
-        .route("/webhooks/plivo", post(webhooks::plivo).get(webhooks::plivo))
-        .route("/webhooks/vonage", post(webhooks::vonage).get(webhooks::vonage))
-        .route("/webhooks/sinch", post(webhooks::sinch))
-        .route("/webhooks/bandwidth", post(webhooks::bandwidth))
-        .route("/webhooks/bird", post(webhooks::bird).get(webhooks::bird))
-        .route("/webhooks/aws-sns", post(webhooks::aws_sns))
-        .route("/v1/authorizations", post(authorize::authorize))
-        .route("/v1/consents", post(consents::record))
-        .route("/v1/consents/state", post(consents::consent_state))
-        .route("/v1/consents/events", post(consents::history))
-        .route("/v1/consents/erasure", post(consents::erasure))
-        .route("/openapi.json", get(openapi_json))
-        .fallback(|| async { ApiError::NotFound })
+    router_for(state, Role::All)
+}
+
+pub fn router_for(state: AppState, role: Role) -> Router {
+    let serves = |r: Role| role == Role::All || role == r;
+    let mut app = Router::new().route("/healthz", get(healthz));
+    if serves(Role::Webhook) {
+        app = app
+            .route("/webhooks/twilio", post(webhooks::twilio))
+            .route("/webhooks/standard-webhooks", post(webhooks::standard_webhooks))
+            .route("/webhooks/telnyx", post(webhooks::telnyx))
+            .route("/webhooks/plivo", post(webhooks::plivo).get(webhooks::plivo))
+            .route("/webhooks/vonage", post(webhooks::vonage).get(webhooks::vonage))
+            .route("/webhooks/sinch", post(webhooks::sinch))
+            .route("/webhooks/bandwidth", post(webhooks::bandwidth))
+            .route("/webhooks/bird", post(webhooks::bird).get(webhooks::bird))
+            .route("/webhooks/aws-sns", post(webhooks::aws_sns));
+    }
+    if serves(Role::Authorize) {
+        app = app.route("/v1/authorizations", post(authorize::authorize)).route("/openapi.json", get(openapi_json));
+    }
+    if serves(Role::Consents) {
+        app = app
+            .route("/v1/consents", post(consents::record))
+            .route("/v1/consents/state", post(consents::consent_state))
+            .route("/v1/consents/events", post(consents::history))
+            .route("/v1/consents/erasure", post(consents::erasure));
+    }
+    app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

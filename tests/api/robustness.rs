@@ -115,7 +115,12 @@ async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
     let mut config = config;
     config.server.public_base_url = Some(base.clone());
     let service = ConsentService::new(&config, Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
-    let app = router(AppState::new(&config, service, Arc::new(sms_consent::providers::aws_sns::HttpSnsNetwork::new())));
+    let app = router(AppState::new(
+        &config,
+        service,
+        Arc::new(sms_consent::providers::aws_sns::HttpSnsNetwork::new()),
+        sms_consent::http::auth::Authenticator::api_keys(&config.api_keys),
+    ));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, dir)
 }

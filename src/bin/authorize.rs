@@ -1,0 +1,6 @@
+//! The authorize Lambda function: wiring only (see `sms_consent::lambda`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    sms_consent::lambda::run(sms_consent::http::Role::Authorize).await
+}

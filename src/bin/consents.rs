@@ -1,0 +1,6 @@
+//! The consents Lambda function: wiring only (see `sms_consent::lambda`).
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    sms_consent::lambda::run(sms_consent::http::Role::Consents).await
+}

@@ -1,0 +1,169 @@
+//! Lambda wiring shared by the three functions (`src/bin/webhook.rs`,
+//! `authorize.rs`, `consents.rs`): configuration from SSM and Secrets
+//! Manager, AWS clients built once, the shared Router for one role.
+//!
+//! Environment (set by `infra/template.yaml`; nothing secret):
+//! - `SMS_CONSENT_CONFIG_PARAMETER`: SSM parameter holding the non-secret
+//!   TOML (programs, templates, provider settings, `[[iam_principals]]`).
+//! - `SMS_CONSENT_SECRETS`: Secrets Manager secret holding a TOML fragment
+//!   with the provider secrets (`[providers.twilio] auth_tokens = [...]`...),
+//!   merged over the parameter's TOML.
+//! - `SMS_CONSENT_TABLE`, `SMS_CONSENT_KEY_ID`: the table and KMS key.
+//! - `SMS_CONSENT_PUBLIC_BASE_URL` (optional): the URL providers sign.
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::backends::Backends;
+use crate::config::Config;
+use crate::crypto::Crypto;
+use crate::http::auth::Authenticator;
+use crate::http::{router_for, AppState, Role};
+use crate::ports::{Clock, SystemClock};
+use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
+use crate::service::ConsentService;
+
+pub const CONFIG_PARAMETER_ENV: &str = "SMS_CONSENT_CONFIG_PARAMETER";
+pub const SECRETS_ENV: &str = "SMS_CONSENT_SECRETS";
+pub const TABLE_ENV: &str = "SMS_CONSENT_TABLE";
+pub const KEY_ID_ENV: &str = "SMS_CONSENT_KEY_ID";
+pub const PUBLIC_BASE_URL_ENV: &str = "SMS_CONSENT_PUBLIC_BASE_URL";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+/// Where a function finds its configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_parameter: String,
+    pub secret_id: Option<String>,
+    pub table: String,
+    pub key_id: String,
+    pub public_base_url: Option<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, StartError> {
+        let required = |name: &str| std::env::var(name).map_err(|_| StartError(format!("{name} is not set")));
+        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Ok(Settings {
+            config_parameter: required(CONFIG_PARAMETER_ENV)?,
+            secret_id: optional(SECRETS_ENV),
+            table: required(TABLE_ENV)?,
+            key_id: required(KEY_ID_ENV)?,
+            public_base_url: optional(PUBLIC_BASE_URL_ENV),
+        })
+    }
+
+    /// The storage and key settings alone: enough to unwrap the keys while
+    /// the rest of the config is still being fetched.
+    fn backends_config(&self) -> Config {
+        let mut config = Config::default();
+        config.storage.backend = crate::config::StorageBackend::Dynamodb;
+        config.storage.table = Some(self.table.clone());
+        config.keys.backend = crate::config::KeysBackend::Kms;
+        config.keys.key_id = Some(self.key_id.clone());
+        config
+    }
+}
+
+/// Merges `overlay` into `base`, tables key by key.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The parameter's TOML, the secret's TOML over it, and the settings' table,
+/// key and URL over both; validated like any config.
+pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Result<Config, StartError> {
+    let parse = |text: &str, what: &str| text.parse::<toml::Table>().map_err(|e| StartError(format!("{what}: {e}")));
+    let mut table = parse(parameter, "config parameter")?;
+    if let Some(secret) = secret {
+        merge(&mut table, parse(secret, "secrets")?);
+    }
+    let overlay = format!(
+        "[storage]\nbackend = \"dynamodb\"\ntable = {table:?}\n[keys]\nbackend = \"kms\"\nkey_id = {key:?}\n{url}",
+        table = settings.table,
+        key = settings.key_id,
+        url = settings.public_base_url.as_ref().map(|u| format!("[server]\npublic_base_url = {u:?}\n")).unwrap_or_default(),
+    );
+    merge(&mut table, parse(&overlay, "settings")?);
+    Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?).map_err(|e| StartError(format!("config: {e}")))
+}
+
+/// The Router for one role over ready backends; callers are IAM principals.
+pub fn assemble(config: &Config, role: Role, backends: &Backends, crypto: Crypto, clock: Arc<dyn Clock>, sns: Arc<dyn SnsNetwork>) -> Router {
+    let service = ConsentService::new(config, backends.store.clone(), Arc::new(crypto), clock);
+    let state = AppState::new(config, service, sns, Authenticator::iam(&config.iam_principals));
+    router_for(state, role)
+}
+
+/// Cold start: one SDK config; the SSM parameter, the secret and the key
+/// unwrapping all at once; then the Router.
+pub async fn app(role: Role) -> Result<Router, StartError> {
+    let settings = Settings::from_env()?;
+    let sdk = crate::adapters::aws::sdk_config(None, None).await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let backends_config = settings.backends_config();
+    let backends = Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError(e.to_string()))?;
+
+    let parameter = async {
+        let out = ssm
+            .get_parameter()
+            .name(&settings.config_parameter)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| StartError(format!("SSM parameter {}: {}", settings.config_parameter, aws_sdk_ssm::error::DisplayErrorContext(&e))))?;
+        out.parameter().and_then(|p| p.value()).map(str::to_owned).ok_or_else(|| StartError("SSM parameter has no value".into()))
+    };
+    let secret = async {
+        let Some(id) = &settings.secret_id else {
+            return Ok(None);
+        };
+        let out = secrets
+            .get_secret_value()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| StartError(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e))))?;
+        Ok(out.secret_string().map(str::to_owned))
+    };
+    let crypto = async { backends.crypto(&backends_config).await.map_err(|e| StartError(e.to_string())) };
+    let (parameter, secret, crypto) = tokio::try_join!(parameter, secret, crypto)?;
+
+    let config = compose(&settings, &parameter, secret.as_deref())?;
+    Ok(assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new())))
+}
+
+/// JSON logs to CloudWatch (no ANSI, no local time: Lambda stamps lines).
+pub fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_ansi(false)
+        .without_time()
+        .with_current_span(false)
+        .init();
+}
+
+/// The whole of a function's `main`.
+pub async fn run(role: Role) -> Result<(), lambda_http::Error> {
+    init_logs();
+    let app = app(role).await.map_err(|e| {
+        tracing::error!(error = %e, "cold start failed");
+        e
+    })?;
+    lambda_http::run(app).await
+}
