@@ -497,9 +497,11 @@ impl Config {
 /// Names the TOML table and key around a byte offset, for error messages.
 fn locate(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
+    // Headers up to and including the line the error points at.
+    let line_end = text[before.len()..].find('\n').map_or(text.len(), |i| before.len() + i);
     let mut table = String::new();
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for line in before.lines() {
+    for line in text[..line_end].lines() {
         let line = line.trim();
         if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
             let n = counts.entry(name.to_owned()).or_insert(0);

@@ -10,6 +10,8 @@
 //!   merged over the parameter's TOML.
 //! - `SMS_CONSENT_TABLE`, `SMS_CONSENT_KEY_ID`: the table and KMS key.
 //! - `SMS_CONSENT_PUBLIC_BASE_URL` (optional): the URL providers sign.
+//! - `SMS_CONSENT_SNS_TOPIC_ARNS` (optional, comma-separated): the SNS topics
+//!   accepted on `/webhooks/aws-sns`, from the template's parameter.
 
 use std::sync::Arc;
 
@@ -29,6 +31,7 @@ pub const SECRETS_ENV: &str = "SMS_CONSENT_SECRETS";
 pub const TABLE_ENV: &str = "SMS_CONSENT_TABLE";
 pub const KEY_ID_ENV: &str = "SMS_CONSENT_KEY_ID";
 pub const PUBLIC_BASE_URL_ENV: &str = "SMS_CONSENT_PUBLIC_BASE_URL";
+pub const SNS_TOPIC_ARNS_ENV: &str = "SMS_CONSENT_SNS_TOPIC_ARNS";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -42,6 +45,7 @@ pub struct Settings {
     pub table: String,
     pub key_id: String,
     pub public_base_url: Option<String>,
+    pub sns_topic_arns: Vec<String>,
 }
 
 impl Settings {
@@ -54,6 +58,9 @@ impl Settings {
             table: required(TABLE_ENV)?,
             key_id: required(KEY_ID_ENV)?,
             public_base_url: optional(PUBLIC_BASE_URL_ENV),
+            sns_topic_arns: optional(SNS_TOPIC_ARNS_ENV)
+                .map(|list| list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -90,10 +97,15 @@ pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Re
         merge(&mut table, parse(secret, "secrets")?);
     }
     let overlay = format!(
-        "[storage]\nbackend = \"dynamodb\"\ntable = {table:?}\n[keys]\nbackend = \"kms\"\nkey_id = {key:?}\n{url}",
+        "[storage]\nbackend = \"dynamodb\"\ntable = {table:?}\n[keys]\nbackend = \"kms\"\nkey_id = {key:?}\n{url}{sns}",
         table = settings.table,
         key = settings.key_id,
         url = settings.public_base_url.as_ref().map(|u| format!("[server]\npublic_base_url = {u:?}\n")).unwrap_or_default(),
+        sns = if settings.sns_topic_arns.is_empty() {
+            String::new()
+        } else {
+            format!("[providers.aws_sns]\ntopic_arns = {:?}\n", settings.sns_topic_arns)
+        },
     );
     merge(&mut table, parse(&overlay, "settings")?);
     Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?).map_err(|e| StartError(format!("config: {e}")))
@@ -166,4 +178,38 @@ pub async fn run(role: Role) -> Result<(), lambda_http::Error> {
         e
     })?;
     lambda_http::run(app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            config_parameter: "/p".into(),
+            secret_id: Some("s".into()),
+            table: "sms-consent-prod".into(),
+            key_id: "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            public_base_url: Some("https://abc.execute-api.us-east-1.amazonaws.com/prod".into()),
+            sns_topic_arns: vec!["arn:aws:sns:us-east-1:123456789012:inbound".into()],
+        }
+    }
+
+    #[test]
+    fn the_secret_and_the_settings_are_laid_over_the_parameter() {
+        let parameter = "[server]\npublic_base_url = \"https://old.example\"\n[storage]\nbackend = \"embedded\"\n[providers.twilio]\nauth_tokens = [\"placeholder\"]\n";
+        let secret = "[providers.twilio]\nauth_tokens = [\"real-token\"]\n[providers.sinch]\nsecrets = [\"s\"]\n";
+        let config = compose(&settings(), parameter, Some(secret)).unwrap();
+        assert_eq!(config.providers.twilio.unwrap().auth_tokens[0].expose(), "real-token");
+        assert!(config.providers.sinch.is_some());
+        assert_eq!(config.storage.table.as_deref(), Some("sms-consent-prod"));
+        assert_eq!(config.server.public_base_url.as_deref(), Some("https://abc.execute-api.us-east-1.amazonaws.com/prod"));
+        assert_eq!(config.providers.aws_sns.unwrap().topic_arns, ["arn:aws:sns:us-east-1:123456789012:inbound"]);
+    }
+
+    #[test]
+    fn a_bad_parameter_names_its_field() {
+        let err = compose(&settings(), "[[programs]]\nid = \"x\"\n", None).unwrap_err();
+        assert!(err.0.contains("programs"), "{err}");
+    }
 }

@@ -51,6 +51,7 @@ async fn function(role: Role) -> Function {
         table: "sms-consent-events".into(),
         key_id: "alias/sms-consent".into(),
         public_base_url: None,
+        sns_topic_arns: Vec::new(),
     };
     let parameter = std::fs::read_to_string(events_dir().join("config.toml")).unwrap();
     let secret = std::fs::read_to_string(events_dir().join("secrets.toml")).unwrap();

@@ -411,4 +411,49 @@ mod dynamodb_only {
         assert_eq!(attempts, 4, "the SDK retried throttling, then gave up");
         assert!(inbound.is_err(), "a STOP that could not be stored is an error (503), never a success");
     }
+
+    #[tokio::test]
+    async fn a_cold_start_reads_its_config_from_ssm_and_secrets_manager() {
+        use tower::ServiceExt;
+        let (table, alias, name) = (unique("lambda"), format!("alias/{}", unique("lambda")), unique("sms-consent"));
+        let config = sms_consent::config::Config::from_toml(&moto_config(&table, &alias)).unwrap();
+        sms_consent::backends::Backends::open(&config).await.unwrap().provision(&config).await.unwrap();
+        let sdk = sdk_config(Some("us-east-1"), Some(&moto())).await;
+        let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+        aws_sdk_ssm::Client::new(&sdk)
+            .put_parameter()
+            .name(format!("/{name}/config"))
+            .value(std::fs::read_to_string(events.join("config.toml")).unwrap())
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .unwrap();
+        aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(&name)
+            .secret_string(std::fs::read_to_string(events.join("secrets.toml")).unwrap())
+            .send()
+            .await
+            .unwrap();
+        // What the template sets, and what the Lambda runtime provides.
+        for (key, value) in [
+            ("AWS_ENDPOINT_URL", moto()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            (sms_consent::lambda::CONFIG_PARAMETER_ENV, format!("/{name}/config")),
+            (sms_consent::lambda::SECRETS_ENV, name.clone()),
+            (sms_consent::lambda::TABLE_ENV, table.clone()),
+            (sms_consent::lambda::KEY_ID_ENV, alias.clone()),
+        ] {
+            std::env::set_var(key, value);
+        }
+
+        let app = sms_consent::lambda::app(sms_consent::http::Role::Authorize).await.expect("cold start");
+
+        let event = std::fs::read_to_string(events.join("authorize-allowed.json")).unwrap();
+        let request = lambda_http::request::from_str(&event).unwrap().map(|b| axum::body::Body::from(b.to_vec()));
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains(r#""reason":"allowed""#));
+    }
 }
