@@ -47,6 +47,9 @@ pub struct HttpSnsNetwork {
 
 impl HttpSnsNetwork {
     pub fn new() -> Self {
+        // reqwest shares the AWS SDK's TLS crypto (aws-lc-rs); installing it
+        // as the process default fails harmlessly once it is there.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())

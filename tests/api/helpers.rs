@@ -147,7 +147,7 @@ impl TestApp {
         std::fs::write(&config_path, config).unwrap();
         let sns = Arc::new(FakeSns::default());
         let server = start(&config_path, &dir.path().join("data"), sns.clone()).await;
-        TestApp { sns, server: Some(server), dir, config_path, client: Client::new() }
+        TestApp { sns, server: Some(server), dir, config_path, client: http_client() }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -289,6 +289,13 @@ pub fn twilio_params(sid: &str, from: &str, to: &str, body: &str) -> Vec<(String
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// An HTTP client for the tests (plain HTTP; the TLS provider the product
+/// installs for its own client must be there before any client is built).
+pub fn http_client() -> Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    Client::new()
 }
 
 pub async fn assert_problem(response: Response, status: u16) -> Value {

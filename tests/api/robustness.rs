@@ -132,7 +132,7 @@ async fn a_stop_that_cannot_be_stored_gets_a_5xx_so_the_provider_retries() {
     let url = format!("{base}/webhooks/twilio");
     let signature = sms_consent::providers::twilio::sign(TWILIO_TOKEN, &url, &params);
 
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(url)
         .header("X-Twilio-Signature", signature)
         .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish())
@@ -148,7 +148,7 @@ async fn a_stop_that_cannot_be_stored_gets_a_5xx_so_the_provider_retries() {
 async fn authorization_denies_when_the_store_is_down() {
     let (base, _dir) = serve_over_broken_store().await;
 
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{base}/v1/authorizations"))
         .bearer_auth(AUTHORIZE_KEY)
         .json(&json!({ "to": PATIENT, "program": "clinic", "category": "billing" }))
