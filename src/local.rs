@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::adapters::local_keyring::write_private;
 use crate::backends::{Backends, Calls};
 use crate::config::{
     ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, StandardWebhooksConfig,
@@ -81,20 +82,6 @@ impl DevCredentials {
             Err(e) => Err(io(path.display().to_string())(e)),
         }
     }
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 /// The config used when none is given: a demo program whose patients

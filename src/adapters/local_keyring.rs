@@ -85,7 +85,7 @@ impl LocalKeyring {
 }
 
 /// Creates the file with mode 0600 before any secret is written to it.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::ApiError;
+use super::error::{ApiError, ProblemResponses};
 use super::{read_body, AppState};
 use crate::config::ApiScope;
 use crate::domain::{Decision, Reason};
@@ -92,10 +92,7 @@ fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
     request_body = AuthorizationBody,
     responses(
         (status = 200, description = "A decision (single request) or a decision per request, in order (batch)", body = inline(AuthorizationResponse)),
-        (status = 400, description = "Malformed request, empty batch, or more than 100 requests", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the authorize scope", body = super::error::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = super::error::Problem, content_type = "application/problem+json"),
+        ProblemResponses,
     ),
     security(("api_key" = []))
 )]

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::authorize::parse_json;
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, ProblemResponses};
 use super::{read_body, AppState};
 use crate::config::ApiScope;
 use crate::domain::Reason;
@@ -134,11 +134,7 @@ fn untoken(token: &str) -> Result<String, ApiError> {
     responses(
         (status = 201, description = "Recorded", body = ConsentRecordAnswer),
         (status = 200, description = "Already recorded under this id", body = ConsentRecordAnswer),
-        (status = 400, description = "Malformed request, unknown program or category, invalid number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the record scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not stored; retry", body = Problem, content_type = "application/problem+json"),
+        ProblemResponses,
     ),
     security(("api_key" = []))
 )]
@@ -168,11 +164,7 @@ pub async fn record(State(state): State<AppState>, request: Request) -> Result<(
     post, path = "/v1/consents/state", tag = "consents", request_body = NumberRequest,
     responses(
         (status = 200, description = "Consent per program and category", body = ConsentStateAnswer),
-        (status = 400, description = "Malformed request or invalid number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the read_history scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The state could not be read or failed its integrity check", body = Problem, content_type = "application/problem+json"),
+        ProblemResponses,
     ),
     security(("api_key" = []))
 )]
@@ -203,11 +195,7 @@ pub async fn consent_state(State(state): State<AppState>, request: Request) -> R
     post, path = "/v1/consents/events", tag = "consents", request_body = HistoryRequest,
     responses(
         (status = 200, description = "One page of the ledger", body = HistoryAnswer),
-        (status = 400, description = "Malformed request, invalid number or page token", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the read_history scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not read; retry", body = Problem, content_type = "application/problem+json"),
+        ProblemResponses,
     ),
     security(("api_key" = []))
 )]
@@ -242,11 +230,7 @@ pub async fn history(State(state): State<AppState>, request: Request) -> Result<
     post, path = "/v1/consents/erasure", tag = "consents", request_body = NumberRequest,
     responses(
         (status = 200, description = "Erased (safe to repeat)", body = ErasureAnswer),
-        (status = 400, description = "Malformed request or invalid number", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the erase scope", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Not finished; retry", body = Problem, content_type = "application/problem+json"),
+        ProblemResponses,
     ),
     security(("api_key" = []))
 )]

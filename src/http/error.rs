@@ -62,6 +62,27 @@ pub struct Problem {
     pub detail: String,
 }
 
+/// The problem answers every `/v1` route can give, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ProblemResponses {
+    /// Malformed request: unreadable JSON, a missing or unknown field, an invalid value.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No caller identified (API key missing or unknown; no IAM principal).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(Problem),
+    /// The caller lacks this route's scope (or its IAM principal is not mapped).
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// The body is over 64 KiB.
+    #[response(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Problem),
+    /// The store or a key could not be reached; nothing was changed or shown. Retry.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
 impl ApiError {
     fn status_and_slug(&self) -> (StatusCode, &'static str) {
         match self {
