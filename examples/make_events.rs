@@ -86,8 +86,15 @@ fn webhook(clock: &Clock, provider: &str, id: &str, text: &str) -> Value {
     let path = format!("/webhooks/{provider}");
     match provider {
         "twilio" => {
-            let params = pairs(&[("AccountSid", "AC00000000000000000000000000000000"), ("Body", text), ("From", PATIENT), ("MessageSid", id),
-                ("NumMedia", "0"), ("SmsStatus", "received"), ("To", CLINIC)]);
+            let params = pairs(&[
+                ("AccountSid", "AC00000000000000000000000000000000"),
+                ("Body", text),
+                ("From", PATIENT),
+                ("MessageSid", id),
+                ("NumMedia", "0"),
+                ("SmsStatus", "received"),
+                ("To", CLINIC),
+            ]);
             let headers = json!({ "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": twilio::sign("events-twilio-token", &url, &params) });
             event(clock, "POST", &path, "", headers, &form(&params), None)
         }
@@ -103,7 +110,14 @@ fn webhook(clock: &Clock, provider: &str, id: &str, text: &str) -> Value {
             event(clock, "POST", &path, "", headers, &body, None)
         }
         "plivo" => {
-            let params = pairs(&[("From", bare(PATIENT)), ("To", bare(CLINIC)), ("Text", text), ("Type", "sms"), ("MessageUUID", id), ("Units", "1")]);
+            let params = pairs(&[
+                ("From", bare(PATIENT)),
+                ("To", bare(CLINIC)),
+                ("Text", text),
+                ("Type", "sms"),
+                ("MessageUUID", id),
+                ("Units", "1"),
+            ]);
             let nonce = format!("nonce-{id}");
             let headers = json!({ "content-type": "application/x-www-form-urlencoded", "x-plivo-signature-v3-nonce": nonce,
                 "x-plivo-signature-v3": plivo::sign_v3("events-plivo-token", "POST", &url, &params, &nonce) });
@@ -111,12 +125,31 @@ fn webhook(clock: &Clock, provider: &str, id: &str, text: &str) -> Value {
         }
         "vonage" => {
             let ts = clock.unix().to_string();
-            let stamp = clock.now.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap();
-            let mut params = pairs(&[("msisdn", bare(PATIENT)), ("to", bare(CLINIC)), ("messageId", id), ("text", text), ("type", "text"),
-                ("message-timestamp", &stamp), ("timestamp", &ts), ("nonce", &format!("nonce-{id}"))]);
+            let stamp = clock
+                .now
+                .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+                .unwrap();
+            let mut params = pairs(&[
+                ("msisdn", bare(PATIENT)),
+                ("to", bare(CLINIC)),
+                ("messageId", id),
+                ("text", text),
+                ("type", "text"),
+                ("message-timestamp", &stamp),
+                ("timestamp", &ts),
+                ("nonce", &format!("nonce-{id}")),
+            ]);
             let sig = vonage::sign(VonageSignatureMethod::Sha256, "events-vonage-secret", &params);
             params.push(("sig".into(), sig));
-            event(clock, "POST", &path, "", json!({ "content-type": "application/x-www-form-urlencoded" }), &form(&params), None)
+            event(
+                clock,
+                "POST",
+                &path,
+                "",
+                json!({ "content-type": "application/x-www-form-urlencoded" }),
+                &form(&params),
+                None,
+            )
         }
         "sinch" => {
             let body = json!({ "type": "mo_text", "id": id, "from": bare(PATIENT), "to": bare(CLINIC), "body": text, "received_at": clock.rfc3339(), "operator_id": "311071" }).to_string();
@@ -130,7 +163,15 @@ fn webhook(clock: &Clock, provider: &str, id: &str, text: &str) -> Value {
                 "message": { "id": id, "time": clock.rfc3339(), "to": [CLINIC], "from": PATIENT, "text": text, "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2",
                 "owner": CLINIC, "direction": "in", "segmentCount": 1 } }]).to_string();
             let auth = format!("Basic {}", STANDARD.encode("events-bandwidth:events-bandwidth-password"));
-            event(clock, "POST", &path, "", json!({ "content-type": "application/json", "authorization": auth }), &body, None)
+            event(
+                clock,
+                "POST",
+                &path,
+                "",
+                json!({ "content-type": "application/json", "authorization": auth }),
+                &body,
+                None,
+            )
         }
         "bird" => {
             let body = json!({ "service": "channels", "event": "sms.inbound", "payload": { "id": id, "channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",
@@ -144,11 +185,22 @@ fn webhook(clock: &Clock, provider: &str, id: &str, text: &str) -> Value {
             let inner = json!({ "originationNumber": PATIENT, "destinationNumber": CLINIC, "messageKeyword": "KEYWORD_123456789012", "messageBody": text,
                 "inboundMessageId": id, "previousPublishedMessageId": "wJ0gWL5s3F9example" }).to_string();
             let body = sns_notification(clock, &format!("sns-{id}"), &inner).to_string();
-            event(clock, "POST", &path, "", json!({ "content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification" }), &body, None)
+            event(
+                clock,
+                "POST",
+                &path,
+                "",
+                json!({ "content-type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification" }),
+                &body,
+                None,
+            )
         }
         "standard-webhooks" => {
-            let body = json!({ "id": id, "from": PATIENT, "to": CLINIC, "text": text, "occurred_at": clock.rfc3339() }).to_string();
-            let signature = standard_webhooks::sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id, clock.unix(), body.as_bytes()).unwrap();
+            let body = json!({ "id": id, "from": PATIENT, "to": CLINIC, "text": text, "occurred_at": clock.rfc3339() })
+                .to_string();
+            let signature =
+                standard_webhooks::sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id, clock.unix(), body.as_bytes())
+                    .unwrap();
             let headers = json!({ "content-type": "application/json", "webhook-id": id, "webhook-timestamp": clock.unix().to_string(), "webhook-signature": signature });
             event(clock, "POST", &path, "", headers, &body, None)
         }
@@ -175,7 +227,8 @@ fn sns_notification(clock: &Clock, message_id: &str, message: &str) -> Value {
 fn tampered(mut event: Value) -> Value {
     if let Some(auth) = event["headers"].get("authorization").and_then(Value::as_str) {
         if auth.starts_with("Basic ") {
-            event["headers"]["authorization"] = format!("Basic {}", STANDARD.encode("events-bandwidth:guessed-password")).into();
+            event["headers"]["authorization"] =
+                format!("Basic {}", STANDARD.encode("events-bandwidth:guessed-password")).into();
             return event;
         }
     }
@@ -197,22 +250,61 @@ fn main() {
     let clock = Clock { now };
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
     let mut files: Vec<(String, Value)> = Vec::new();
-    for provider in ["twilio", "telnyx", "plivo", "vonage", "sinch", "bandwidth", "bird", "aws-sns", "standard-webhooks"] {
+    for provider in
+        ["twilio", "telnyx", "plivo", "vonage", "sinch", "bandwidth", "bird", "aws-sns", "standard-webhooks"]
+    {
         for (word, text) in [("stop", "STOP"), ("start", "START"), ("help", "HELP")] {
-            files.push((format!("webhook-{provider}-{word}"), webhook(&clock, provider, &format!("{provider}-{word}-0001"), text)));
+            files.push((
+                format!("webhook-{provider}-{word}"),
+                webhook(&clock, provider, &format!("{provider}-{word}-0001"), text),
+            ));
         }
-        files.push((format!("webhook-{provider}-tampered"), tampered(webhook(&clock, provider, &format!("{provider}-tampered-0001"), "STOP"))));
+        files.push((
+            format!("webhook-{provider}-tampered"),
+            tampered(webhook(&clock, provider, &format!("{provider}-tampered-0001"), "STOP")),
+        ));
     }
     let sender = "arn:aws:sts::123456789012:assumed-role/reminder-sender/reminders-2026-11-22";
     let desk = "arn:aws:sts::123456789012:assumed-role/front-desk/desk-7";
-    files.push(("authorize-allowed".into(), api(&clock, "/v1/authorizations", json!({ "to": PATIENT, "program": "clinic", "category": "appointment_reminders" }), sender)));
-    files.push(("authorize-denied".into(), api(&clock, "/v1/authorizations", json!({ "to": PATIENT, "program": "pharmacy", "category": "refills" }), sender)));
-    files.push(("authorize-batch".into(), api(&clock, "/v1/authorizations", json!({ "requests": [
+    files.push((
+        "authorize-allowed".into(),
+        api(
+            &clock,
+            "/v1/authorizations",
+            json!({ "to": PATIENT, "program": "clinic", "category": "appointment_reminders" }),
+            sender,
+        ),
+    ));
+    files.push((
+        "authorize-denied".into(),
+        api(
+            &clock,
+            "/v1/authorizations",
+            json!({ "to": PATIENT, "program": "pharmacy", "category": "refills" }),
+            sender,
+        ),
+    ));
+    files.push((
+        "authorize-batch".into(),
+        api(
+            &clock,
+            "/v1/authorizations",
+            json!({ "requests": [
         { "to": PATIENT, "program": "clinic", "category": "appointment_reminders" },
         { "to": PATIENT, "program": "pharmacy", "category": "refills" },
-        { "to": "+14155550123", "program": "clinic", "category": "billing" } ] }), sender)));
-    files.push(("authorize-unmapped-principal".into(), api(&clock, "/v1/authorizations",
-        json!({ "to": PATIENT, "program": "clinic", "category": "billing" }), "arn:aws:sts::123456789012:assumed-role/someone-else/x")));
+        { "to": "+14155550123", "program": "clinic", "category": "billing" } ] }),
+            sender,
+        ),
+    ));
+    files.push((
+        "authorize-unmapped-principal".into(),
+        api(
+            &clock,
+            "/v1/authorizations",
+            json!({ "to": PATIENT, "program": "clinic", "category": "billing" }),
+            "arn:aws:sts::123456789012:assumed-role/someone-else/x",
+        ),
+    ));
     files.push(("consents-record".into(), api(&clock, "/v1/consents", json!({ "to": PATIENT, "program": "pharmacy", "categories": ["refills"],
         "kind": "express_written", "source": "web_form", "captured_at": clock.rfc3339(), "evidence": "intake-form-2231", "id": "intake-2231" }), desk)));
     files.push(("consents-state".into(), api(&clock, "/v1/consents/state", json!({ "to": PATIENT }), desk)));

@@ -74,12 +74,15 @@ impl Backends {
         };
         let (store, dynamodb): (Arc<dyn ConsentStore>, _) = match storage_sdk {
             Some(sdk) => {
-                let client_config = aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.dynamodb.clone()).build();
+                let client_config =
+                    aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(calls.dynamodb.clone()).build();
                 let client = aws_sdk_dynamodb::Client::from_conf(client_config);
                 let table = storage.table.clone().expect("validated");
                 (Arc::new(DynamoStore::new(client.clone(), table)), Some(client))
             }
-            None => (Arc::new(EmbeddedStore::open(dir).map_err(|e| err(&dir.display().to_string())(e.to_string()))?), None),
+            None => {
+                (Arc::new(EmbeddedStore::open(dir).map_err(|e| err(&dir.display().to_string())(e.to_string()))?), None)
+            }
         };
         let (keys, kms): (Arc<dyn KeyService>, _) = match keys_sdk {
             Some(sdk) => {
@@ -119,7 +122,11 @@ impl Backends {
         Crypto::bootstrap(self.keys.clone(), self.store.as_ref(), true, CacheLimits::default())
             .await
             .map_err(|e| BackendError(format!("keys: {e}")))?;
-        report.push(if created { "created the wrapped index and integrity keys".into() } else { "index and integrity keys already present".into() });
+        report.push(if created {
+            "created the wrapped index and integrity keys".into()
+        } else {
+            "index and integrity keys already present".into()
+        });
         Ok(report)
     }
 }
@@ -128,15 +135,25 @@ async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
     let exists = match client.describe_table().table_name(table).send().await {
         Ok(_) => true,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => false,
-        Err(e) => return Err(BackendError(format!("describe table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))),
+        Err(e) => {
+            return Err(BackendError(format!(
+                "describe table {table}: {}",
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e)
+            )))
+        }
     };
     if exists {
         return Ok(format!("table {table} already exists"));
     }
     let attribute = |name: &str| {
-        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build().expect("complete")
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("complete")
     };
-    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("complete");
+    let key =
+        |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("complete");
     client
         .create_table()
         .table_name(table)
@@ -149,7 +166,9 @@ async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         .deletion_protection_enabled(true)
         .send()
         .await
-        .map_err(|e| BackendError(format!("create table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))))?;
+        .map_err(|e| {
+            BackendError(format!("create table {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
+        })?;
     client
         .update_time_to_live()
         .table_name(table)
@@ -158,7 +177,9 @@ async fn ensure_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Result<
         )
         .send()
         .await
-        .map_err(|e| BackendError(format!("enable TTL on {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e))))?;
+        .map_err(|e| {
+            BackendError(format!("enable TTL on {table}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(&e)))
+        })?;
     Ok(format!("created table {table} (TTL on {TTL_ATTRIBUTE})"))
 }
 
@@ -166,7 +187,9 @@ async fn ensure_key(client: &aws_sdk_kms::Client, key_id: &str) -> Result<String
     match client.describe_key().key_id(key_id).send().await {
         Ok(_) => return Ok(format!("KMS key {key_id} already exists")),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found_exception()) => {}
-        Err(e) => return Err(BackendError(format!("describe key {key_id}: {}", aws_sdk_kms::error::DisplayErrorContext(&e)))),
+        Err(e) => {
+            return Err(BackendError(format!("describe key {key_id}: {}", aws_sdk_kms::error::DisplayErrorContext(&e))))
+        }
     }
     let Some(alias) = key_id.strip_prefix("alias/").map(|_| key_id) else {
         return Err(BackendError(format!("KMS key {key_id} does not exist; name an alias/... to have it created")));
@@ -177,7 +200,10 @@ async fn ensure_key(client: &aws_sdk_kms::Client, key_id: &str) -> Result<String
         .send()
         .await
         .map_err(|e| BackendError(format!("create key: {}", aws_sdk_kms::error::DisplayErrorContext(&e))))?;
-    let id = key.key_metadata().map(|m| m.key_id().to_owned()).ok_or_else(|| BackendError("create key returned no id".into()))?;
+    let id = key
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .ok_or_else(|| BackendError("create key returned no id".into()))?;
     client
         .create_alias()
         .alias_name(alias)

@@ -310,10 +310,9 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|_| bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen)))?;
+        self.server.listen.parse::<SocketAddr>().map_err(|_| {
+            bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen))
+        })?;
         if let Some(url) = &self.server.public_base_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') || url.contains('#') {
                 return Err(bad(
@@ -333,7 +332,12 @@ impl Config {
             if !program_ids.insert(program.id.clone()) {
                 return Err(bad(at("id"), format!("{:?} is used by another program", program.id)));
             }
-            for (field, value) in [("name", &program.name), ("organization", &program.organization), ("help_contact", &program.help_contact), ("frequency", &program.frequency)] {
+            for (field, value) in [
+                ("name", &program.name),
+                ("organization", &program.organization),
+                ("help_contact", &program.help_contact),
+                ("frequency", &program.frequency),
+            ] {
                 if value.trim().is_empty() {
                     return Err(bad(at(field), "must not be empty"));
                 }
@@ -381,7 +385,10 @@ impl Config {
         self.validate_providers()?;
         for (i, principal) in self.iam_principals.iter().enumerate() {
             if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {
-                return Err(bad(format!("iam_principals[{i}].arn"), "must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)"));
+                return Err(bad(
+                    format!("iam_principals[{i}].arn"),
+                    "must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)",
+                ));
             }
             if principal.scopes.is_empty() {
                 return Err(bad(format!("iam_principals[{i}].scopes"), "grant at least one scope"));
@@ -391,7 +398,10 @@ impl Config {
             match (&key.token_sha256, &key.token) {
                 (Some(hash), None) => {
                     if hash.len() != 64 || hex::decode(hash).is_err() {
-                        return Err(bad(format!("api_keys[{i}].token_sha256"), "must be 64 hex digits (SHA-256 of the key)"));
+                        return Err(bad(
+                            format!("api_keys[{i}].token_sha256"),
+                            "must be 64 hex digits (SHA-256 of the key)",
+                        ));
                     }
                 }
                 (None, Some(token)) if !token.expose().is_empty() => {}
@@ -405,7 +415,8 @@ impl Config {
     }
 
     fn validate_backends(&self) -> Result<(), ConfigError> {
-        let url_ok = |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"));
+        let url_ok =
+            |u: &Option<String>| u.as_deref().is_none_or(|u| u.starts_with("http://") || u.starts_with("https://"));
         if !url_ok(&self.storage.endpoint_url) {
             return Err(bad("storage.endpoint_url", "must be an http(s) URL"));
         }
@@ -414,13 +425,21 @@ impl Config {
         }
         if self.storage.backend == StorageBackend::Dynamodb {
             let table = self.storage.table.as_deref().unwrap_or("");
-            if !(3..=255).contains(&table.len()) || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-                return Err(bad("storage.table", "the dynamodb backend needs a table name (3-255 of letters, digits, '_', '.', '-')"));
+            if !(3..=255).contains(&table.len())
+                || !table.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            {
+                return Err(bad(
+                    "storage.table",
+                    "the dynamodb backend needs a table name (3-255 of letters, digits, '_', '.', '-')",
+                ));
             }
         }
         if self.keys.backend == KeysBackend::Kms {
             let key = self.keys.key_id.as_deref().unwrap_or("");
-            if !(key.starts_with("arn:aws") || key.starts_with("alias/") || (key.len() == 36 && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))) {
+            if !(key.starts_with("arn:aws")
+                || key.starts_with("alias/")
+                || (key.len() == 36 && key.chars().all(|c| c.is_ascii_hexdigit() || c == '-')))
+            {
                 return Err(bad("keys.key_id", "the kms backend needs a key ARN, key id or alias/<name>"));
             }
         }
@@ -471,7 +490,10 @@ impl Config {
             non_empty(&bandwidth.credentials, "providers.bandwidth.credentials")?;
             for (j, c) in bandwidth.credentials.iter().enumerate() {
                 if c.username.is_empty() || c.username.contains(':') || c.password.expose().is_empty() {
-                    return Err(bad(format!("providers.bandwidth.credentials[{j}]"), "needs a username (no ':') and a password"));
+                    return Err(bad(
+                        format!("providers.bandwidth.credentials[{j}]"),
+                        "needs a username (no ':') and a password",
+                    ));
                 }
             }
         }
@@ -482,7 +504,10 @@ impl Config {
             non_empty(&sns.topic_arns, "providers.aws_sns.topic_arns")?;
             for (j, arn) in sns.topic_arns.iter().enumerate() {
                 if !arn.starts_with("arn:aws") || arn.split(':').count() != 6 {
-                    return Err(bad(format!("providers.aws_sns.topic_arns[{j}]"), "must be an SNS topic ARN (arn:aws:sns:region:account:name)"));
+                    return Err(bad(
+                        format!("providers.aws_sns.topic_arns[{j}]"),
+                        "must be an SNS topic ARN (arn:aws:sns:region:account:name)",
+                    ));
                 }
             }
         }
@@ -557,10 +582,19 @@ scopes = ["authorize"]
     fn errors_name_the_bad_field() {
         let cases = [
             (GOOD.replace("+14155550100", "555-0100"), "programs[0].numbers[0]"),
-            (GOOD.replace("categories = [\"appointment_reminders\", \"billing\"]", "categories = []"), "programs[0].categories"),
+            (
+                GOOD.replace("categories = [\"appointment_reminders\", \"billing\"]", "categories = []"),
+                "programs[0].categories",
+            ),
             (GOOD.replace("scopes = [\"authorize\"]", "scopes = [\"everything\"]"), "api_keys[0].scopes"),
             (GOOD.replace("2c26b4", "zz26b4"), "api_keys[0].token_sha256"),
-            (GOOD.replace("frequency = \"Msg frequency varies\"", "frequency = \"Msg frequency varies\"\nreplies = { help = \"Hi {patient}\" }"), "programs[0].replies.help"),
+            (
+                GOOD.replace(
+                    "frequency = \"Msg frequency varies\"",
+                    "frequency = \"Msg frequency varies\"\nreplies = { help = \"Hi {patient}\" }",
+                ),
+                "programs[0].replies.help",
+            ),
             (GOOD.replace("[server]", "[server]\nlisten = \"everywhere\""), "server.listen"),
             (GOOD.replace("[server]", "[server]\nsurprise = 1"), "server.surprise"),
         ];
@@ -572,7 +606,10 @@ scopes = ["authorize"]
 
     #[test]
     fn a_number_in_two_programs_is_refused() {
-        let two = format!("{GOOD}\n{}", &GOOD[GOOD.find("[[programs]]").unwrap()..GOOD.find("[providers").unwrap()].replace("lakeside", "other"));
+        let two = format!(
+            "{GOOD}\n{}",
+            &GOOD[GOOD.find("[[programs]]").unwrap()..GOOD.find("[providers").unwrap()].replace("lakeside", "other")
+        );
         let err = Config::from_toml(&two).unwrap_err();
         assert_eq!(err.field, "programs[1].numbers[0]");
     }

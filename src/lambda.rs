@@ -100,7 +100,11 @@ pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Re
         "[storage]\nbackend = \"dynamodb\"\ntable = {table:?}\n[keys]\nbackend = \"kms\"\nkey_id = {key:?}\n{url}{sns}",
         table = settings.table,
         key = settings.key_id,
-        url = settings.public_base_url.as_ref().map(|u| format!("[server]\npublic_base_url = {u:?}\n")).unwrap_or_default(),
+        url = settings
+            .public_base_url
+            .as_ref()
+            .map(|u| format!("[server]\npublic_base_url = {u:?}\n"))
+            .unwrap_or_default(),
         sns = if settings.sns_topic_arns.is_empty() {
             String::new()
         } else {
@@ -108,11 +112,19 @@ pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Re
         },
     );
     merge(&mut table, parse(&overlay, "settings")?);
-    Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?).map_err(|e| StartError(format!("config: {e}")))
+    Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?)
+        .map_err(|e| StartError(format!("config: {e}")))
 }
 
 /// The Router for one role over ready backends; callers are IAM principals.
-pub fn assemble(config: &Config, role: Role, backends: &Backends, crypto: Crypto, clock: Arc<dyn Clock>, sns: Arc<dyn SnsNetwork>) -> Router {
+pub fn assemble(
+    config: &Config,
+    role: Role,
+    backends: &Backends,
+    crypto: Crypto,
+    clock: Arc<dyn Clock>,
+    sns: Arc<dyn SnsNetwork>,
+) -> Router {
     let service = ConsentService::new(config, backends.store.clone(), Arc::new(crypto), clock);
     let state = AppState::new(config, service, sns, Authenticator::iam(&config.iam_principals));
     router_for(state, role)
@@ -129,25 +141,26 @@ pub async fn app(role: Role) -> Result<Router, StartError> {
     let backends = Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError(e.to_string()))?;
 
     let parameter = async {
-        let out = ssm
-            .get_parameter()
-            .name(&settings.config_parameter)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|e| StartError(format!("SSM parameter {}: {}", settings.config_parameter, aws_sdk_ssm::error::DisplayErrorContext(&e))))?;
-        out.parameter().and_then(|p| p.value()).map(str::to_owned).ok_or_else(|| StartError("SSM parameter has no value".into()))
+        let out =
+            ssm.get_parameter().name(&settings.config_parameter).with_decryption(true).send().await.map_err(|e| {
+                StartError(format!(
+                    "SSM parameter {}: {}",
+                    settings.config_parameter,
+                    aws_sdk_ssm::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        out.parameter()
+            .and_then(|p| p.value())
+            .map(str::to_owned)
+            .ok_or_else(|| StartError("SSM parameter has no value".into()))
     };
     let secret = async {
         let Some(id) = &settings.secret_id else {
             return Ok(None);
         };
-        let out = secrets
-            .get_secret_value()
-            .secret_id(id)
-            .send()
-            .await
-            .map_err(|e| StartError(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e))))?;
+        let out = secrets.get_secret_value().secret_id(id).send().await.map_err(|e| {
+            StartError(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
+        })?;
         Ok(out.secret_string().map(str::to_owned))
     };
     let crypto = async { backends.crypto(&backends_config).await.map_err(|e| StartError(e.to_string())) };
@@ -203,7 +216,10 @@ mod tests {
         assert_eq!(config.providers.twilio.unwrap().auth_tokens[0].expose(), "real-token");
         assert!(config.providers.sinch.is_some());
         assert_eq!(config.storage.table.as_deref(), Some("sms-consent-prod"));
-        assert_eq!(config.server.public_base_url.as_deref(), Some("https://abc.execute-api.us-east-1.amazonaws.com/prod"));
+        assert_eq!(
+            config.server.public_base_url.as_deref(),
+            Some("https://abc.execute-api.us-east-1.amazonaws.com/prod")
+        );
         assert_eq!(config.providers.aws_sns.unwrap().topic_arns, ["arn:aws:sns:us-east-1:123456789012:inbound"]);
     }
 

@@ -4,13 +4,13 @@
 //! ← `service` (use cases over the `ports`) ← `adapters` and `http`.
 
 pub mod adapters;
+pub mod backends;
+pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod http;
+pub mod lambda;
+pub mod local;
 pub mod ports;
-pub mod config;
 pub mod providers;
 pub mod service;
-pub mod http;
-pub mod local;
-pub mod backends;
-pub mod lambda;

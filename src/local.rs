@@ -64,15 +64,19 @@ impl DevCredentials {
     fn load_or_create(dir: &Path) -> Result<Self, StartError> {
         let path = dir.join(CREDENTIALS_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| StartError::Other(format!("{}: {e}", path.display()))),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| StartError::Other(format!("{}: {e}", path.display())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use base64::Engine;
                 let mut secret = [0u8; 24];
                 rand::rngs::OsRng.fill_bytes(&mut secret);
                 let creds = DevCredentials {
                     twilio_auth_token: random_token(16),
-                    standard_webhooks_secret: format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret)),
+                    standard_webhooks_secret: format!(
+                        "whsec_{}",
+                        base64::engine::general_purpose::STANDARD.encode(secret)
+                    ),
                     api_key: format!("dev_{}", random_token(20)),
                 };
                 write_private(&path, &serde_json::to_vec_pretty(&creds).expect("serialises"))
@@ -143,7 +147,8 @@ pub struct LocalServer {
 
 pub fn load_config(path: &Path) -> Result<Config, StartError> {
     let text = std::fs::read_to_string(path).map_err(io(path.display().to_string()))?;
-    Config::from_toml(&text).map_err(|e| ConfigError { field: e.field, message: format!("{} ({})", e.message, path.display()) }.into())
+    Config::from_toml(&text)
+        .map_err(|e| ConfigError { field: e.field, message: format!("{} ({})", e.message, path.display()) }.into())
 }
 
 /// Opens the store and keys, binds the listener and starts serving.
@@ -176,9 +181,8 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     let backends = Backends::open(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
     let crypto = backends.crypto(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
 
-    let listener = TcpListener::bind(&config.server.listen)
-        .await
-        .map_err(io(format!("listen on {}", config.server.listen)))?;
+    let listener =
+        TcpListener::bind(&config.server.listen).await.map_err(io(format!("listen on {}", config.server.listen)))?;
     let addr = listener.local_addr().map_err(io("listener address"))?;
     if config.server.public_base_url.is_none() {
         config.server.public_base_url = Some(format!("http://{addr}"));
@@ -284,7 +288,9 @@ impl LocalServer {
             ];
             let url = format!("{base}/webhooks/twilio");
             let signature = twilio::sign(&creds.twilio_auth_token, &url, &params);
-            out.push_str(&format!("\nSend a signed {label} as Twilio would:\n  curl -sS {url} -H 'X-Twilio-Signature: {signature}'"));
+            out.push_str(&format!(
+                "\nSend a signed {label} as Twilio would:\n  curl -sS {url} -H 'X-Twilio-Signature: {signature}'"
+            ));
             for (k, v) in &params {
                 out.push_str(&format!(" \\\n    --data-urlencode '{k}={v}'"));
             }

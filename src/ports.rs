@@ -101,9 +101,7 @@ impl EventItem {
 }
 
 pub fn event_sort_key(occurred_at: OffsetDateTime, event_id: &str) -> String {
-    let at = occurred_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let at = occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     format!("EVENT#{at}#{event_id}")
 }
 
@@ -171,8 +169,12 @@ pub trait ConsentStore: Send + Sync {
     /// One page of the ledger, newest first: events whose sort key is below
     /// `before` (all when `None`), at most `limit`; and the cursor of the next
     /// page when there may be one.
-    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize)
-        -> Result<(Vec<EventItem>, Option<String>), StoreError>;
+    async fn events_page(
+        &self,
+        pid: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<EventItem>, Option<String>), StoreError>;
     /// Erasure: removes the sealed texts and evidence from every event of the
     /// number (kinds and times stay) and deletes its outbox items. Safe to
     /// repeat. Returns how many events it changed.

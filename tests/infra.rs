@@ -24,7 +24,14 @@ fn the_template_passes_the_hipaa_security_rules() {
 fn a_deliberately_bad_template_fails_them() {
     let (passed, output) = guard("infra/testdata/bad-template.yaml");
     assert!(!passed, "Guard passed a bad template:\n{output}");
-    for rule in ["IAM_NO_INLINE_POLICY_CHECK", "LAMBDA_CONCURRENCY_CHECK", "LAMBDA_DLQ_CHECK", "LAMBDA_INSIDE_VPC", "DYNAMODB_PITR_ENABLED", "SNS_ENCRYPTED_KMS"] {
+    for rule in [
+        "IAM_NO_INLINE_POLICY_CHECK",
+        "LAMBDA_CONCURRENCY_CHECK",
+        "LAMBDA_DLQ_CHECK",
+        "LAMBDA_INSIDE_VPC",
+        "DYNAMODB_PITR_ENABLED",
+        "SNS_ENCRYPTED_KMS",
+    ] {
         assert!(output.contains(rule), "{rule} should fail:\n{output}");
     }
 }

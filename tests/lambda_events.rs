@@ -64,7 +64,12 @@ async fn function(role: Role) -> Function {
     let crypto = backends.crypto(&config).await.unwrap();
     // A second handle on the same store, to check what the function did.
     let check_crypto = backends.crypto(&config).await.unwrap();
-    let service_check = Arc::new(sms_consent::service::ConsentService::new(&config, backends.store.clone(), Arc::new(check_crypto), Arc::new(Fixed)));
+    let service_check = Arc::new(sms_consent::service::ConsentService::new(
+        &config,
+        backends.store.clone(),
+        Arc::new(check_crypto),
+        Arc::new(Fixed),
+    ));
     let router = assemble(&config, role, &backends, crypto, Arc::new(Fixed), Arc::new(helpers::FakeSns::default()));
     Function { router, service_check, _dir: dir }
 }
@@ -116,21 +121,41 @@ async fn every_sample_event_gets_the_expected_answer() {
             "start" => {
                 assert_eq!(status, 200, "{file}: {body}");
                 assert_eq!(reason(&f, "clinic", "billing").await, Reason::Allowed, "{file}");
-                assert_eq!(f.service_check.events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap()).await.unwrap().len(), 1);
+                assert_eq!(
+                    f.service_check
+                        .events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap())
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
             }
             "help" => {
                 assert_eq!(status, 200, "{file}: {body}");
-                assert_eq!(f.service_check.events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap()).await.unwrap()[0].kind, "help");
+                assert_eq!(
+                    f.service_check.events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap()).await.unwrap()
+                        [0]
+                    .kind,
+                    "help"
+                );
             }
             "tampered" => {
                 assert_eq!(status, 401, "{file}: {body}");
-                assert!(f.service_check.events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap()).await.unwrap().is_empty());
+                assert!(f
+                    .service_check
+                    .events(&sms_consent::domain::PhoneNumber::parse(PATIENT).unwrap())
+                    .await
+                    .unwrap()
+                    .is_empty());
             }
             _ => {
                 let expected: (u16, &str) = match stem {
                     "authorize-allowed" => (200, r#""reason":"allowed""#),
                     "authorize-denied" => (200, r#""reason":"no_consent""#),
-                    "authorize-batch" => (200, r#"{"results":[{"to":"+14158675309","allowed":true,"reason":"allowed","as_of":null},{"to":"+14158675309","allowed":false,"reason":"no_consent","as_of":null},{"to":"+14155550123","allowed":true,"reason":"allowed","as_of":null}]}"#),
+                    "authorize-batch" => (
+                        200,
+                        r#"{"results":[{"to":"+14158675309","allowed":true,"reason":"allowed","as_of":null},{"to":"+14158675309","allowed":false,"reason":"no_consent","as_of":null},{"to":"+14155550123","allowed":true,"reason":"allowed","as_of":null}]}"#,
+                    ),
                     "authorize-unmapped-principal" => (403, "not mapped"),
                     "consents-record" => (201, r#""status":"recorded""#),
                     "consents-state" => (200, r#""consents":"#),
@@ -162,8 +187,10 @@ async fn a_function_serves_only_its_own_routes() {
 #[tokio::test]
 async fn an_iam_principal_gets_only_its_scopes() {
     let consents = function(Role::Consents).await;
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(events_dir().join("consents-record.json")).unwrap()).unwrap();
-    event["requestContext"]["authorizer"]["iam"]["userArn"] = "arn:aws:sts::123456789012:assumed-role/reminder-sender/x".into();
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(events_dir().join("consents-record.json")).unwrap()).unwrap();
+    event["requestContext"]["authorizer"]["iam"]["userArn"] =
+        "arn:aws:sts::123456789012:assumed-role/reminder-sender/x".into();
     let request = lambda_http::request::from_str(&event.to_string()).unwrap().map(|b| Body::from(b.to_vec()));
 
     let response = consents.router.clone().oneshot(request).await.unwrap();

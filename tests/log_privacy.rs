@@ -26,11 +26,7 @@ impl Write for Captured {
 async fn logs_carry_no_phone_number_or_message_text() {
     let captured = Captured::default();
     let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).init();
 
     let mut app = TestApp::spawn().await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
@@ -50,7 +46,18 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("consent event recorded"), "the capture saw the service's logs");
     assert!(logs.contains("integrity"), "the integrity alarm was logged");
-    for needle in ["4158675309", "867 5309", "4155550100", "4155550999", "4155550200", "Thank you", "texting me", "stop by", "Unsubscribe", "nonsense-number"] {
+    for needle in [
+        "4158675309",
+        "867 5309",
+        "4155550100",
+        "4155550999",
+        "4155550200",
+        "Thank you",
+        "texting me",
+        "stop by",
+        "Unsubscribe",
+        "nonsense-number",
+    ] {
         assert!(!logs.contains(needle), "{needle:?} appeared in the logs");
     }
 }

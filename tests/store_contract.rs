@@ -349,9 +349,15 @@ mod dynamodb_only {
         app.twilio_sms("SM0001", PATIENT, CLINIC, "STOP").await;
         let client = aws_sdk_dynamodb::Client::new(&sdk_config(Some("us-east-1"), Some(&moto())).await);
         let pid = app.server().state.service.crypto().blind_index(&PhoneNumber::parse(PATIENT).unwrap());
-        let key = |pk: String| std::collections::HashMap::from([("PK".to_owned(), AttributeValue::S(pk)), ("SK".to_owned(), AttributeValue::S("STATE".into()))]);
+        let key = |pk: String| {
+            std::collections::HashMap::from([
+                ("PK".to_owned(), AttributeValue::S(pk)),
+                ("SK".to_owned(), AttributeValue::S("STATE".into())),
+            ])
+        };
 
-        let item = client.get_item().table_name(&table).set_key(Some(key(format!("PHONE#{pid}")))).send().await.unwrap();
+        let item =
+            client.get_item().table_name(&table).set_key(Some(key(format!("PHONE#{pid}")))).send().await.unwrap();
         let data = item.item().unwrap()["data"].as_s().unwrap().replace("\"opt_out\"", "\"opt_in\"");
         client
             .update_item()
@@ -402,9 +408,12 @@ mod dynamodb_only {
         let config = sms_consent::config::Config::from_toml(&config_text()).unwrap();
         let service = ConsentService::new(&config, store, Arc::new(crypto), Arc::new(sms_consent::ports::SystemClock));
 
-        let decision = service.authorize(&AuthorizationQuery { to: PATIENT, program: "clinic", category: "billing" }).await;
+        let decision =
+            service.authorize(&AuthorizationQuery { to: PATIENT, program: "clinic", category: "billing" }).await;
         let attempts = hits.load(Ordering::SeqCst);
-        let inbound = service.handle_inbound(&sms("m1", PATIENT, "STOP", None), sms_consent::providers::twilio::REPLY_STYLE).await;
+        let inbound = service
+            .handle_inbound(&sms("m1", PATIENT, "STOP", None), sms_consent::providers::twilio::REPLY_STYLE)
+            .await;
 
         assert_eq!(decision.reason, Reason::Unavailable);
         assert!(!decision.allowed);

@@ -39,7 +39,9 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+fn unavailable<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
     StoreError::Unavailable(DisplayErrorContext(&e).to_string())
 }
 
@@ -198,11 +200,9 @@ impl ConsentStore for DynamoStore {
             Ok(_) => Ok(CommitOutcome::Committed),
             Err(error) => {
                 let reasons: Vec<String> = match error.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code().unwrap_or("None").to_owned())
-                        .collect(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                        e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+                    }
                     _ => return Err(unavailable(error)),
                 };
                 let code = |i: usize| reasons.get(i).map(String::as_str).unwrap_or("None");
@@ -225,7 +225,12 @@ impl ConsentStore for DynamoStore {
         self.query_prefix(pid, "OUTBOX#").await
     }
 
-    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+    async fn events_page(
+        &self,
+        pid: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
         let limit = limit.clamp(1, 1000);
         let mut query = self
             .client
@@ -244,11 +249,7 @@ impl ConsentStore for DynamoStore {
         }
         let out = query.send().await.map_err(unavailable)?;
         let page: Vec<EventItem> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
-        let next = out
-            .last_evaluated_key()
-            .and_then(|k| k.get(SK))
-            .and_then(|v| v.as_s().ok())
-            .cloned();
+        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
         Ok((page, next))
     }
 
@@ -258,7 +259,10 @@ impl ConsentStore for DynamoStore {
         let mut changed = 0;
         for mut event in self.query_prefix::<EventItem>(pid, "EVENT#").await? {
             if event.text.take().is_some() | event.evidence.take().is_some() {
-                let put = PutRequest::builder().set_item(Some(item(&pk, &event.sort_key(), &event))).build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let put = PutRequest::builder()
+                    .set_item(Some(item(&pk, &event.sort_key(), &event)))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
                 changed += 1;
             }
@@ -273,7 +277,13 @@ impl ConsentStore for DynamoStore {
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             for attempt in 0..BATCH_ATTEMPTS {
-                let out = self.client.batch_write_item().request_items(&self.table, pending).send().await.map_err(unavailable)?;
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
                 match out.unprocessed_items().and_then(|u| u.get(&self.table)) {
                     Some(rest) if !rest.is_empty() => {
                         pending = rest.clone();

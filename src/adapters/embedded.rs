@@ -91,7 +91,11 @@ impl EmbeddedStore {
 impl EmbeddedStore {
     /// Every item of one number whose sort key starts with `prefix` (which
     /// ends in '#'; '$' is the next byte), in sort-key order.
-    async fn items<T: DeserializeOwned + Send + 'static>(&self, pid: &str, prefix: &'static str) -> Result<Vec<T>, StoreError> {
+    async fn items<T: DeserializeOwned + Send + 'static>(
+        &self,
+        pid: &str,
+        prefix: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
         let pk = phone_pk(pid);
         let end = format!("{}$", prefix.trim_end_matches('#'));
         self.blocking(move |db| {
@@ -200,7 +204,12 @@ impl ConsentStore for EmbeddedStore {
         self.items(pid, "OUTBOX#").await
     }
 
-    async fn events_page(&self, pid: &str, before: Option<&str>, limit: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+    async fn events_page(
+        &self,
+        pid: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
         let pk = phone_pk(pid);
         let end = before.unwrap_or("EVENT$").to_owned();
         self.blocking(move |db| {
@@ -231,7 +240,9 @@ impl ConsentStore for EmbeddedStore {
                     .collect::<Result<_, _>>()?;
                 for mut event in events {
                     if event.text.take().is_some() | event.evidence.take().is_some() {
-                        table.insert((pk.as_str(), event.sort_key().as_str()), encode(&event).as_slice()).map_err(unavailable)?;
+                        table
+                            .insert((pk.as_str(), event.sort_key().as_str()), encode(&event).as_slice())
+                            .map_err(unavailable)?;
                         changed += 1;
                     }
                 }

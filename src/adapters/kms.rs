@@ -27,8 +27,12 @@ impl KmsKeyService {
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(error: aws_sdk_kms::error::SdkError<E>) -> KeyError {
     let code = error.as_service_error().and_then(|e| e.code()).unwrap_or("").to_owned();
     match code.as_str() {
-        "InvalidCiphertextException" | "IncorrectKeyException" | "NotFoundException" | "DisabledException"
-        | "AccessDeniedException" | "KMSInvalidStateException" => KeyError::Refused(code),
+        "InvalidCiphertextException"
+        | "IncorrectKeyException"
+        | "NotFoundException"
+        | "DisabledException"
+        | "AccessDeniedException"
+        | "KMSInvalidStateException" => KeyError::Refused(code),
         _ => KeyError::Unavailable(format!("{code} {}", aws_sdk_kms::error::DisplayErrorContext(&error))),
     }
 }
@@ -55,11 +59,16 @@ impl KeyService for KmsKeyService {
             .send()
             .await
             .map_err(classify)?;
-        let wrapped = out.ciphertext_blob().ok_or_else(|| KeyError::Unavailable("KMS returned no ciphertext".into()))?;
+        let wrapped =
+            out.ciphertext_blob().ok_or_else(|| KeyError::Unavailable("KMS returned no ciphertext".into()))?;
         Ok(DataKey { plaintext: key_bytes(out.plaintext())?, wrapped: wrapped.as_ref().to_vec() })
     }
 
-    async fn decrypt_data_key(&self, wrapped: &[u8], context: &EncryptionContext) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let out = self
             .client
             .decrypt()

@@ -132,11 +132,8 @@ impl KeyService for LocalKeyring {
         let refused = |why: &str| KeyError::Refused(why.to_owned());
         let split = wrapped.iter().position(|b| *b == 0).ok_or_else(|| refused("no key id"))?;
         let (id, rest) = (&wrapped[..split], &wrapped[split + 1..]);
-        let (_, master) = self
-            .master_keys
-            .iter()
-            .find(|(k, _)| k.as_bytes() == id)
-            .ok_or_else(|| refused("unknown master key"))?;
+        let (_, master) =
+            self.master_keys.iter().find(|(k, _)| k.as_bytes() == id).ok_or_else(|| refused("unknown master key"))?;
         if rest.len() < 12 {
             return Err(refused("truncated"));
         }

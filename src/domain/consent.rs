@@ -44,10 +44,7 @@ impl Scope {
         match self {
             Scope::All => vec![GLOBAL_KEY.to_owned()],
             Scope::Program { program } => vec![program_key(program)],
-            Scope::Categories { program, categories } => categories
-                .iter()
-                .map(|c| category_key(program, c))
-                .collect(),
+            Scope::Categories { program, categories } => categories.iter().map(|c| category_key(program, c)).collect(),
         }
     }
 }
@@ -138,11 +135,7 @@ pub enum DefaultConsent {
 impl ConsentState {
     /// Merges one change in. Returns whether anything changed.
     pub fn apply(&mut self, change: &ConsentChange) -> bool {
-        let mark = Mark {
-            consent: change.consent,
-            occurred_at: change.occurred_at,
-            event_id: change.event_id.clone(),
-        };
+        let mark = Mark { consent: change.consent, occurred_at: change.occurred_at, event_id: change.event_id.clone() };
         let mut changed = false;
         for key in change.scope.keys() {
             let newer = match self.marks.get(&key) {
@@ -172,16 +165,10 @@ impl ConsentState {
 
     pub fn decide(&self, program: &str, category: &str, default: DefaultConsent) -> Decision {
         match self.deciding_mark(program, category) {
-            Some(mark) if mark.consent == Consent::OptOut => Decision {
-                allowed: false,
-                reason: Reason::OptedOut,
-                as_of: Some(mark.occurred_at),
-            },
-            Some(mark) => Decision {
-                allowed: true,
-                reason: Reason::Allowed,
-                as_of: Some(mark.occurred_at),
-            },
+            Some(mark) if mark.consent == Consent::OptOut => {
+                Decision { allowed: false, reason: Reason::OptedOut, as_of: Some(mark.occurred_at) }
+            }
+            Some(mark) => Decision { allowed: true, reason: Reason::Allowed, as_of: Some(mark.occurred_at) },
             None => match default {
                 DefaultConsent::OptedIn => Decision { allowed: true, reason: Reason::Allowed, as_of: None },
                 DefaultConsent::NoConsent => Decision::deny(Reason::NoConsent),
@@ -240,10 +227,8 @@ mod tests {
     fn an_opt_out_wins_a_tie() {
         let at = datetime!(2026-01-01 10:00 UTC);
         for order in [[0, 1], [1, 0]] {
-            let events = [
-                change("zzz-start", at, Consent::OptIn, clinic()),
-                change("aaa-stop", at, Consent::OptOut, clinic()),
-            ];
+            let events =
+                [change("zzz-start", at, Consent::OptIn, clinic()), change("aaa-stop", at, Consent::OptOut, clinic())];
             let mut state = ConsentState::default();
             for i in order {
                 state.apply(&events[i]);
@@ -258,10 +243,7 @@ mod tests {
         state.apply(&change("all", datetime!(2026-01-01 10:00 UTC), Consent::OptOut, Scope::All));
         state.apply(&change("start", datetime!(2026-01-02 10:00 UTC), Consent::OptIn, clinic()));
         assert!(state.decide("clinic", "billing", DefaultConsent::NoConsent).allowed);
-        assert_eq!(
-            state.decide("pharmacy", "refills", DefaultConsent::OptedIn).reason,
-            Reason::OptedOut
-        );
+        assert_eq!(state.decide("pharmacy", "refills", DefaultConsent::OptedIn).reason, Reason::OptedOut);
     }
 
     #[test]

@@ -34,10 +34,7 @@ impl Intent {
         if core.is_empty() {
             return Intent::None;
         }
-        phrase_table()
-            .get(&core.join(" "))
-            .copied()
-            .unwrap_or(Intent::None)
+        phrase_table().get(&core.join(" ")).copied().unwrap_or(Intent::None)
     }
 
     pub fn is_opt_out(self) -> bool {
@@ -106,26 +103,76 @@ fn strip_courtesy(tokens: &[String]) -> Vec<&str> {
 
 const OPT_OUT: &[&str] = &[
     // Provider defaults (Twilio, AWS, Telnyx, Plivo, Vonage, Sinch).
-    "stop", "unsubscribe", "cancel", "end", "quit", "revoke", "optout", "opt out",
-    "arret", "remove", "td", "unsub", "no more",
+    "stop",
+    "unsubscribe",
+    "cancel",
+    "end",
+    "quit",
+    "revoke",
+    "optout",
+    "opt out",
+    "arret",
+    "remove",
+    "td",
+    "unsub",
+    "no more",
     // Spanish and Portuguese.
-    "detener", "salir", "parar", "cancelar", "alto", "basta", "no mas", "baja",
-    "darme de baja", "no mas mensajes", "no mas textos", "no me envien mas mensajes",
-    "no me manden mas mensajes", "ya no quiero mensajes", "no quiero mensajes",
+    "detener",
+    "salir",
+    "parar",
+    "cancelar",
+    "alto",
+    "basta",
+    "no mas",
+    "baja",
+    "darme de baja",
+    "no mas mensajes",
+    "no mas textos",
+    "no me envien mas mensajes",
+    "no me manden mas mensajes",
+    "ya no quiero mensajes",
+    "no quiero mensajes",
     "no quiero recibir mensajes",
     // Plain-language revocations a reasonable person would read as "stop".
-    "stop it", "stop this", "unsubscribe me", "opt me out", "remove me", "leave me alone",
-    "wrong number", "i want to opt out", "i want to unsubscribe", "i want to stop",
+    "stop it",
+    "stop this",
+    "unsubscribe me",
+    "opt me out",
+    "remove me",
+    "leave me alone",
+    "wrong number",
+    "i want to opt out",
+    "i want to unsubscribe",
+    "i want to stop",
 ];
 
 const OPT_OUT_ALL: &[&str] = &[
-    "stopall", "stop all", "unsubscribe all", "cancel all", "end all", "quit all",
-    "stop everything", "parar todo", "cancelar todo",
+    "stopall",
+    "stop all",
+    "unsubscribe all",
+    "cancel all",
+    "end all",
+    "quit all",
+    "stop everything",
+    "parar todo",
+    "cancelar todo",
 ];
 
 const OPT_IN: &[&str] = &[
-    "start", "yes", "unstop", "subscribe", "resume", "join", "opt in", "optin", "si",
-    "volver", "recibir", "comenzar", "voltar", "receber",
+    "start",
+    "yes",
+    "unstop",
+    "subscribe",
+    "resume",
+    "join",
+    "opt in",
+    "optin",
+    "si",
+    "volver",
+    "recibir",
+    "comenzar",
+    "voltar",
+    "receber",
 ];
 
 const HELP: &[&str] = &["help", "info", "help me", "ayuda", "informacion", "ajuda"];
@@ -134,12 +181,9 @@ fn phrase_table() -> &'static HashMap<String, Intent> {
     static TABLE: OnceLock<HashMap<String, Intent>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let mut table = HashMap::new();
-        for (list, intent) in [
-            (OPT_OUT, Intent::OptOut),
-            (OPT_OUT_ALL, Intent::OptOutAll),
-            (OPT_IN, Intent::OptIn),
-            (HELP, Intent::Help),
-        ] {
+        for (list, intent) in
+            [(OPT_OUT, Intent::OptOut), (OPT_OUT_ALL, Intent::OptOutAll), (OPT_IN, Intent::OptIn), (HELP, Intent::Help)]
+        {
             table.extend(list.iter().map(|p| (p.to_string(), intent)));
         }
         for phrase in revocation_phrases() {

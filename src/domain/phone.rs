@@ -34,10 +34,7 @@ impl PhoneNumber {
         if trimmed.len() > MAX_INPUT_LEN {
             return Err(PhoneError::TooLong);
         }
-        if !trimmed
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
-        {
+        if !trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')')) {
             return Err(PhoneError::BadCharacters);
         }
         if !trimmed.starts_with('+') || trimmed[1..].contains('+') {
@@ -51,9 +48,7 @@ impl PhoneNumber {
         if !phonenumber::is_valid(&parsed) {
             return Err(PhoneError::Invalid);
         }
-        Ok(Self(
-            parsed.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()))
     }
 
     /// Parses a provider's bare-digit form (`14155550100`, as Vonage sends it)
@@ -99,8 +94,17 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for input in [
-            "", "   ", "hello", "+", "++14155550100", "+1415867530x", "4158675309",
-            "+1 415 867 5309 1234 5678 9012 3456 7890 1234", "+0000", "+1\u{0}415", "+١٢٣",
+            "",
+            "   ",
+            "hello",
+            "+",
+            "++14155550100",
+            "+1415867530x",
+            "4158675309",
+            "+1 415 867 5309 1234 5678 9012 3456 7890 1234",
+            "+0000",
+            "+1\u{0}415",
+            "+١٢٣",
         ] {
             assert!(PhoneNumber::parse(input).is_err(), "{input:?} should be refused");
         }
@@ -108,10 +112,7 @@ mod tests {
 
     #[test]
     fn bare_digits_are_read_as_international() {
-        assert_eq!(
-            PhoneNumber::parse_digits("14843472194").unwrap().as_e164(),
-            "+14843472194"
-        );
+        assert_eq!(PhoneNumber::parse_digits("14843472194").unwrap().as_e164(), "+14843472194");
     }
 
     #[test]

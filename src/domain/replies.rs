@@ -38,10 +38,7 @@ impl ReplyKind {
     /// What CTIA expects each reply to carry, as (placeholder or phrase, why).
     fn required(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            ReplyKind::OptOut => &[
-                ("{program}", "name the program"),
-                ("START", "say how to resubscribe (START)"),
-            ],
+            ReplyKind::OptOut => &[("{program}", "name the program"), ("START", "say how to resubscribe (START)")],
             ReplyKind::OptIn => &[
                 ("{program}", "name the program"),
                 ("{frequency}", "give the message frequency"),
@@ -73,8 +70,7 @@ pub struct ReplyTemplates {
 }
 
 fn default_opt_out() -> String {
-    "{program}: You are unsubscribed and will receive no more messages. Reply START to resubscribe."
-        .into()
+    "{program}: You are unsubscribed and will receive no more messages. Reply START to resubscribe.".into()
 }
 
 fn default_opt_in() -> String {
@@ -83,8 +79,7 @@ fn default_opt_in() -> String {
 }
 
 fn default_help() -> String {
-    "{program}: Help at {help_contact}. {frequency}. Msg & data rates may apply. Reply STOP to opt out."
-        .into()
+    "{program}: Help at {help_contact}. {frequency}. Msg & data rates may apply. Reply STOP to opt out.".into()
 }
 
 impl Default for ReplyTemplates {
@@ -224,8 +219,14 @@ mod tests {
 
     #[test]
     fn a_help_reply_without_a_contact_is_refused() {
-        let t = ReplyTemplates { help: "{program}: {frequency}. Msg & data rates may apply. Reply STOP to opt out.".into(), ..Default::default() };
-        assert_eq!(t.validate(&letterhead()), Err((ReplyKind::Help, TemplateError::MissingContent("give the help contact"))));
+        let t = ReplyTemplates {
+            help: "{program}: {frequency}. Msg & data rates may apply. Reply STOP to opt out.".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.validate(&letterhead()),
+            Err((ReplyKind::Help, TemplateError::MissingContent("give the help contact")))
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ impl ApiKey {
         let hash_hex = match (&config.token_sha256, &config.token) {
             (Some(hash), _) => hash.to_ascii_lowercase(),
             (None, Some(token)) => {
-                tracing::warn!(api_key = index, "api_keys[{index}] has a plain token: for local development only; use token_sha256");
+                tracing::warn!(
+                    api_key = index,
+                    "api_keys[{index}] has a plain token: for local development only; use token_sha256"
+                );
                 sha256_hex(token.expose())
             }
             (None, None) => unreachable!("config validation requires a token"),
@@ -76,7 +79,9 @@ impl Authenticator {
     }
 
     pub fn iam(config: &[IamPrincipalConfig]) -> Self {
-        Authenticator::Iam(config.iter().map(|p| IamPrincipal { arn: p.arn.clone(), scopes: p.scopes.clone() }).collect())
+        Authenticator::Iam(
+            config.iter().map(|p| IamPrincipal { arn: p.arn.clone(), scopes: p.scopes.clone() }).collect(),
+        )
     }
 
     /// 401 when the caller is not identified, 403 when it is but may not
@@ -103,7 +108,9 @@ impl Authenticator {
 /// The principal ARN API Gateway put in the request context.
 fn iam_principal(parts: &Parts) -> Option<String> {
     match parts.extensions.get::<lambda_http::request::RequestContext>()? {
-        lambda_http::request::RequestContext::ApiGatewayV2(context) => context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone(),
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => {
+            context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone()
+        }
         _ => None,
     }
 }
@@ -113,7 +120,8 @@ fn iam_principal(parts: &Parts) -> Option<String> {
 fn assumed_role_as_role(arn: &str) -> Option<String> {
     let rest = arn.strip_prefix("arn:")?;
     let mut parts = rest.splitn(5, ':');
-    let (partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (partition, service, _region, account, resource) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
     (service == "sts").then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
 }

@@ -2,8 +2,8 @@
 //! One request or a batch of up to 100. A valid request always gets 200
 //! with a decision per number; failures deny.
 
-use axum::extract::State;
 use axum::extract::Request;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -107,9 +107,13 @@ pub async fn authorize(State(state): State<AppState>, request: Request) -> Resul
         tracing::info!(caller = caller.name, program = %single.program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
     }
-    let batch: AuthorizationBatch = serde_json::from_value(request).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))?;
+    let batch: AuthorizationBatch =
+        serde_json::from_value(request).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))?;
     if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
-        return Err(ApiError::BadRequest(format!("a batch holds 1 to {MAX_BATCH} requests, not {}", batch.requests.len())));
+        return Err(ApiError::BadRequest(format!(
+            "a batch holds 1 to {MAX_BATCH} requests, not {}",
+            batch.requests.len()
+        )));
     }
     let queries: Vec<_> = batch.requests.iter().map(query).collect();
     let decisions = state.service.authorize_many(&queries).await;

@@ -1,8 +1,8 @@
 //! Consent captured outside SMS, and a number's state, history and erasure.
 //! Numbers travel only in request bodies.
 
-use axum::extract::State;
 use axum::extract::Request;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,10 @@ fn untoken(token: &str) -> Result<String, ApiError> {
     ),
     security(("api_key" = []))
 )]
-pub async fn record(State(state): State<AppState>, request: Request) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
+pub async fn record(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
     let (parts, body) = request.into_parts();
     let caller = state.auth.authenticate(&parts, ApiScope::Record)?;
     let body = read_body(&parts.headers, body).await?;
@@ -154,8 +157,12 @@ pub async fn record(State(state): State<AppState>, request: Request) -> Result<(
         id: r.id.as_deref(),
     };
     Ok(match state.service.record_consent(&record, caller.name).await? {
-        RecordOutcome::Recorded { event_id } => (StatusCode::CREATED, Json(ConsentRecordAnswer { event_id, status: "recorded".into() })),
-        RecordOutcome::Duplicate { event_id } => (StatusCode::OK, Json(ConsentRecordAnswer { event_id, status: "duplicate".into() })),
+        RecordOutcome::Recorded { event_id } => {
+            (StatusCode::CREATED, Json(ConsentRecordAnswer { event_id, status: "recorded".into() }))
+        }
+        RecordOutcome::Duplicate { event_id } => {
+            (StatusCode::OK, Json(ConsentRecordAnswer { event_id, status: "duplicate".into() }))
+        }
     })
 }
 
@@ -168,7 +175,10 @@ pub async fn record(State(state): State<AppState>, request: Request) -> Result<(
     ),
     security(("api_key" = []))
 )]
-pub async fn consent_state(State(state): State<AppState>, request: Request) -> Result<Json<ConsentStateAnswer>, ApiError> {
+pub async fn consent_state(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<ConsentStateAnswer>, ApiError> {
     let (parts, body) = request.into_parts();
     state.auth.authenticate(&parts, ApiScope::ReadHistory)?;
     let body = read_body(&parts.headers, body).await?;

@@ -47,12 +47,14 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, service: ConsentService, sns_network: Arc<dyn SnsNetwork>, auth: Authenticator) -> Self {
-        let public_base_url = config
-            .server
-            .public_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    pub fn new(
+        config: &Config,
+        service: ConsentService,
+        sns_network: Arc<dyn SnsNetwork>,
+        auth: Authenticator,
+    ) -> Self {
+        let public_base_url =
+            config.server.public_base_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         AppState(Arc::new(Inner {
             service,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
@@ -129,16 +131,12 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 /// Reads the whole body, refusing with 413 past the limit (by the declared
 /// length first, so an oversized body is never buffered).
 pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
 }
 
 pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -36,7 +36,13 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn read(state: &AppState, method: Method, uri: &Uri, headers: HeaderMap, body: Body) -> Result<Self, ApiError> {
+    async fn read(
+        state: &AppState,
+        method: Method,
+        uri: &Uri,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Self, ApiError> {
         let body = read_body(&headers, body).await?;
         let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
         Ok(Delivery { method, url: format!("{}{}", state.public_base_url, path_and_query), headers, body })
@@ -54,7 +60,11 @@ impl Delivery {
 }
 
 /// Records a verified message; `None` when there was nothing to record.
-async fn record(state: &AppState, parsed: Parsed, style: ReplyStyle) -> Result<Option<(InboundMessage, InboundOutcome)>, ApiError> {
+async fn record(
+    state: &AppState,
+    parsed: Parsed,
+    style: ReplyStyle,
+) -> Result<Option<(InboundMessage, InboundOutcome)>, ApiError> {
     match parsed {
         Parsed::Ignored(what) => {
             tracing::debug!(what, "webhook acknowledged; nothing to record");
@@ -96,7 +106,13 @@ fn xml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-pub async fn twilio(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn twilio(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = state.providers.twilio.clone().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
     let params = twilio::form_params(&delivery.body);
@@ -111,7 +127,13 @@ pub async fn twilio(State(state): State<AppState>, method: Method, uri: Uri, hea
     Ok(xml(twilio::reply(inline_reply(&recorded).map(|(text, _)| text))))
 }
 
-pub async fn plivo(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn plivo(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = state.providers.plivo.clone().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
     let parsed = plivo::receive(&config.auth_tokens, &delivery.request(&state))?;
@@ -119,7 +141,13 @@ pub async fn plivo(State(state): State<AppState>, method: Method, uri: Uri, head
     Ok(xml(plivo::reply(inline_reply(&recorded))))
 }
 
-pub async fn standard_webhooks(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn standard_webhooks(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = state.providers.standard_webhooks.clone().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
     let request = delivery.request(&state);
@@ -137,7 +165,13 @@ pub async fn standard_webhooks(State(state): State<AppState>, method: Method, ur
 /// goes to the outbox), acknowledge with 200.
 macro_rules! outbox_provider {
     ($name:ident, $module:ident, $config:ident, |$c:ident, $r:ident| $receive:expr) => {
-        pub async fn $name(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+        pub async fn $name(
+            State(state): State<AppState>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Result<Response, ApiError> {
             let $c = state.providers.$config.clone().ok_or(ApiError::NotFound)?;
             let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
             let $r = delivery.request(&state);
@@ -153,18 +187,29 @@ outbox_provider!(sinch, sinch, sinch, |c, r| sinch::receive(&c.secrets, &r));
 outbox_provider!(bandwidth, bandwidth, bandwidth, |c, r| bandwidth::receive(&c.credentials, &r));
 outbox_provider!(bird, bird, bird, |c, r| bird::receive(&c.signing_keys, &r));
 outbox_provider!(vonage, vonage, vonage, |c, r| vonage::receive(
-    &vonage::Secrets { method: c.signature_method, signature_secrets: &c.signature_secrets, jwt_secrets: &c.jwt_secrets },
+    &vonage::Secrets {
+        method: c.signature_method,
+        signature_secrets: &c.signature_secrets,
+        jwt_secrets: &c.jwt_secrets
+    },
     &r
 ));
 
-pub async fn aws_sns(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn aws_sns(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let config = state.providers.aws_sns.clone().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
-    let outcome = aws_sns::receive(&state.sns, &config.topic_arns, &delivery.request(&state)).await.map_err(|e| match e {
-        SnsError::Rejected(r) => r.into(),
-        SnsError::TopicNotAllowed => ApiError::TopicNotAllowed,
-        SnsError::ConfirmationFailed(cause) => ApiError::Upstream(cause),
-    })?;
+    let outcome =
+        aws_sns::receive(&state.sns, &config.topic_arns, &delivery.request(&state)).await.map_err(|e| match e {
+            SnsError::Rejected(r) => r.into(),
+            SnsError::TopicNotAllowed => ApiError::TopicNotAllowed,
+            SnsError::ConfirmationFailed(cause) => ApiError::Upstream(cause),
+        })?;
     let recorded = match outcome {
         SnsOutcome::Confirmed => {
             tracing::info!("SNS subscription confirmed");

@@ -21,13 +21,28 @@ use sha1::Sha1;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::{parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+use super::{
+    parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError,
+    WebhookRequest,
+};
 
 pub const NAME: &str = "aws-sns";
 pub const MESSAGE_TYPE_HEADER: &str = "x-amz-sns-message-type";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
-    auto_reply_keywords: &["ARRET", "CANCEL", "END", "OPT-OUT", "OPTOUT", "QUIT", "REMOVE", "STOP", "TD", "UNSUBSCRIBE", "HELP"],
+    auto_reply_keywords: &[
+        "ARRET",
+        "CANCEL",
+        "END",
+        "OPT-OUT",
+        "OPTOUT",
+        "QUIT",
+        "REMOVE",
+        "STOP",
+        "TD",
+        "UNSUBSCRIBE",
+        "HELP",
+    ],
 };
 /// Certificates kept in memory; SNS uses a handful per region.
 const CERTIFICATE_CACHE_SIZE: usize = 32;
@@ -171,7 +186,10 @@ impl SnsMessage {
             "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
                 add("Message", Some(&self.message));
                 add("MessageId", Some(&self.message_id));
-                add("SubscribeURL", Some(self.subscribe_url.as_deref().ok_or(SignatureError::MissingHeader("SubscribeURL"))?));
+                add(
+                    "SubscribeURL",
+                    Some(self.subscribe_url.as_deref().ok_or(SignatureError::MissingHeader("SubscribeURL"))?),
+                );
                 add("Timestamp", Some(&self.timestamp));
                 add("Token", Some(self.token.as_deref().ok_or(SignatureError::MissingHeader("Token"))?));
                 add("TopicArn", Some(&self.topic_arn));
@@ -196,7 +214,9 @@ impl SnsVerifier {
             tracing::warn!(error = %e, "could not fetch the SNS signing certificate");
             SignatureError::InvalidToken("signing certificate unavailable")
         })?;
-        let cert = Arc::new(parse_certificate(&pem).map_err(|_| SignatureError::InvalidToken("signing certificate unreadable"))?);
+        let cert = Arc::new(
+            parse_certificate(&pem).map_err(|_| SignatureError::InvalidToken("signing certificate unreadable"))?,
+        );
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.len() >= CERTIFICATE_CACHE_SIZE {
             cache.clear();
@@ -277,13 +297,17 @@ fn parse_notification(message: &SnsMessage) -> Result<Parsed, PayloadError> {
     }))
 }
 
-pub async fn receive(verifier: &SnsVerifier, topic_arns: &[String], request: &WebhookRequest<'_>) -> Result<SnsOutcome, SnsError> {
+pub async fn receive(
+    verifier: &SnsVerifier,
+    topic_arns: &[String],
+    request: &WebhookRequest<'_>,
+) -> Result<SnsOutcome, SnsError> {
     let value: serde_json::Value = super::json_body(request.body).map_err(Rejection::from)?;
     if !value.get("Signature").is_some_and(serde_json::Value::is_string) {
         return Err(Rejection::from(SignatureError::MissingHeader("Signature")).into());
     }
-    let message: SnsMessage = serde_json::from_value(value)
-        .map_err(|e| Rejection::from(PayloadError(format!("not an SNS message: {e}"))))?;
+    let message: SnsMessage =
+        serde_json::from_value(value).map_err(|e| Rejection::from(PayloadError(format!("not an SNS message: {e}"))))?;
     if request.header(MESSAGE_TYPE_HEADER).is_some_and(|t| t != message.kind) {
         return Err(Rejection::from(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER)).into());
     }

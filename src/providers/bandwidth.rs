@@ -7,7 +7,10 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+use super::{
+    json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle,
+    SignatureError, WebhookRequest,
+};
 use crate::config::BasicCredential;
 
 pub const NAME: &str = "bandwidth";
@@ -89,7 +92,13 @@ mod tests {
         if let Some(a) = authorization {
             h.insert("authorization", a.parse().unwrap());
         }
-        let request = WebhookRequest { method: "POST", url: "https://x/", headers: &h, body: b"[]", now: OffsetDateTime::UNIX_EPOCH };
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://x/",
+            headers: &h,
+            body: b"[]",
+            now: OffsetDateTime::UNIX_EPOCH,
+        };
         verify(credentials, &request)
     }
 
@@ -116,7 +125,10 @@ mod tests {
         let body = br#"[{"type":"message-received","time":"2026-09-14T18:20:16Z","description":"Incoming message received","to":"+14155550100","message":{"id":"14762070468292kw2fuqty55yp2b2","time":"2026-09-14T18:20:16Z","to":["+14155550100"],"from":"+14158675309","text":"STOP","applicationId":"93de2206","owner":"+14155550100","direction":"in","segmentCount":1}}]"#;
         let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
         assert_eq!((m.message_id.as_str(), m.text.as_str()), ("14762070468292kw2fuqty55yp2b2", "STOP"));
-        assert!(matches!(parse(br#"[{"type":"message-delivered","message":{"id":"x"}}]"#).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            parse(br#"[{"type":"message-delivered","message":{"id":"x"}}]"#).unwrap(),
+            Parsed::Ignored(_)
+        ));
         assert!(parse(br#"{"type":"message-received"}"#).is_err());
     }
 }

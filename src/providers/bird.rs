@@ -40,7 +40,13 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-pub fn verify_jwt(keys: &[Secret], token: &str, url: &str, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
+pub fn verify_jwt(
+    keys: &[Secret],
+    token: &str,
+    url: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), SignatureError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
     validation.validate_exp = false;
@@ -48,7 +54,9 @@ pub fn verify_jwt(keys: &[Secret], token: &str, url: &str, body: &[u8], now: Off
     validation.required_spec_claims.clear();
     let claims = keys
         .iter()
-        .find_map(|k| jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(k.expose().as_bytes()), &validation).ok())
+        .find_map(|k| {
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(k.expose().as_bytes()), &validation).ok()
+        })
         .ok_or(SignatureError::InvalidSignature)?
         .claims;
     if claims.iss.as_deref() != Some("MessageBird") {
@@ -227,7 +235,8 @@ mod tests {
 
     #[test]
     fn all_43_reference_cases_give_the_expected_answer() {
-        let cases: Vec<Value> = serde_json::from_str(include_str!("../../tests/vectors/signatures/messagebird_reference.json")).unwrap();
+        let cases: Vec<Value> =
+            serde_json::from_str(include_str!("../../tests/vectors/signatures/messagebird_reference.json")).unwrap();
         assert_eq!(cases.len(), 43);
         for case in cases {
             let now = parse_rfc3339(case["timestamp"].as_str().unwrap(), "timestamp").unwrap();
@@ -275,9 +284,15 @@ mod tests {
         h.insert(SIGNATURE_HEADER, legacy.parse().unwrap());
         assert_eq!(verify(&keys, &hmac_request(&h, url, body, 1_544_544_950)), Ok(()));
         assert_eq!(verify(&keys, &hmac_request(&h, url, b"{}", 1_544_544_950)), Err(SignatureError::InvalidSignature));
-        assert_eq!(verify(&[Secret::new("x")], &hmac_request(&h, url, body, 1_544_544_950)), Err(SignatureError::InvalidSignature));
+        assert_eq!(
+            verify(&[Secret::new("x")], &hmac_request(&h, url, body, 1_544_544_950)),
+            Err(SignatureError::InvalidSignature)
+        );
         assert_eq!(verify(&keys, &hmac_request(&h, url, body, 1_544_545_300)), Err(SignatureError::TimestampTooOld));
-        assert_eq!(verify(&keys, &hmac_request(&HeaderMap::new(), url, body, 0)), Err(SignatureError::MissingHeader("MessageBird-Signature-JWT")));
+        assert_eq!(
+            verify(&keys, &hmac_request(&HeaderMap::new(), url, body, 0)),
+            Err(SignatureError::MissingHeader("MessageBird-Signature-JWT"))
+        );
     }
 
     #[test]

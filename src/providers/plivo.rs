@@ -7,7 +7,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{digits_phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest};
+use super::{
+    digits_phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError,
+    WebhookRequest,
+};
 use crate::config::Secret;
 
 pub const NAME: &str = "plivo";
@@ -19,7 +22,9 @@ pub const V2_MAIN_ACCOUNT_HEADER: &str = "x-plivo-signature-ma-v2";
 pub const V2_NONCE_HEADER: &str = "x-plivo-signature-v2-nonce";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: true,
-    auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUB", "STOP ALL", "START", "YES", "UNSTOP", "HELP", "INFO"],
+    auto_reply_keywords: &[
+        "STOP", "END", "QUIT", "CANCEL", "UNSUB", "STOP ALL", "START", "YES", "UNSTOP", "HELP", "INFO",
+    ],
 };
 
 fn hmac(token: &str, message: &str) -> Vec<u8> {
@@ -74,7 +79,11 @@ pub fn sign_v2(token: &str, url: &str, nonce: &str) -> String {
 
 /// Tries V3 first (either header: the subaccount's or the main account's),
 /// then V2; every configured token during rotation.
-pub fn verify(tokens: &[Secret], request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<(), SignatureError> {
+pub fn verify(
+    tokens: &[Secret],
+    request: &WebhookRequest<'_>,
+    params: &[(String, String)],
+) -> Result<(), SignatureError> {
     let candidates = |headers: &[&str]| -> Vec<Vec<u8>> {
         headers
             .iter()
@@ -180,9 +189,19 @@ mod tests {
     #[test]
     fn every_v3_vector_signs_and_verifies() {
         for v in plivo()["v3"]["vectors"].as_array().unwrap() {
-            let (method, url, nonce, token) = (v["method"].as_str().unwrap(), v["url"].as_str().unwrap(), v["nonce"].as_str().unwrap(), v["auth_token"].as_str().unwrap());
+            let (method, url, nonce, token) = (
+                v["method"].as_str().unwrap(),
+                v["url"].as_str().unwrap(),
+                v["nonce"].as_str().unwrap(),
+                v["auth_token"].as_str().unwrap(),
+            );
             let params = params_of(&v["params"]);
-            assert_eq!(format!("{}.{nonce}", v3_string(method, url, &params)), v["string_to_sign"].as_str().unwrap(), "{}", v["name"]);
+            assert_eq!(
+                format!("{}.{nonce}", v3_string(method, url, &params)),
+                v["string_to_sign"].as_str().unwrap(),
+                "{}",
+                v["name"]
+            );
             assert_eq!(sign_v3(token, method, url, &params, nonce), v["expected_signature"].as_str().unwrap());
             let mut h = HeaderMap::new();
             h.insert(V3_NONCE_HEADER, nonce.parse().unwrap());
@@ -190,15 +209,22 @@ mod tests {
             assert_eq!(verify(&[Secret::new(token)], &request(method, url, &h), &params), Ok(()));
             let mut tampered = params.clone();
             tampered[0].1.push('x');
-            assert_eq!(verify(&[Secret::new(token)], &request(method, url, &h), &tampered), Err(SignatureError::InvalidSignature));
-            assert_eq!(verify(&[Secret::new("wrong")], &request(method, url, &h), &params), Err(SignatureError::InvalidSignature));
+            assert_eq!(
+                verify(&[Secret::new(token)], &request(method, url, &h), &tampered),
+                Err(SignatureError::InvalidSignature)
+            );
+            assert_eq!(
+                verify(&[Secret::new("wrong")], &request(method, url, &h), &params),
+                Err(SignatureError::InvalidSignature)
+            );
         }
     }
 
     #[test]
     fn every_v2_vector_signs_and_verifies() {
         for v in plivo()["v2"]["vectors"].as_array().unwrap() {
-            let (url, nonce, token) = (v["url"].as_str().unwrap(), v["nonce"].as_str().unwrap(), v["auth_token"].as_str().unwrap());
+            let (url, nonce, token) =
+                (v["url"].as_str().unwrap(), v["nonce"].as_str().unwrap(), v["auth_token"].as_str().unwrap());
             assert_eq!(sign_v2(token, url, nonce), v["expected_signature"].as_str().unwrap());
             let mut h = HeaderMap::new();
             h.insert(V2_NONCE_HEADER, nonce.parse().unwrap());
@@ -211,21 +237,36 @@ mod tests {
     #[test]
     fn missing_headers_are_refused() {
         let h = HeaderMap::new();
-        assert_eq!(verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]), Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce")));
+        assert_eq!(
+            verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]),
+            Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce"))
+        );
         let mut h = HeaderMap::new();
         h.insert(V3_NONCE_HEADER, "1".parse().unwrap());
-        assert_eq!(verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]), Err(SignatureError::MissingHeader("X-Plivo-Signature-V3")));
+        assert_eq!(
+            verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]),
+            Err(SignatureError::MissingHeader("X-Plivo-Signature-V3"))
+        );
     }
 
     #[test]
     fn an_inbound_message_is_parsed_and_a_reply_addressed_back() {
         let h = HeaderMap::new();
         let body = b"From=14158675309&To=14155550100&Text=Stop&Type=sms&MessageUUID=abc-123&Units=1";
-        let request = WebhookRequest { method: "POST", url: "https://x/webhooks/plivo", headers: &h, body, now: OffsetDateTime::UNIX_EPOCH };
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://x/webhooks/plivo",
+            headers: &h,
+            body,
+            now: OffsetDateTime::UNIX_EPOCH,
+        };
         let Parsed::Message(m) = parse(&request, &params(&request)).unwrap() else { panic!() };
         assert_eq!((m.from.as_e164(), m.message_id.as_str()), ("+14158675309", "abc-123"));
         let xml = reply(Some(("A & B", &m)));
-        assert!(xml.contains(r#"<Message src="14155550100" dst="14158675309" type="sms">A &amp; B</Message>"#), "{xml}");
+        assert!(
+            xml.contains(r#"<Message src="14155550100" dst="14158675309" type="sms">A &amp; B</Message>"#),
+            "{xml}"
+        );
         let report = b"MessageUUID=abc&Status=delivered&From=14155550100&To=14158675309";
         let request = WebhookRequest { body: report, ..request };
         assert!(matches!(parse(&request, &params(&request)).unwrap(), Parsed::Ignored(_)));

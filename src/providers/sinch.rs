@@ -10,8 +10,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError,
-    Rejection, ReplyStyle, SignatureError, WebhookRequest,
+    check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, InboundMessage, Parsed,
+    PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest,
 };
 use crate::config::Secret;
 
@@ -22,7 +22,20 @@ pub const TIMESTAMP_HEADER: &str = "x-sinch-webhook-signature-timestamp";
 pub const ALGORITHM_HEADER: &str = "x-sinch-webhook-signature-algorithm";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
-    auto_reply_keywords: &["STOP", "UNSUBSCRIBE", "DETENER", "SALIR", "PARAR", "CANCELAR", "START", "SUBSCRIBE", "VOLVER", "RECIBIR", "VOLTAR", "RECEBER"],
+    auto_reply_keywords: &[
+        "STOP",
+        "UNSUBSCRIBE",
+        "DETENER",
+        "SALIR",
+        "PARAR",
+        "CANCELAR",
+        "START",
+        "SUBSCRIBE",
+        "VOLVER",
+        "RECIBIR",
+        "VOLTAR",
+        "RECEBER",
+    ],
 };
 
 pub fn sign(secret: &str, body: &[u8], nonce: &str, timestamp: &str) -> String {
@@ -97,7 +110,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         if message.direction.as_deref() != Some("TO_APP") {
             return Ok(Parsed::Ignored("not an inbound message"));
         }
-        let identity = message.channel_identity.ok_or_else(|| PayloadError("missing field message.channel_identity".into()))?;
+        let identity =
+            message.channel_identity.ok_or_else(|| PayloadError("missing field message.channel_identity".into()))?;
         if identity.channel.as_deref() != Some("SMS") {
             return Ok(Parsed::Ignored("not an SMS"));
         }
@@ -108,7 +122,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         return Ok(Parsed::Message(InboundMessage {
             provider: NAME,
             message_id: required(message.id.as_deref(), "message.id")?.to_owned(),
-            from: digits_phone(required(identity.identity.as_deref(), "message.channel_identity.identity")?, "identity")?,
+            from: digits_phone(
+                required(identity.identity.as_deref(), "message.channel_identity.identity")?,
+                "identity",
+            )?,
             to: None,
             text,
             occurred_at: message.accept_time.as_deref().map(|t| parse_rfc3339(t, "message.accept_time")).transpose()?,
@@ -156,7 +173,13 @@ mod tests {
 
     fn check(v: &Value, secret: &str, signature: &str, body: &str, now: i64) -> Result<(), SignatureError> {
         let h = headers(v, signature);
-        let request = WebhookRequest { method: "POST", url: "https://x/", headers: &h, body: body.as_bytes(), now: OffsetDateTime::from_unix_timestamp(now).unwrap() };
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://x/",
+            headers: &h,
+            body: body.as_bytes(),
+            now: OffsetDateTime::from_unix_timestamp(now).unwrap(),
+        };
         verify(&[Secret::new(secret)], &request)
     }
 
@@ -164,8 +187,12 @@ mod tests {
     fn both_published_vectors_verify() {
         for v in vectors() {
             let ts: i64 = v["timestamp"].as_str().unwrap().parse().unwrap();
-            let (secret, sig, body) = (v["secret"].as_str().unwrap(), v["expected_signature"].as_str().unwrap(), v["body"].as_str().unwrap());
-            assert_eq!(sign(secret, body.as_bytes(), v["nonce"].as_str().unwrap(), v["timestamp"].as_str().unwrap()), sig);
+            let (secret, sig, body) =
+                (v["secret"].as_str().unwrap(), v["expected_signature"].as_str().unwrap(), v["body"].as_str().unwrap());
+            assert_eq!(
+                sign(secret, body.as_bytes(), v["nonce"].as_str().unwrap(), v["timestamp"].as_str().unwrap()),
+                sig
+            );
             assert_eq!(check(&v, secret, sig, body, ts), Ok(()));
             assert_eq!(check(&v, secret, sig, &body.replace('0', "1"), ts), Err(SignatureError::InvalidSignature));
             assert_eq!(check(&v, "wrong", sig, body, ts), Err(SignatureError::InvalidSignature));

@@ -35,10 +35,8 @@ pub enum SecretError {
 /// The HMAC key of a `whsec_` secret (padded or not).
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    let key = STANDARD
-        .decode(encoded)
-        .or_else(|_| STANDARD_NO_PAD.decode(encoded))
-        .map_err(|_| SecretError::NotBase64)?;
+    let key =
+        STANDARD.decode(encoded).or_else(|_| STANDARD_NO_PAD.decode(encoded)).map_err(|_| SecretError::NotBase64)?;
     if key.is_empty() {
         return Err(SecretError::Empty);
     }
@@ -67,7 +65,12 @@ pub struct Headers<'a> {
     pub signature: Option<&'a str>,
 }
 
-pub fn verify(secrets: &[Secret], headers: &Headers<'_>, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
+pub fn verify(
+    secrets: &[Secret],
+    headers: &Headers<'_>,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), SignatureError> {
     let id = headers.id.ok_or(SignatureError::MissingHeader(ID_HEADER))?;
     let timestamp = headers.timestamp.ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
     let signature = headers.signature.ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
@@ -105,7 +108,8 @@ struct Body {
 }
 
 pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))?;
+    let body: Body =
+        serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))?;
     let occurred_at = body
         .occurred_at
         .as_deref()
@@ -147,7 +151,8 @@ mod tests {
     #[test]
     fn every_published_vector_verifies_and_signs() {
         for v in vectors() {
-            let (secret, expected, body) = (v["secret"].as_str().unwrap(), v["expected"].as_str().unwrap(), v["payload"].as_str().unwrap());
+            let (secret, expected, body) =
+                (v["secret"].as_str().unwrap(), v["expected"].as_str().unwrap(), v["payload"].as_str().unwrap());
             let ts = v["timestamp"].as_i64().unwrap();
             assert_eq!(sign(secret, v["msg_id"].as_str().unwrap(), ts, body.as_bytes()).unwrap(), expected);
             assert_eq!(check(&v, secret, expected, body, ts), Ok(()));
@@ -157,7 +162,8 @@ mod tests {
     #[test]
     fn a_list_with_other_versions_and_a_valid_v1_passes() {
         let v = &vectors()[0];
-        let header = format!("v2,abc v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {}", v["expected"].as_str().unwrap());
+        let header =
+            format!("v2,abc v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= {}", v["expected"].as_str().unwrap());
         let ts = v["timestamp"].as_i64().unwrap();
         assert_eq!(check(v, v["secret"].as_str().unwrap(), &header, v["payload"].as_str().unwrap(), ts), Ok(()));
     }
@@ -165,11 +171,18 @@ mod tests {
     #[test]
     fn tampered_stale_future_and_wrong_secret_are_refused() {
         let v = &vectors()[0];
-        let (secret, sig, body) = (v["secret"].as_str().unwrap(), v["expected"].as_str().unwrap(), v["payload"].as_str().unwrap());
+        let (secret, sig, body) =
+            (v["secret"].as_str().unwrap(), v["expected"].as_str().unwrap(), v["payload"].as_str().unwrap());
         let ts = v["timestamp"].as_i64().unwrap();
         assert_eq!(check(v, secret, sig, "{\"test\": 2432232315}", ts), Err(SignatureError::InvalidSignature));
-        assert_eq!(check(v, secret, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=", body, ts), Err(SignatureError::InvalidSignature));
-        assert_eq!(check(v, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", sig, body, ts), Err(SignatureError::InvalidSignature));
+        assert_eq!(
+            check(v, secret, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=", body, ts),
+            Err(SignatureError::InvalidSignature)
+        );
+        assert_eq!(
+            check(v, "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", sig, body, ts),
+            Err(SignatureError::InvalidSignature)
+        );
         assert_eq!(check(v, secret, sig, body, ts + TOLERANCE_SECONDS + 1), Err(SignatureError::TimestampTooOld));
         assert_eq!(check(v, secret, sig, body, ts - TOLERANCE_SECONDS - 1), Err(SignatureError::FutureTimestamp));
         assert_eq!(check(v, secret, sig, body, ts + TOLERANCE_SECONDS), Ok(()));
@@ -178,7 +191,10 @@ mod tests {
     #[test]
     fn missing_headers_are_named() {
         let none = Headers { id: None, timestamp: Some("1"), signature: Some("v1,x") };
-        assert_eq!(verify(&[Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], &none, b"", at(1)), Err(SignatureError::MissingHeader(ID_HEADER)));
+        assert_eq!(
+            verify(&[Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], &none, b"", at(1)),
+            Err(SignatureError::MissingHeader(ID_HEADER))
+        );
     }
 
     #[test]
@@ -186,8 +202,12 @@ mod tests {
         let v = &vectors()[0];
         let ts = v["timestamp"].as_i64().unwrap().to_string();
         let headers = Headers { id: v["msg_id"].as_str(), timestamp: Some(&ts), signature: v["expected"].as_str() };
-        let secrets = [Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Secret::new(v["secret"].as_str().unwrap())];
-        assert_eq!(verify(&secrets, &headers, v["payload"].as_str().unwrap().as_bytes(), at(v["timestamp"].as_i64().unwrap())), Ok(()));
+        let secrets =
+            [Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Secret::new(v["secret"].as_str().unwrap())];
+        assert_eq!(
+            verify(&secrets, &headers, v["payload"].as_str().unwrap().as_bytes(), at(v["timestamp"].as_i64().unwrap())),
+            Ok(())
+        );
     }
 
     #[test]
@@ -202,7 +222,11 @@ mod tests {
     fn the_body_is_parsed_and_bad_bodies_refused() {
         let Parsed::Message(m) = parse(br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"STOP","occurred_at":"2026-01-01T10:00:00Z"}"#).unwrap() else { panic!() };
         assert_eq!(m.occurred_at, Some(time::macros::datetime!(2026-01-01 10:00 UTC)));
-        for bad in [&b"not json"[..], br#"{"id":"m1"}"#, br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"x","occurred_at":"yesterday"}"#] {
+        for bad in [
+            &b"not json"[..],
+            br#"{"id":"m1"}"#,
+            br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"x","occurred_at":"yesterday"}"#,
+        ] {
             assert!(parse(bad).is_err());
         }
     }

@@ -17,7 +17,18 @@ pub const SIGNATURE_HEADER: &str = "telnyx-signature-ed25519";
 pub const TIMESTAMP_HEADER: &str = "telnyx-timestamp";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
-    auto_reply_keywords: &["STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "START", "UNSTOP", "HELP"],
+    auto_reply_keywords: &[
+        "STOP",
+        "STOPALL",
+        "STOP ALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "START",
+        "UNSTOP",
+        "HELP",
+    ],
 };
 
 /// A public key from Mission Control: base64 of the raw 32 bytes.
@@ -110,7 +121,13 @@ mod tests {
     use time::OffsetDateTime;
 
     fn request<'a>(headers: &'a HeaderMap, body: &'a [u8], now: i64) -> WebhookRequest<'a> {
-        WebhookRequest { method: "POST", url: "https://x/webhooks/telnyx", headers, body, now: OffsetDateTime::from_unix_timestamp(now).unwrap() }
+        WebhookRequest {
+            method: "POST",
+            url: "https://x/webhooks/telnyx",
+            headers,
+            body,
+            now: OffsetDateTime::from_unix_timestamp(now).unwrap(),
+        }
     }
 
     fn headers(signature: &str, timestamp: &str) -> HeaderMap {
@@ -152,7 +169,10 @@ mod tests {
         assert_eq!(verify(&other, &request(&h, body, 1_700_000_000)), Err(SignatureError::InvalidSignature));
         let rotated = vec![other[0].clone(), key[0].clone()];
         assert_eq!(verify(&rotated, &request(&h, body, 1_700_000_000)), Ok(()));
-        assert_eq!(verify(&key, &request(&HeaderMap::new(), body, 1_700_000_000)), Err(SignatureError::MissingHeader(SIGNATURE_HEADER)));
+        assert_eq!(
+            verify(&key, &request(&HeaderMap::new(), body, 1_700_000_000)),
+            Err(SignatureError::MissingHeader(SIGNATURE_HEADER))
+        );
         // The timestamp is signed: a fresh one on an old signature fails.
         let h = headers(sig, "1700000001");
         assert_eq!(verify(&key, &request(&h, body, 1_700_000_000)), Err(SignatureError::InvalidSignature));
@@ -163,7 +183,10 @@ mod tests {
         let body = br#"{"data":{"event_type":"message.received","id":"e1","occurred_at":"2026-01-23T18:10:02.574Z","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"2026-01-23T18:10:02.000Z"}}}"#;
         let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
         assert_eq!((m.message_id.as_str(), m.text.as_str()), ("m1", "STOP"));
-        assert!(matches!(parse(br#"{"data":{"event_type":"message.finalized","payload":{}}}"#).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            parse(br#"{"data":{"event_type":"message.finalized","payload":{}}}"#).unwrap(),
+            Parsed::Ignored(_)
+        ));
         assert!(parse(br#"{"data":{"event_type":"message.received","payload":{"id":"m1"}}}"#).is_err());
     }
 }

@@ -18,7 +18,21 @@ pub const NAME: &str = "twilio";
 /// Twilio Advanced Opt-Out's default keywords, which it answers itself.
 pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle {
     inline: true,
-    auto_reply_keywords: &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "START", "YES", "UNSTOP", "HELP", "INFO"],
+    auto_reply_keywords: &[
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "REVOKE",
+        "OPTOUT",
+        "START",
+        "YES",
+        "UNSTOP",
+        "HELP",
+        "INFO",
+    ],
 };
 
 /// The signature Twilio would send for `url` and form `params`.
@@ -53,11 +67,7 @@ pub fn url_variants(url: &str) -> [String; 2] {
         Some(at) => authority.split_at(at + 1),
         None => ("", authority),
     };
-    let port_start = if hostport.starts_with('[') {
-        hostport.find("]:").map(|i| i + 1)
-    } else {
-        hostport.rfind(':')
-    };
+    let port_start = if hostport.starts_with('[') { hostport.find("]:").map(|i| i + 1) } else { hostport.rfind(':') };
     let host = port_start.map_or(hostport, |i| &hostport[..i]);
     let with_port = match port_start {
         Some(_) => url.to_owned(),
@@ -80,9 +90,8 @@ pub fn verify(
     signature: Option<&str>,
 ) -> Result<(), SignatureError> {
     let signature = signature.ok_or(SignatureError::MissingHeader("X-Twilio-Signature"))?;
-    let provided = STANDARD
-        .decode(signature.trim())
-        .map_err(|_| SignatureError::MalformedHeader("X-Twilio-Signature"))?;
+    let provided =
+        STANDARD.decode(signature.trim()).map_err(|_| SignatureError::MalformedHeader("X-Twilio-Signature"))?;
     let body_hash = query_param(url, "bodySHA256");
     let signed_params: &[(String, String)] = if body_hash.is_some() { &[] } else { params };
     let matched = url_variants(url).iter().any(|candidate| {
@@ -205,7 +214,10 @@ mod tests {
     #[test]
     fn signing_reproduces_the_basic_vector() {
         let params = params_of(&vectors()["twilio"]["vectors"][0]["params"]);
-        assert_eq!(sign("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(
+            sign("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &params),
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        );
     }
 
     fn basic() -> (String, Vec<(String, String)>, String) {
@@ -235,7 +247,10 @@ mod tests {
     #[test]
     fn a_missing_or_garbled_header_is_refused() {
         let (url, params, _) = basic();
-        assert_eq!(verify(&tokens("12345"), &url, &params, b"", None), Err(SignatureError::MissingHeader("X-Twilio-Signature")));
+        assert_eq!(
+            verify(&tokens("12345"), &url, &params, b"", None),
+            Err(SignatureError::MissingHeader("X-Twilio-Signature"))
+        );
         assert_eq!(
             verify(&tokens("12345"), &url, &params, b"", Some("not base64!")),
             Err(SignatureError::MalformedHeader("X-Twilio-Signature"))
@@ -246,7 +261,13 @@ mod tests {
     fn a_json_body_that_does_not_match_its_hash_is_refused() {
         let case = &vectors()["twilio"]["vectors"][21];
         assert!(case["url"].as_str().unwrap().contains("bodySHA256"));
-        let result = verify(&tokens("12345"), case["url"].as_str().unwrap(), &[], b"{\"tampered\": true}", case["expected_signature"].as_str());
+        let result = verify(
+            &tokens("12345"),
+            case["url"].as_str().unwrap(),
+            &[],
+            b"{\"tampered\": true}",
+            case["expected_signature"].as_str(),
+        );
         assert_eq!(result, Err(SignatureError::BodyHashMismatch));
     }
 
@@ -260,14 +281,20 @@ mod tests {
             url_variants("http://[::1]:8080/a"),
             ["http://[::1]/a".to_owned(), "http://[::1]:8080/a".to_owned()]
         );
-        assert_eq!(url_variants("http://example.com"), ["http://example.com".to_owned(), "http://example.com:80".to_owned()]);
+        assert_eq!(
+            url_variants("http://example.com"),
+            ["http://example.com".to_owned(), "http://example.com:80".to_owned()]
+        );
     }
 
     #[test]
     fn an_incoming_message_is_parsed_and_a_status_callback_ignored() {
         let form = b"MessageSid=SM123&From=%2B14158675309&To=%2B18005551212&Body=Stop.+Thank+you";
         let Parsed::Message(m) = parse(&form_params(form)).unwrap() else { panic!("not a message") };
-        assert_eq!((m.message_id.as_str(), m.text.as_str(), m.to.unwrap().as_e164()), ("SM123", "Stop. Thank you", "+18005551212"));
+        assert_eq!(
+            (m.message_id.as_str(), m.text.as_str(), m.to.unwrap().as_e164()),
+            ("SM123", "Stop. Thank you", "+18005551212")
+        );
         let status = b"MessageSid=SM123&MessageStatus=delivered&From=%2B1&To=%2B1";
         assert!(matches!(parse(&form_params(status)).unwrap(), Parsed::Ignored(_)));
         assert!(parse(&form_params(b"From=nonsense&To=%2B18005551212&Body=STOP&MessageSid=SM1")).is_err());

@@ -84,7 +84,9 @@ pub fn verify_jwt(secrets: &[Secret], token: &str, body: &[u8], now: OffsetDateT
     validation.required_spec_claims.clear();
     let claims = secrets
         .iter()
-        .find_map(|s| jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(s.expose().as_bytes()), &validation).ok())
+        .find_map(|s| {
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(s.expose().as_bytes()), &validation).ok()
+        })
         .ok_or(SignatureError::InvalidSignature)?
         .claims;
     let now = now.unix_timestamp();
@@ -115,7 +117,9 @@ pub fn params(request: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, Pay
     }
     let is_json = request.header("content-type").is_some_and(|c| c.contains("json"));
     if is_json {
-        let Value::Object(map) = serde_json::from_slice(request.body).map_err(|e| PayloadError(format!("body is not JSON: {e}")))? else {
+        let Value::Object(map) =
+            serde_json::from_slice(request.body).map_err(|e| PayloadError(format!("body is not JSON: {e}")))?
+        else {
             return Err(PayloadError("body is not a JSON object".into()));
         };
         out.extend(map.into_iter().filter_map(|(k, v)| match v {
@@ -192,9 +196,8 @@ pub struct Secrets<'a> {
 }
 
 pub fn receive(secrets: &Secrets<'_>, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
-    let bearer = request
-        .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let bearer =
+        request.header("authorization").and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     if let Some(token) = bearer {
         verify_jwt(secrets.jwt_secrets, token.trim(), request.body, request.now)?;
         return Ok(parse_messages_api(request.body)?);
@@ -258,7 +261,10 @@ mod tests {
         assert_eq!(verify_sig(m, &secrets, &params, at("1461605997")), Err(SignatureError::TimestampTooOld));
         assert_eq!(verify_sig(m, &secrets, &params, at("1461604795")), Err(SignatureError::FutureTimestamp));
         assert_eq!(verify_sig(m, &[Secret::new("nope")], &params, now), Err(SignatureError::InvalidSignature));
-        assert_eq!(verify_sig(VonageSignatureMethod::Md5hash, &secrets, &params, now), Err(SignatureError::InvalidSignature));
+        assert_eq!(
+            verify_sig(VonageSignatureMethod::Md5hash, &secrets, &params, now),
+            Err(SignatureError::InvalidSignature)
+        );
         params.pop();
         assert_eq!(verify_sig(m, &secrets, &params, now), Err(SignatureError::MissingHeader("sig")));
     }
@@ -271,13 +277,17 @@ mod tests {
         assert_eq!(verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", now), Ok(()));
         assert_eq!(verify_jwt(&[Secret::new("asdf")], token, b"{}", now), Err(SignatureError::InvalidSignature));
         let later = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 301).unwrap();
-        assert_eq!(verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", later), Err(SignatureError::TimestampTooOld));
+        assert_eq!(
+            verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", later),
+            Err(SignatureError::TimestampTooOld)
+        );
     }
 
     fn hs256(secret: &str, header: &str, claims: &Value) -> String {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine;
-        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
@@ -291,12 +301,24 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let secrets = [Secret::new("s3cret")];
         assert_eq!(verify_jwt(&secrets, &token, body, now), Ok(()));
-        assert_eq!(verify_jwt(&secrets, &token, br#"{"channel":"sms","text":"START"}"#, now), Err(SignatureError::BodyHashMismatch));
-        let none = format!("{}.", token.rsplit_once('.').unwrap().0.replacen(
-            &base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"HS256","typ":"JWT"}"#),
-            &base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"alg":"none","typ":"JWT"}"#),
-            1,
-        ));
+        assert_eq!(
+            verify_jwt(&secrets, &token, br#"{"channel":"sms","text":"START"}"#, now),
+            Err(SignatureError::BodyHashMismatch)
+        );
+        let none = format!(
+            "{}.",
+            token.rsplit_once('.').unwrap().0.replacen(
+                &base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    r#"{"alg":"HS256","typ":"JWT"}"#
+                ),
+                &base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    r#"{"alg":"none","typ":"JWT"}"#
+                ),
+                1,
+            )
+        );
         assert_eq!(verify_jwt(&secrets, &none, body, now), Err(SignatureError::InvalidSignature));
         let hs512 = {
             use base64::Engine;
@@ -318,7 +340,10 @@ mod tests {
         let messages = br#"{"channel":"sms","message_uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab","to":"14155550100","from":"14158675309","timestamp":"2026-02-03T12:14:25Z","text":"STOP","message_type":"text"}"#;
         let Parsed::Message(m) = parse_messages_api(messages).unwrap() else { panic!() };
         assert_eq!(m.text, "STOP");
-        assert!(matches!(parse_messages_api(br#"{"message_uuid":"x","status":"delivered"}"#).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            parse_messages_api(br#"{"message_uuid":"x","status":"delivered"}"#).unwrap(),
+            Parsed::Ignored(_)
+        ));
         let receipt = vec![("messageId".to_owned(), "x".to_owned()), ("status".to_owned(), "delivered".to_owned())];
         assert!(matches!(parse_sms_api(&receipt).unwrap(), Parsed::Ignored(_)));
     }

@@ -9,8 +9,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
-use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::keywords::is_exact_keyword;
+use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::{Consent, ConsentChange, Decision, Intent, PhoneNumber, Reason, ReplyKind, Scope};
 use crate::ports::{
     event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
@@ -129,7 +129,13 @@ impl ConsentService {
     /// The confirmation due, if this system is the one to send it: with
     /// `reply_mode = "provider"` the provider's auto-responder answers its
     /// own exact keywords, so a patient gets one confirmation, not two.
-    fn confirmation(&self, kind: ReplyKind, program: Option<&ProgramConfig>, text: &str, style: ReplyStyle) -> Option<String> {
+    fn confirmation(
+        &self,
+        kind: ReplyKind,
+        program: Option<&ProgramConfig>,
+        text: &str,
+        style: ReplyStyle,
+    ) -> Option<String> {
         match program {
             Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
             Some(p) => Some(p.replies.render(kind, &p.letterhead())),
@@ -142,7 +148,11 @@ impl ConsentService {
     /// writes it to the outbox, in the same transaction, when the provider's
     /// webhook cannot carry it).
     #[tracing::instrument(skip_all, fields(provider = message.provider, message_id = %message.message_id))]
-    pub async fn handle_inbound(&self, message: &InboundMessage, style: ReplyStyle) -> Result<InboundOutcome, ServiceError> {
+    pub async fn handle_inbound(
+        &self,
+        message: &InboundMessage,
+        style: ReplyStyle,
+    ) -> Result<InboundOutcome, ServiceError> {
         let intent = Intent::classify(&message.text);
         let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
@@ -156,7 +166,9 @@ impl ConsentService {
             }
             (Intent::OptIn, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptIn)),
             (Intent::Help, Some(_)) => (None, Some(ReplyKind::Help)),
-            (Intent::OptIn | Intent::Help, None) => return Ok(self.ignore("opt-in or help to a number no program owns")),
+            (Intent::OptIn | Intent::Help, None) => {
+                return Ok(self.ignore("opt-in or help to a number no program owns"))
+            }
         };
 
         let now = self.clock.now();

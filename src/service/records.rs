@@ -135,9 +135,16 @@ impl ConsentService {
     /// Records consent or a revocation captured outside SMS. It is ordered
     /// by `captured_at` with every other event, so a revocation by phone
     /// captured before a later START loses to it, and one after wins.
-    pub async fn record_consent(&self, record: &ConsentRecord<'_>, caller: &str) -> Result<RecordOutcome, ServiceError> {
+    pub async fn record_consent(
+        &self,
+        record: &ConsentRecord<'_>,
+        caller: &str,
+    ) -> Result<RecordOutcome, ServiceError> {
         let number = self.parse_number(record.to)?;
-        let program = self.programs.get(record.program).ok_or_else(|| invalid(format!("program: {:?} is not configured", record.program)))?;
+        let program = self
+            .programs
+            .get(record.program)
+            .ok_or_else(|| invalid(format!("program: {:?} is not configured", record.program)))?;
         let scope = match record.categories {
             None => Scope::Program { program: program.id.clone() },
             Some([]) => return Err(invalid("categories: give at least one, or omit it for all of the program's")),
@@ -235,15 +242,26 @@ impl ConsentService {
 
     /// One page of a number's ledger, newest first, opened. The read itself
     /// is recorded first, with the caller: nothing is disclosed unaudited.
-    pub async fn history(&self, to: &str, before: Option<&str>, caller: &str) -> Result<(Vec<OpenedEvent>, Option<String>), ServiceError> {
+    pub async fn history(
+        &self,
+        to: &str,
+        before: Option<&str>,
+        caller: &str,
+    ) -> Result<(Vec<OpenedEvent>, Option<String>), ServiceError> {
         let number = self.parse_number(to)?;
         if before.is_some_and(|b| !b.starts_with("EVENT#")) {
             return Err(invalid("page_token: not a token this service gave"));
         }
         let pid = self.crypto.blind_index(&number);
         let audit = self.audit_event(&pid, "history_read", caller);
-        self.commit_event(Pending { phone: None, dedup_key: format!("DEDUP#{}", audit.event_id), event: audit, outbox: None, effect: Effect::None })
-            .await?;
+        self.commit_event(Pending {
+            phone: None,
+            dedup_key: format!("DEDUP#{}", audit.event_id),
+            event: audit,
+            outbox: None,
+            effect: Effect::None,
+        })
+        .await?;
         let (events, next) = self.store.events_page(&pid, before, HISTORY_PAGE).await?;
         let pk = format!("PHONE#{pid}");
         let mut opened = Vec::with_capacity(events.len());
@@ -272,7 +290,13 @@ impl ConsentService {
         let number = self.parse_number(to)?;
         let pid = self.crypto.blind_index(&number);
         let audit = self.audit_event(&pid, "erasure", caller);
-        let pending = Pending { phone: None, dedup_key: format!("DEDUP#{}", audit.event_id), event: audit, outbox: None, effect: Effect::ErasePhone };
+        let pending = Pending {
+            phone: None,
+            dedup_key: format!("DEDUP#{}", audit.event_id),
+            event: audit,
+            outbox: None,
+            effect: Effect::ErasePhone,
+        };
         self.commit_event(pending).await?;
         let scrubbed = self.store.scrub(&pid).await?;
         tracing::info!(pid = %pid, caller, scrubbed, "number erased");

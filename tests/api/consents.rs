@@ -24,8 +24,12 @@ async fn a_batch_is_answered_in_order_with_every_reason() {
 
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let reasons: Vec<&str> = body["results"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["opted_out", "allowed", "no_consent", "unknown_program", "unknown_category", "invalid_number", "opted_out"]);
+    let reasons: Vec<&str> =
+        body["results"].as_array().unwrap().iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        ["opted_out", "allowed", "no_consent", "unknown_program", "unknown_category", "invalid_number", "opted_out"]
+    );
     assert_eq!(body["results"][1]["to"], "+14155550123");
     assert_eq!(body["results"][1]["as_of"], Value::Null);
     assert!(body["results"][0]["as_of"].is_string());
@@ -75,12 +79,19 @@ async fn a_phone_call_revocation_is_ordered_by_when_it_was_captured() {
     let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
 
     // Captured before the START, recorded after it: the START stands.
-    let late = app.api("/v1/consents", Some(RECORD_ONLY_KEY), phone_call_revocation("call-1", &rfc(before_start))).await;
+    let late =
+        app.api("/v1/consents", Some(RECORD_ONLY_KEY), phone_call_revocation("call-1", &rfc(before_start))).await;
     assert_eq!(late.status(), 201);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
 
     // Captured after the START: the revocation wins.
-    let after = app.api("/v1/consents", Some(RECORD_ONLY_KEY), phone_call_revocation("call-2", &rfc(time::OffsetDateTime::now_utc()))).await;
+    let after = app
+        .api(
+            "/v1/consents",
+            Some(RECORD_ONLY_KEY),
+            phone_call_revocation("call-2", &rfc(time::OffsetDateTime::now_utc())),
+        )
+        .await;
     assert_eq!(after.status(), 201);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
 }
@@ -108,7 +119,8 @@ async fn written_consent_for_one_category_opens_only_that_category() {
     assert_eq!(app.api("/v1/consents", Some(RECORD_ONLY_KEY), body).await.status(), 201);
 
     assert_eq!(app.reason(PATIENT, "pharmacy", "refills").await, "allowed");
-    let state: Value = app.api("/v1/consents/state", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let state: Value =
+        app.api("/v1/consents/state", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
     let refills = state["consents"].as_array().unwrap().iter().find(|c| c["program"] == "pharmacy").unwrap().clone();
     assert_eq!(refills["reason"], "allowed");
     assert!(refills["decided_by"].as_str().unwrap().starts_with("api:front-desk:"));
@@ -120,9 +132,17 @@ async fn bad_records_are_a_400_and_change_nothing() {
     let app = TestApp::spawn().await;
     let good = json!({ "to": PATIENT, "program": "clinic", "kind": "express", "source": "ehr", "captured_at": "2026-01-01T00:00:00Z" });
     let mut cases = Vec::new();
-    for (field, value) in [("to", json!("555")), ("program", json!("dentist")), ("categories", json!(["marketing"])), ("categories", json!([])),
-                           ("kind", json!("implied")), ("source", json!("carrier_pigeon")), ("captured_at", json!("yesterday")),
-                           ("captured_at", json!("2999-01-01T00:00:00Z")), ("surprise", json!(1))] {
+    for (field, value) in [
+        ("to", json!("555")),
+        ("program", json!("dentist")),
+        ("categories", json!(["marketing"])),
+        ("categories", json!([])),
+        ("kind", json!("implied")),
+        ("source", json!("carrier_pigeon")),
+        ("captured_at", json!("yesterday")),
+        ("captured_at", json!("2999-01-01T00:00:00Z")),
+        ("surprise", json!(1)),
+    ] {
         let mut body = good.clone();
         body[field] = value;
         cases.push(body);
@@ -140,7 +160,8 @@ async fn history_is_newest_first_paginated_and_every_read_is_recorded() {
         app.twilio_sms(&format!("SM{i:03}"), PATIENT, CLINIC, if i % 2 == 0 { "STOP" } else { "START" }).await;
     }
 
-    let first: Value = app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let first: Value =
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
     let events = first["events"].as_array().unwrap();
     assert_eq!(events.len(), 50);
     assert_eq!(events[0]["kind"], "history_read", "the read is recorded before anything is shown");
@@ -149,12 +170,21 @@ async fn history_is_newest_first_paginated_and_every_read_is_recorded() {
     assert_eq!(events[1]["text"], "STOP");
     let token = first["next_page_token"].as_str().unwrap();
 
-    let second: Value = app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT, "page_token": token })).await.json().await.unwrap();
+    let second: Value = app
+        .api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT, "page_token": token }))
+        .await
+        .json()
+        .await
+        .unwrap();
     let older = second["events"].as_array().unwrap();
     assert_eq!(older.len(), 6);
     assert_eq!(older.last().unwrap()["event_id"], "twilio:SM000");
     assert_eq!(app.ledger_len(PATIENT).await, 57, "55 messages and two reads");
-    assert_problem(app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT, "page_token": "!!" })).await, 400).await;
+    assert_problem(
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT, "page_token": "!!" })).await,
+        400,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -169,7 +199,8 @@ async fn erasure_removes_the_texts_and_keeps_the_number_suppressed() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["events_scrubbed"], 2);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out", "still suppressed");
-    let history: Value = app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let history: Value =
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
     let events = history["events"].as_array().unwrap();
     assert!(events.iter().all(|e| e["text"].is_null() && e["evidence"].is_null()));
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();

@@ -58,10 +58,7 @@ async fn an_opt_out_flipped_in_the_store_denies_as_unavailable() {
 
     assert_eq!(changed, 1);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "unavailable");
-    assert_eq!(
-        app.server().state.service.counters.integrity_alarms.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(app.server().state.service.counters.integrity_alarms.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test]
@@ -79,7 +76,9 @@ async fn no_number_or_message_text_is_written_in_plaintext() {
         haystack.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
     let haystack = String::from_utf8_lossy(&haystack);
-    for needle in ["4158675309", "4158675310", "4155550100", "4155550999", "Thank you", "texting me", "Unsubscribe", "STOP ALL"] {
+    for needle in
+        ["4158675309", "4158675310", "4155550100", "4155550999", "Thank you", "texting me", "Unsubscribe", "STOP ALL"]
+    {
         assert!(!haystack.contains(needle), "{needle:?} found in plaintext in the data directory");
     }
 }

@@ -181,10 +181,8 @@ impl TestApp {
     }
 
     pub async fn twilio_raw(&self, params: &[(String, String)], signature: Option<&str>) -> Response {
-        let mut request = self.client.post(self.url("/webhooks/twilio")).header(
-            "content-type",
-            "application/x-www-form-urlencoded",
-        );
+        let mut request =
+            self.client.post(self.url("/webhooks/twilio")).header("content-type", "application/x-www-form-urlencoded");
         if let Some(signature) = signature {
             request = request.header("X-Twilio-Signature", signature);
         }
@@ -193,7 +191,14 @@ impl TestApp {
     }
 
     /// Posts a Standard Webhooks message signed now.
-    pub async fn standard_sms(&self, id: &str, from: &str, to: &str, text: &str, occurred_at: Option<&str>) -> Response {
+    pub async fn standard_sms(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        text: &str,
+        occurred_at: Option<&str>,
+    ) -> Response {
         let body = json!({ "id": id, "from": from, "to": to, "text": text, "occurred_at": occurred_at }).to_string();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         self.standard_raw(id, ts, &body, SW_SECRET).await
@@ -233,7 +238,10 @@ impl TestApp {
     /// The decision for one number, program and category.
     pub async fn decision(&self, to: &str, program: &str, category: &str) -> Value {
         let response = self
-            .authorize_as(Some(AUTHORIZE_KEY), json!({ "to": to, "program": program, "category": category }).to_string())
+            .authorize_as(
+                Some(AUTHORIZE_KEY),
+                json!({ "to": to, "program": program, "category": category }).to_string(),
+            )
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()

@@ -89,64 +89,117 @@ impl TestApp {
                 let ts = now().to_string();
                 let seed: [u8; 32] = STANDARD.decode(TELNYX_SEED).unwrap().try_into().unwrap();
                 let signature = SigningKey::from_bytes(&seed).sign(format!("{ts}|{body}").as_bytes());
-                self.client.post(self.url("/webhooks/telnyx"))
+                self.client
+                    .post(self.url("/webhooks/telnyx"))
                     .header("telnyx-signature-ed25519", STANDARD.encode(signature.to_bytes()))
                     .header("telnyx-timestamp", ts)
                     .header("content-type", "application/json")
-                    .body(body).send().await.unwrap()
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::Plivo => {
                 let (from, to) = (bare(from), bare(to));
-                let params = [("From", from.as_str()), ("To", to.as_str()), ("Text", text), ("Type", "sms"), ("MessageUUID", id), ("Units", "1"), ("TotalRate", "0"), ("TotalAmount", "0")];
+                let params = [
+                    ("From", from.as_str()),
+                    ("To", to.as_str()),
+                    ("Text", text),
+                    ("Type", "sms"),
+                    ("MessageUUID", id),
+                    ("Units", "1"),
+                    ("TotalRate", "0"),
+                    ("TotalAmount", "0"),
+                ];
                 let nonce = format!("{id}-nonce");
-                let signature = plivo::sign_v3(PLIVO_TOKEN, "POST", &self.url("/webhooks/plivo"), &owned(&params), &nonce);
-                self.client.post(self.url("/webhooks/plivo"))
+                let signature =
+                    plivo::sign_v3(PLIVO_TOKEN, "POST", &self.url("/webhooks/plivo"), &owned(&params), &nonce);
+                self.client
+                    .post(self.url("/webhooks/plivo"))
                     .header("X-Plivo-Signature-V3", signature)
                     .header("X-Plivo-Signature-V3-Nonce", nonce)
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form(&params)).send().await.unwrap()
+                    .body(form(&params))
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::VonageSms => {
                 let (from, to, ts) = (bare(from), bare(to), now().to_string());
-                let mut params = owned(&[("msisdn", from.as_str()), ("to", to.as_str()), ("messageId", id), ("text", text), ("type", "text"),
-                    ("keyword", "STOP"), ("message-timestamp", &at.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap()), ("timestamp", ts.as_str()), ("nonce", "c4ab6ed2-9bf5-48a0")]);
+                let mut params = owned(&[
+                    ("msisdn", from.as_str()),
+                    ("to", to.as_str()),
+                    ("messageId", id),
+                    ("text", text),
+                    ("type", "text"),
+                    ("keyword", "STOP"),
+                    (
+                        "message-timestamp",
+                        &at.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+                            .unwrap(),
+                    ),
+                    ("timestamp", ts.as_str()),
+                    ("nonce", "c4ab6ed2-9bf5-48a0"),
+                ]);
                 let sig = vonage::sign(VonageSignatureMethod::Sha256, VONAGE_SECRET, &params);
                 params.push(("sig".into(), sig));
-                self.client.post(self.url("/webhooks/vonage"))
+                self.client
+                    .post(self.url("/webhooks/vonage"))
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish()).send().await.unwrap()
+                    .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish())
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::VonageMessages => {
                 let body = json!({"channel": "sms", "message_uuid": id, "to": bare(to), "from": bare(from), "timestamp": at_text,
                     "text": text, "sms": {"num_messages": "1"}, "message_type": "text"}).to_string();
                 let claims = json!({"iat": now(), "jti": format!("jti-{id}"), "iss": "Vonage", "payload_hash": hex::encode(Sha256::digest(body.as_bytes())),
                     "api_key": "abcd1234", "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"});
-                let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(VONAGE_JWT_SECRET.as_bytes())).unwrap();
-                self.client.post(self.url("/webhooks/vonage"))
+                let token = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::default(),
+                    &claims,
+                    &jsonwebtoken::EncodingKey::from_secret(VONAGE_JWT_SECRET.as_bytes()),
+                )
+                .unwrap();
+                self.client
+                    .post(self.url("/webhooks/vonage"))
                     .bearer_auth(token)
                     .header("content-type", "application/json")
-                    .body(body).send().await.unwrap()
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::Sinch => {
                 let body = json!({"type": "mo_text", "id": id, "from": bare(from), "to": bare(to), "body": text,
-                    "operator_id": "311071", "received_at": at_text}).to_string();
+                    "operator_id": "311071", "received_at": at_text})
+                .to_string();
                 let (nonce, ts) = (format!("nonce-{id}"), now().to_string());
-                self.client.post(self.url("/webhooks/sinch"))
+                self.client
+                    .post(self.url("/webhooks/sinch"))
                     .header("x-sinch-webhook-signature", sinch::sign(SINCH_SECRET, body.as_bytes(), &nonce, &ts))
                     .header("x-sinch-webhook-signature-nonce", nonce)
                     .header("x-sinch-webhook-signature-timestamp", ts)
                     .header("x-sinch-webhook-signature-algorithm", "HmacSHA256")
                     .header("content-type", "application/json")
-                    .body(body).send().await.unwrap()
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::Bandwidth => {
                 let body = json!([{"type": "message-received", "time": at_text, "description": "Incoming message received", "to": to,
                     "message": {"id": id, "time": at_text, "to": [to], "from": from, "text": text,
                         "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2", "owner": to, "direction": "in", "segmentCount": 1}}]).to_string();
-                self.client.post(self.url("/webhooks/bandwidth"))
+                self.client
+                    .post(self.url("/webhooks/bandwidth"))
                     .basic_auth(BANDWIDTH_USER, Some(BANDWIDTH_PASSWORD))
                     .header("content-type", "application/json")
-                    .body(body).send().await.unwrap()
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::Bird => {
                 let body = json!({"service": "channels", "event": "sms.inbound", "payload": {"id": id, "channelId": "614208aa-b153-4d5d-9989-2fddfc0ce4c3",
@@ -156,20 +209,28 @@ impl TestApp {
                     "createdAt": at_text}}).to_string();
                 let ts = now().to_string();
                 let url = self.url("/webhooks/bird");
-                self.client.post(&url)
+                self.client
+                    .post(&url)
                     .header("messagebird-signature", bird::sign_hmac(BIRD_KEY, &ts, &url, body.as_bytes()))
                     .header("messagebird-request-timestamp", ts)
                     .header("content-type", "application/json")
-                    .body(body).send().await.unwrap()
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
             }
             Provider::AwsSns => {
                 let inner = json!({"originationNumber": from, "destinationNumber": to, "messageKeyword": "KEYWORD_123456789012",
                     "messageBody": text, "inboundMessageId": id, "previousPublishedMessageId": "wJ0gWL5s3F9example"}).to_string();
                 let message = sns_message("Notification", &format!("sns-{id}"), &inner, None);
-                self.client.post(self.url("/webhooks/aws-sns"))
+                self.client
+                    .post(self.url("/webhooks/aws-sns"))
                     .header("x-amz-sns-message-type", "Notification")
                     .header("content-type", "text/plain; charset=UTF-8")
-                    .body(message.to_string()).send().await.unwrap()
+                    .body(message.to_string())
+                    .send()
+                    .await
+                    .unwrap()
             }
         }
     }
@@ -237,7 +298,11 @@ async fn a_replayed_delivery_is_recorded_once_on_every_provider() {
 
         assert_eq!((first.status().as_u16(), replay.status().as_u16()), (200, 200), "{provider:?}");
         assert_eq!(app.ledger_len(PATIENT).await, 1, "{provider:?}");
-        assert_eq!(app.outbox_len(PATIENT).await, usize::from(!provider.replies_inline()), "{provider:?}: one confirmation");
+        assert_eq!(
+            app.outbox_len(PATIENT).await,
+            usize::from(!provider.replies_inline()),
+            "{provider:?}: one confirmation"
+        );
     }
 }
 
@@ -260,13 +325,25 @@ async fn unsigned_or_wrongly_signed_requests_are_refused_on_every_route() {
     let app = TestApp::spawn().await;
     let routes = ["telnyx", "plivo", "vonage", "sinch", "bandwidth", "bird", "aws-sns", "twilio", "standard-webhooks"];
     for route in routes {
-        let response = app.client.post(app.url(&format!("/webhooks/{route}")))
+        let response = app
+            .client
+            .post(app.url(&format!("/webhooks/{route}")))
             .header("content-type", "application/json")
-            .body(r#"{"text":"STOP"}"#).send().await.unwrap();
+            .body(r#"{"text":"STOP"}"#)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         assert!(status == 401 || status == 403, "{route} answered {status}");
     }
-    let wrong = app.client.post(app.url("/webhooks/bandwidth")).basic_auth(BANDWIDTH_USER, Some("guess")).body("[]").send().await.unwrap();
+    let wrong = app
+        .client
+        .post(app.url("/webhooks/bandwidth"))
+        .basic_auth(BANDWIDTH_USER, Some("guess"))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
     assert_problem(wrong, 401).await;
     assert_eq!(app.ledger_len(PATIENT).await, 0);
 }
@@ -279,11 +356,16 @@ async fn a_stop_through_a_provider_that_names_no_clinic_number_covers_every_prog
         "accept_time": "2026-10-18T17:49:13Z"}}).to_string();
     let (nonce, ts) = ("n1".to_owned(), now().to_string());
 
-    let response = app.client.post(app.url("/webhooks/sinch"))
+    let response = app
+        .client
+        .post(app.url("/webhooks/sinch"))
         .header("x-sinch-webhook-signature", sinch::sign(SINCH_SECRET, body.as_bytes(), &nonce, &ts))
         .header("x-sinch-webhook-signature-nonce", nonce)
         .header("x-sinch-webhook-signature-timestamp", ts)
-        .body(body).send().await.unwrap();
+        .body(body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
@@ -294,19 +376,31 @@ async fn a_stop_through_a_provider_that_names_no_clinic_number_covers_every_prog
 async fn a_subscription_is_confirmed_only_for_an_allowed_topic() {
     let app = TestApp::spawn().await;
     let url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc";
-    let confirmation = sns_message("SubscriptionConfirmation", "sub-1", "You have chosen to subscribe", Some((url, "abc")));
+    let confirmation =
+        sns_message("SubscriptionConfirmation", "sub-1", "You have chosen to subscribe", Some((url, "abc")));
 
-    let response = app.client.post(app.url("/webhooks/aws-sns"))
+    let response = app
+        .client
+        .post(app.url("/webhooks/aws-sns"))
         .header("x-amz-sns-message-type", "SubscriptionConfirmation")
-        .body(confirmation.to_string()).send().await.unwrap();
+        .body(confirmation.to_string())
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(*app.sns.confirmed.lock().unwrap(), vec![url.to_owned()]);
 
-    let other_topic = TestApp::spawn_with(&config_text().replace(SNS_TOPIC, "arn:aws:sns:us-east-1:123456789012:someone-else")).await;
-    let refused = other_topic.client.post(other_topic.url("/webhooks/aws-sns"))
+    let other_topic =
+        TestApp::spawn_with(&config_text().replace(SNS_TOPIC, "arn:aws:sns:us-east-1:123456789012:someone-else")).await;
+    let refused = other_topic
+        .client
+        .post(other_topic.url("/webhooks/aws-sns"))
         .header("x-amz-sns-message-type", "SubscriptionConfirmation")
-        .body(confirmation.to_string()).send().await.unwrap();
+        .body(confirmation.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_problem(refused, 403).await;
     assert!(other_topic.sns.confirmed.lock().unwrap().is_empty());
 }
@@ -314,7 +408,12 @@ async fn a_subscription_is_confirmed_only_for_an_allowed_topic() {
 #[tokio::test]
 async fn a_subscribe_url_off_sns_is_never_called() {
     let app = TestApp::spawn().await;
-    let confirmation = sns_message("SubscriptionConfirmation", "sub-1", "subscribe", Some(("https://attacker.example/confirm", "abc")));
+    let confirmation = sns_message(
+        "SubscriptionConfirmation",
+        "sub-1",
+        "subscribe",
+        Some(("https://attacker.example/confirm", "abc")),
+    );
 
     let response = app.client.post(app.url("/webhooks/aws-sns")).body(confirmation.to_string()).send().await.unwrap();
 
@@ -343,10 +442,13 @@ async fn the_real_sns_network_fetches_and_confirms_over_http() {
     let counter = hits.clone();
     let app = axum::Router::new()
         .route("/cert.pem", get(|| async { include_str!("../fixtures/sns/signing-cert.pem") }))
-        .route("/confirm", get(move || async move {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            "<ConfirmSubscriptionResponse/>"
-        }));
+        .route(
+            "/confirm",
+            get(move || async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "<ConfirmSubscriptionResponse/>"
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -364,9 +466,17 @@ async fn the_real_sns_network_fetches_and_confirms_over_http() {
 async fn delivery_reports_are_acknowledged_and_change_nothing() {
     let app = TestApp::spawn().await;
     let body = json!([{"type": "message-delivered", "time": "2026-01-23T18:10:02Z", "to": PATIENT,
-        "message": {"id": "x", "from": CLINIC, "to": [PATIENT], "direction": "out"}}]).to_string();
+        "message": {"id": "x", "from": CLINIC, "to": [PATIENT], "direction": "out"}}])
+    .to_string();
 
-    let response = app.client.post(app.url("/webhooks/bandwidth")).basic_auth(BANDWIDTH_USER, Some(BANDWIDTH_PASSWORD)).body(body).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/webhooks/bandwidth"))
+        .basic_auth(BANDWIDTH_USER, Some(BANDWIDTH_PASSWORD))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(app.ledger_len(PATIENT).await + app.ledger_len(CLINIC).await, 0);

@@ -36,10 +36,9 @@ async fn unknown_routes_and_methods_are_problem_details() {
 #[tokio::test]
 async fn a_provider_without_config_answers_404() {
     let config = config_text();
-    let without_twilio = config.replace("[providers.twilio]", "[unused]").replace(
-        &format!("[unused]\nauth_tokens = [\"{TWILIO_OLD_TOKEN}\", \"{TWILIO_TOKEN}\"]\n"),
-        "",
-    );
+    let without_twilio = config
+        .replace("[providers.twilio]", "[unused]")
+        .replace(&format!("[unused]\nauth_tokens = [\"{TWILIO_OLD_TOKEN}\", \"{TWILIO_TOKEN}\"]\n"), "");
     let app = TestApp::spawn_with(&without_twilio).await;
 
     let response = app.twilio_sms("SM0001", PATIENT, CLINIC, "STOP").await;
@@ -84,7 +83,12 @@ impl ConsentStore for BrokenStore {
     async fn outbox(&self, _: &str) -> Result<Vec<sms_consent::ports::OutboxItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn events_page(&self, _: &str, _: Option<&str>, _: usize) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
+    async fn events_page(
+        &self,
+        _: &str,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn scrub(&self, _: &str) -> Result<usize, StoreError> {
@@ -96,7 +100,10 @@ impl ConsentStore for BrokenStore {
     async fn wrapped_keys(&self) -> Result<Option<sms_consent::crypto::WrappedKeys>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn put_wrapped_keys_if_absent(&self, _: &sms_consent::crypto::WrappedKeys) -> Result<sms_consent::crypto::WrappedKeys, StoreError> {
+    async fn put_wrapped_keys_if_absent(
+        &self,
+        _: &sms_consent::crypto::WrappedKeys,
+    ) -> Result<sms_consent::crypto::WrappedKeys, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     fn table(&self) -> &str {

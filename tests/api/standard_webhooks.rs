@@ -71,7 +71,11 @@ async fn a_signed_but_unreadable_body_is_a_400() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
 
     assert_problem(app.standard_raw("msg_1", now, "{not json", SW_SECRET).await, 400).await;
-    assert_problem(app.standard_raw("msg_1", now, r#"{"id":"msg_1","from":"+1","to":"+1","text":"STOP"}"#, SW_SECRET).await, 400).await;
+    assert_problem(
+        app.standard_raw("msg_1", now, r#"{"id":"msg_1","from":"+1","to":"+1","text":"STOP"}"#, SW_SECRET).await,
+        400,
+    )
+    .await;
 }
 
 #[tokio::test]

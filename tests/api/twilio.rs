@@ -154,10 +154,11 @@ async fn ordinary_messages_are_neither_stored_nor_answered() {
 #[tokio::test]
 async fn a_status_callback_is_acknowledged_and_ignored() {
     let app = TestApp::spawn().await;
-    let params: Vec<(String, String)> = [("MessageSid", "SM1"), ("MessageStatus", "delivered"), ("From", CLINIC), ("To", PATIENT)]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let params: Vec<(String, String)> =
+        [("MessageSid", "SM1"), ("MessageStatus", "delivered"), ("From", CLINIC), ("To", PATIENT)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     let signature = sms_consent::providers::twilio::sign(TWILIO_TOKEN, &app.url("/webhooks/twilio"), &params);
 
     assert_eq!(app.twilio_raw(&params, Some(&signature)).await.status(), 200);
@@ -182,8 +183,15 @@ async fn a_public_url_with_a_stage_path_is_what_gets_verified() {
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
     let local = format!("http://{}/webhooks/twilio", app.server().addr);
 
-    let response = app.client.post(&local).header("X-Twilio-Signature", signature)
-        .header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+    let response = app
+        .client
+        .post(&local)
+        .header("X-Twilio-Signature", signature)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(app.ledger_len(PATIENT).await, 1);
