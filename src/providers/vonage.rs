@@ -13,12 +13,18 @@ use sha2::{Digest, Sha256, Sha512};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{
-    check_timestamp, digits_phone, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError,
-    Rejection, ReplyStyle, SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
+    digits_phone, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle,
+    SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
 };
 use crate::config::{Secret, VonageSignatureMethod};
 
 pub const NAME: &str = "vonage";
+/// How old a signed SMS API `timestamp` may be. Vonage keeps retrying an
+/// undelivered inbound message for 24 hours with the parameters (and so the
+/// timestamp) of the first attempt; a tighter window would turn an outage of
+/// a few minutes into a STOP refused for good. Replays inside the window are
+/// no-ops: the message id is deduplicated for 30 days.
+pub const SIG_TOLERANCE_SECONDS: i64 = 25 * 60 * 60;
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
     auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUBSCRIBE", "START", "JOIN", "HELP"],
@@ -63,7 +69,14 @@ pub fn verify_sig(
         return Err(SignatureError::InvalidSignature);
     }
     let timestamp = get("timestamp").ok_or(SignatureError::MissingHeader("timestamp"))?;
-    check_timestamp(timestamp, "timestamp", now)?;
+    let seconds: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("timestamp"))?;
+    let now = now.unix_timestamp();
+    if seconds < now - SIG_TOLERANCE_SECONDS {
+        return Err(SignatureError::TimestampTooOld);
+    }
+    if seconds > now + TIMESTAMP_TOLERANCE_SECONDS {
+        return Err(SignatureError::FutureTimestamp);
+    }
     Ok(())
 }
 
@@ -258,7 +271,8 @@ mod tests {
         let mut tampered = params.clone();
         tampered[0].1 = "9".into();
         assert_eq!(verify_sig(m, &secrets, &tampered, now), Err(SignatureError::InvalidSignature));
-        assert_eq!(verify_sig(m, &secrets, &params, at("1461605997")), Err(SignatureError::TimestampTooOld));
+        assert_eq!(verify_sig(m, &secrets, &params, at("1461605997")), Ok(()), "a retry ten minutes on still counts");
+        assert_eq!(verify_sig(m, &secrets, &params, at("1461695397")), Err(SignatureError::TimestampTooOld));
         assert_eq!(verify_sig(m, &secrets, &params, at("1461604795")), Err(SignatureError::FutureTimestamp));
         assert_eq!(verify_sig(m, &[Secret::new("nope")], &params, now), Err(SignatureError::InvalidSignature));
         assert_eq!(
