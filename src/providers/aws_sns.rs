@@ -55,26 +55,32 @@ pub trait SnsNetwork: Send + Sync {
     async fn confirm_subscription(&self, url: &str) -> Result<(), String>;
 }
 
-/// The real network: plain GETs with a short timeout.
+/// The real network: plain GETs with a short timeout. The client is built on
+/// first use, so a function that never sees SNS never pays for it.
 pub struct HttpSnsNetwork {
-    client: reqwest::Client,
+    client: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl HttpSnsNetwork {
     pub fn new() -> Self {
-        // reqwest shares the AWS SDK's TLS crypto (aws-lc-rs); installing it
-        // as the process default fails harmlessly once it is there.
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("HTTP client builds");
-        HttpSnsNetwork { client }
+        HttpSnsNetwork { client: std::sync::OnceLock::new() }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            // reqwest shares the AWS SDK's TLS crypto (aws-lc-rs); installing
+            // it as the process default fails harmlessly once it is there.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client builds")
+        })
     }
 
     async fn get(&self, url: &str) -> Result<reqwest::Response, String> {
-        let response = self.client.get(url).send().await.map_err(|e| e.to_string())?;
+        let response = self.client().get(url).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
