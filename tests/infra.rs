@@ -35,3 +35,10 @@ fn a_deliberately_bad_template_fails_them() {
         assert!(output.contains(rule), "{rule} should fail:\n{output}");
     }
 }
+
+#[test]
+fn a_circular_dependency_is_refused_before_any_rule_runs() {
+    let (passed, output) = guard("infra/testdata/cyclic-template.yaml");
+    assert!(!passed, "{output}");
+    assert!(output.contains("circular dependency"), "{output}");
+}

@@ -32,8 +32,10 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub service: ConsentService,
-    /// The URL providers sign, without a trailing slash.
-    pub public_base_url: String,
+    /// The URL providers sign, without a trailing slash; when config has
+    /// none (on Lambda behind the API's own URL), it is taken from the API
+    /// Gateway request context of each request.
+    pub public_base_url: Option<String>,
     pub providers: ProvidersConfig,
     pub sns: SnsVerifier,
     pub auth: Authenticator,
@@ -53,11 +55,9 @@ impl AppState {
         sns_network: Arc<dyn SnsNetwork>,
         auth: Authenticator,
     ) -> Self {
-        let public_base_url =
-            config.server.public_base_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         AppState(Arc::new(Inner {
             service,
-            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            public_base_url: config.server.public_base_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
             providers: config.providers.clone(),
             sns: SnsVerifier::new(sns_network),
             auth,

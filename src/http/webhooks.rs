@@ -1,9 +1,9 @@
 //! Provider webhooks: verify, parse, record, answer in the provider's format.
 //! A 2xx goes out only after the event is durably stored.
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, Method, Uri};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -36,16 +36,19 @@ struct Delivery {
 }
 
 impl Delivery {
-    async fn read(
-        state: &AppState,
-        method: Method,
-        uri: &Uri,
-        headers: HeaderMap,
-        body: Body,
-    ) -> Result<Self, ApiError> {
-        let body = read_body(&headers, body).await?;
-        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
-        Ok(Delivery { method, url: format!("{}{}", state.public_base_url, path_and_query), headers, body })
+    async fn read(state: &AppState, request: Request) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let base = match &state.public_base_url {
+            Some(base) => base.clone(),
+            None => api_gateway_url(&parts.extensions).ok_or_else(|| {
+                ApiError::Unavailable(crate::service::ServiceError::Invalid(
+                    "server.public_base_url is not configured".into(),
+                ))
+            })?,
+        };
+        let body = read_body(&parts.headers, body).await?;
+        let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(parts.uri.path());
+        Ok(Delivery { method: parts.method, url: format!("{base}{path_and_query}"), headers: parts.headers, body })
     }
 
     fn request(&self, state: &AppState) -> WebhookRequest<'_> {
@@ -56,6 +59,21 @@ impl Delivery {
             body: &self.body,
             now: state.service.now(),
         }
+    }
+}
+
+/// The API's own URL, from the request context API Gateway wrote (its
+/// domain name and stage), never from the client's Host header.
+fn api_gateway_url(extensions: &axum::http::Extensions) -> Option<String> {
+    match extensions.get::<lambda_http::request::RequestContext>()? {
+        lambda_http::request::RequestContext::ApiGatewayV2(context) => {
+            let domain = context.domain_name.as_deref()?;
+            match context.stage.as_deref() {
+                None | Some("$default") => Some(format!("https://{domain}")),
+                Some(stage) => Some(format!("https://{domain}/{stage}")),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -106,15 +124,9 @@ fn xml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
-pub async fn twilio(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn twilio(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let config = state.providers.twilio.clone().ok_or(ApiError::NotFound)?;
-    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let delivery = Delivery::read(&state, request).await?;
     let params = twilio::form_params(&delivery.body);
     twilio::verify(
         &config.auth_tokens,
@@ -127,29 +139,17 @@ pub async fn twilio(
     Ok(xml(twilio::reply(inline_reply(&recorded).map(|(text, _)| text))))
 }
 
-pub async fn plivo(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn plivo(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let config = state.providers.plivo.clone().ok_or(ApiError::NotFound)?;
-    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let delivery = Delivery::read(&state, request).await?;
     let parsed = plivo::receive(&config.auth_tokens, &delivery.request(&state))?;
     let recorded = record(&state, parsed, plivo::REPLY_STYLE).await?;
     Ok(xml(plivo::reply(inline_reply(&recorded))))
 }
 
-pub async fn standard_webhooks(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn standard_webhooks(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let config = state.providers.standard_webhooks.clone().ok_or(ApiError::NotFound)?;
-    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let delivery = Delivery::read(&state, request).await?;
     let request = delivery.request(&state);
     let signed = standard_webhooks::Headers {
         id: request.header(standard_webhooks::ID_HEADER),
@@ -165,15 +165,9 @@ pub async fn standard_webhooks(
 /// goes to the outbox), acknowledge with 200.
 macro_rules! outbox_provider {
     ($name:ident, $module:ident, $config:ident, |$c:ident, $r:ident| $receive:expr) => {
-        pub async fn $name(
-            State(state): State<AppState>,
-            method: Method,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Body,
-        ) -> Result<Response, ApiError> {
+        pub async fn $name(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
             let $c = state.providers.$config.clone().ok_or(ApiError::NotFound)?;
-            let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+            let delivery = Delivery::read(&state, request).await?;
             let $r = delivery.request(&state);
             let parsed = $receive?;
             let recorded = record(&state, parsed, $module::REPLY_STYLE).await?;
@@ -195,15 +189,9 @@ outbox_provider!(vonage, vonage, vonage, |c, r| vonage::receive(
     &r
 ));
 
-pub async fn aws_sns(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn aws_sns(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let config = state.providers.aws_sns.clone().ok_or(ApiError::NotFound)?;
-    let delivery = Delivery::read(&state, method, &uri, headers, body).await?;
+    let delivery = Delivery::read(&state, request).await?;
     let outcome =
         aws_sns::receive(&state.sns, &config.topic_arns, &delivery.request(&state)).await.map_err(|e| match e {
             SnsError::Rejected(r) => r.into(),
