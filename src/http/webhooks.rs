@@ -125,7 +125,7 @@ fn xml(body: String) -> Response {
 }
 
 pub async fn twilio(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let config = state.providers.twilio.clone().ok_or(ApiError::NotFound)?;
+    let config = state.providers.twilio.as_ref().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, request).await?;
     let params = twilio::form_params(&delivery.body);
     twilio::verify(
@@ -140,7 +140,7 @@ pub async fn twilio(State(state): State<AppState>, request: Request) -> Result<R
 }
 
 pub async fn plivo(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let config = state.providers.plivo.clone().ok_or(ApiError::NotFound)?;
+    let config = state.providers.plivo.as_ref().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, request).await?;
     let parsed = plivo::receive(&config.auth_tokens, &delivery.request(&state))?;
     let recorded = record(&state, parsed, plivo::REPLY_STYLE).await?;
@@ -148,7 +148,7 @@ pub async fn plivo(State(state): State<AppState>, request: Request) -> Result<Re
 }
 
 pub async fn standard_webhooks(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let config = state.providers.standard_webhooks.clone().ok_or(ApiError::NotFound)?;
+    let config = state.providers.standard_webhooks.as_ref().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, request).await?;
     let request = delivery.request(&state);
     let signed = standard_webhooks::Headers {
@@ -166,7 +166,7 @@ pub async fn standard_webhooks(State(state): State<AppState>, request: Request) 
 macro_rules! outbox_provider {
     ($name:ident, $module:ident, $config:ident, |$c:ident, $r:ident| $receive:expr) => {
         pub async fn $name(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-            let $c = state.providers.$config.clone().ok_or(ApiError::NotFound)?;
+            let $c = state.providers.$config.as_ref().ok_or(ApiError::NotFound)?;
             let delivery = Delivery::read(&state, request).await?;
             let $r = delivery.request(&state);
             let parsed = $receive?;
@@ -190,7 +190,7 @@ outbox_provider!(vonage, vonage, vonage, |c, r| vonage::receive(
 ));
 
 pub async fn aws_sns(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let config = state.providers.aws_sns.clone().ok_or(ApiError::NotFound)?;
+    let config = state.providers.aws_sns.as_ref().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, request).await?;
     let outcome =
         aws_sns::receive(&state.sns, &config.topic_arns, &delivery.request(&state)).await.map_err(|e| match e {
