@@ -282,6 +282,18 @@ macro_rules! contract {
             }
 
             #[tokio::test]
+            async fn an_event_that_changes_no_state_is_one_write() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), INLINE).await.unwrap();
+                let before = h.calls.as_ref().map(|c| c.dynamodb.count());
+                h.service.handle_inbound(&sms("m2", PATIENT, "HELP", None), INLINE).await.unwrap();
+                if let (Some(calls), Some(before)) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - before, 1, "one TransactWriteItems, no read");
+                }
+                assert_eq!(h.ledger_len(PATIENT).await, 2);
+            }
+
+            #[tokio::test]
             async fn authorization_makes_one_store_call_and_no_key_call() {
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();

@@ -101,14 +101,14 @@ pub async fn authorize(State(state): State<AppState>, request: Request) -> Resul
     let caller = state.auth.authenticate(&parts, ApiScope::Authorize)?;
     let body = read_body(&parts.headers, body).await?;
     let request: serde_json::Value = parse_json(&body)?;
+    let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("body is not valid: {e}"));
     if request.get("requests").is_none() {
-        let single: AuthorizationRequest = parse_json(&body)?;
+        let single: AuthorizationRequest = serde_json::from_value(request).map_err(invalid)?;
         let decision = state.service.authorize(&query(&single)).await;
         tracing::info!(caller = caller.name, program = %single.program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
     }
-    let batch: AuthorizationBatch =
-        serde_json::from_value(request).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))?;
+    let batch: AuthorizationBatch = serde_json::from_value(request).map_err(invalid)?;
     if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
             "a batch holds 1 to {MAX_BATCH} requests, not {}",

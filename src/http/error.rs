@@ -31,6 +31,10 @@ pub enum ApiError {
     TopicNotAllowed,
     #[error("an upstream call failed")]
     Upstream(String),
+    /// A setting the request needs is missing: 503, so the provider retries
+    /// once the deployment is fixed.
+    #[error("{0} is not configured")]
+    Misconfigured(&'static str),
     #[error("service unavailable")]
     Unavailable(ServiceError),
 }
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::TopicNotAllowed => (StatusCode::FORBIDDEN, "topic-not-allowed"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-failed"),
+            ApiError::Misconfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -106,6 +111,10 @@ impl IntoResponse for ApiError {
         let detail = match &self {
             ApiError::Unavailable(cause) => {
                 tracing::error!(error = %cause, "request failed; answering 503 so the caller retries");
+                "The service could not complete the request; retry later.".to_owned()
+            }
+            ApiError::Misconfigured(setting) => {
+                tracing::error!(setting, "request refused: a required setting is missing");
                 "The service could not complete the request; retry later.".to_owned()
             }
             ApiError::Upstream(cause) => {

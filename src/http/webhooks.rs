@@ -40,11 +40,7 @@ impl Delivery {
         let (parts, body) = request.into_parts();
         let base = match &state.public_base_url {
             Some(base) => base.clone(),
-            None => api_gateway_url(&parts.extensions).ok_or_else(|| {
-                ApiError::Unavailable(crate::service::ServiceError::Invalid(
-                    "server.public_base_url is not configured".into(),
-                ))
-            })?,
+            None => api_gateway_url(&parts.extensions).ok_or(ApiError::Misconfigured("server.public_base_url"))?,
         };
         let body = read_body(&parts.headers, body).await?;
         let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(parts.uri.path());

@@ -244,7 +244,12 @@ impl ConsentService {
         let pk = format!("PHONE#{pid}");
         let now = self.clock.now();
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.read_state(&pid).await?;
+            // An event that changes no state (HELP, an audit entry) needs no
+            // read: one write, conditioned only on its dedup marker.
+            let current = match pending.effect {
+                Effect::None => None,
+                _ => self.read_state(&pid).await?,
+            };
             let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
             let mut phone = current.as_ref().and_then(|s| s.phone.clone());
             let changed = match pending.effect {
