@@ -71,6 +71,31 @@ pub struct ServerConfig {
     /// The URL providers call and sign, e.g. `https://consent.example.org`
     /// (with an API Gateway stage path if there is one).
     pub public_base_url: Option<String>,
+    /// Local server only: a connection that has not sent a whole request
+    /// head within this many seconds is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Local server only: a request not answered within this many seconds
+    /// (a body that stalls, for instance) gets 408 and its connection closes.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Local server only: at most this many connections at once; further
+    /// clients wait in the listen backlog. Lowered at start to fit the
+    /// process's open-file limit.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 fn default_listen() -> String {
@@ -83,7 +108,14 @@ fn default_data_dir() -> PathBuf {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), data_dir: default_data_dir(), public_base_url: None }
+        ServerConfig {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            public_base_url: None,
+            header_read_timeout_seconds: default_header_read_timeout(),
+            request_timeout_seconds: default_request_timeout(),
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -320,6 +352,17 @@ impl Config {
                     "must be an http(s) URL with no query or fragment, e.g. https://consent.example.org/prod",
                 ));
             }
+        }
+        for (field, value) in [
+            ("server.header_read_timeout_seconds", self.server.header_read_timeout_seconds),
+            ("server.request_timeout_seconds", self.server.request_timeout_seconds),
+        ] {
+            if !(1..=3600).contains(&value) {
+                return Err(bad(field, "must be between 1 and 3600 seconds"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return Err(bad("server.max_connections", "must be at least 1"));
         }
         self.validate_backends()?;
         let mut program_ids = HashSet::new();

@@ -5,21 +5,28 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::response::IntoResponse;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::adapters::local_keyring::write_private;
 use crate::backends::{Backends, Calls};
 use crate::config::{
-    ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, StandardWebhooksConfig,
-    TwilioConfig,
+    ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, ServerConfig,
+    StandardWebhooksConfig, TwilioConfig,
 };
 use crate::domain::{DefaultConsent, ReplyTemplates};
 use crate::http::auth::Authenticator;
+use crate::http::error::ApiError;
 use crate::http::{router, AppState};
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
@@ -190,17 +197,122 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), clock);
     let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
     let state = AppState::new(&config, service, sns_network, Authenticator::api_keys(&config.api_keys));
-    let app = router(state.clone());
+    let limits = ConnectionLimits::from_config(&config.server);
+    let app = with_request_timeout(router(state.clone()), limits.request_timeout);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve(listener, app, limits, rx));
     tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
     Ok(LocalServer { addr, config, dev_credentials, state, calls: backends.calls.clone(), shutdown: Some(tx), task })
+}
+
+/// How the local server protects itself from slow or idle clients.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    request_timeout: Duration,
+    max_connections: usize,
+}
+
+/// Descriptors kept back from the connection limit for the store, the
+/// keyring and the process itself.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+impl ConnectionLimits {
+    fn from_config(server: &ServerConfig) -> Self {
+        let configured = server.max_connections;
+        let max_connections = match open_file_limit() {
+            Some(limit) if (configured as u64).saturating_add(RESERVED_DESCRIPTORS) > limit => {
+                let fitted = limit.saturating_sub(RESERVED_DESCRIPTORS).max(1) as usize;
+                tracing::warn!(
+                    configured,
+                    open_file_limit = limit,
+                    max_connections = fitted,
+                    "server.max_connections lowered to fit the open-file limit"
+                );
+                fitted
+            }
+            _ => configured,
+        };
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+            request_timeout: Duration::from_secs(server.request_timeout_seconds),
+            max_connections,
+        }
+    }
+}
+
+/// The soft limit on open descriptors (`ulimit -n`), where there is one.
+fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes into the struct it is given and nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 && limit.rlim_cur != libc::RLIM_INFINITY {
+            return Some(limit.rlim_cur as u64);
+        }
+    }
+    None
+}
+
+/// A request not answered in time gets 408 (problem details) and its
+/// connection closes. A write already under way still completes or not as
+/// a whole; the provider's retry is then applied once.
+fn with_request_timeout(app: Router, limit: Duration) -> Router {
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(limit, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => ApiError::RequestTimeout(limit.as_secs()).into_response(),
+            }
+        },
+    ))
+}
+
+/// Serves HTTP/1.1 until `shutdown` fires, then lets requests in flight
+/// finish. Each connection must send its request head within the header
+/// timeout; at most `max_connections` are served at once (the rest wait in
+/// the listen backlog), so idle or slow clients cannot starve the others.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
+            _ = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, or a connection reset before it was
+                    // taken: wait a moment rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// `sms-consent provision`: creates what the config names, idempotently.

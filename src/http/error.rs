@@ -23,6 +23,8 @@ pub enum ApiError {
     BadSignature(#[from] SignatureError),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request was not completed within {0} seconds")]
+    RequestTimeout(u64),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed on this route")]
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::Forbidden(_) | ApiError::UnmappedPrincipal => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid-signature"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::TopicNotAllowed => (StatusCode::FORBIDDEN, "topic-not-allowed"),
@@ -135,6 +138,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, serde_json::to_vec(&problem).expect("problem serialises")).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::REQUEST_TIMEOUT {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if status == StatusCode::UNAUTHORIZED && matches!(self, ApiError::Unauthenticated) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
