@@ -1,7 +1,6 @@
 //! Consent captured outside SMS, and a number's state, history and erasure.
 //! Numbers travel only in request bodies.
 
-use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,10 +8,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::authorize::parse_json;
 use super::error::{ApiError, ProblemResponses};
-use super::{read_body, AppState};
-use crate::config::ApiScope;
+use super::extract::{scope, Caller, JsonBody};
+use super::AppState;
 use crate::domain::Reason;
 use crate::service::records::{CaptureSource, ConsentRecord, RecordKind, RecordOutcome};
 
@@ -140,12 +138,9 @@ fn untoken(token: &str) -> Result<String, ApiError> {
 )]
 pub async fn record(
     State(state): State<AppState>,
-    request: Request,
+    caller: Caller<scope::Record>,
+    JsonBody(r): JsonBody<ConsentRecordRequest>,
 ) -> Result<(StatusCode, Json<ConsentRecordAnswer>), ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = state.auth.authenticate(&parts, ApiScope::Record)?;
-    let body = read_body(&parts.headers, body).await?;
-    let r: ConsentRecordRequest = parse_json(&body)?;
     let record = ConsentRecord {
         to: &r.to,
         program: &r.program,
@@ -156,7 +151,7 @@ pub async fn record(
         evidence: r.evidence.as_deref(),
         id: r.id.as_deref(),
     };
-    Ok(match state.service.record_consent(&record, caller.name).await? {
+    Ok(match state.service.record_consent(&record, &caller.name).await? {
         RecordOutcome::Recorded { event_id } => {
             (StatusCode::CREATED, Json(ConsentRecordAnswer { event_id, status: "recorded".into() }))
         }
@@ -177,12 +172,9 @@ pub async fn record(
 )]
 pub async fn consent_state(
     State(state): State<AppState>,
-    request: Request,
+    _caller: Caller<scope::ReadHistory>,
+    JsonBody(r): JsonBody<NumberRequest>,
 ) -> Result<Json<ConsentStateAnswer>, ApiError> {
-    let (parts, body) = request.into_parts();
-    state.auth.authenticate(&parts, ApiScope::ReadHistory)?;
-    let body = read_body(&parts.headers, body).await?;
-    let r: NumberRequest = parse_json(&body)?;
     let consents = state
         .service
         .consent_state(&r.to)
@@ -209,13 +201,13 @@ pub async fn consent_state(
     ),
     security(("api_key" = []))
 )]
-pub async fn history(State(state): State<AppState>, request: Request) -> Result<Json<HistoryAnswer>, ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = state.auth.authenticate(&parts, ApiScope::ReadHistory)?;
-    let body = read_body(&parts.headers, body).await?;
-    let r: HistoryRequest = parse_json(&body)?;
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller<scope::ReadHistory>,
+    JsonBody(r): JsonBody<HistoryRequest>,
+) -> Result<Json<HistoryAnswer>, ApiError> {
     let before = r.page_token.as_deref().map(untoken).transpose()?;
-    let (events, next) = state.service.history(&r.to, before.as_deref(), caller.name).await?;
+    let (events, next) = state.service.history(&r.to, before.as_deref(), &caller.name).await?;
     let events = events
         .into_iter()
         .map(|o| LedgerEvent {
@@ -244,11 +236,11 @@ pub async fn history(State(state): State<AppState>, request: Request) -> Result<
     ),
     security(("api_key" = []))
 )]
-pub async fn erasure(State(state): State<AppState>, request: Request) -> Result<Json<ErasureAnswer>, ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = state.auth.authenticate(&parts, ApiScope::Erase)?;
-    let body = read_body(&parts.headers, body).await?;
-    let r: NumberRequest = parse_json(&body)?;
-    let events_scrubbed = state.service.erase(&r.to, caller.name).await?;
+pub async fn erasure(
+    State(state): State<AppState>,
+    caller: Caller<scope::Erase>,
+    JsonBody(r): JsonBody<NumberRequest>,
+) -> Result<Json<ErasureAnswer>, ApiError> {
+    let events_scrubbed = state.service.erase(&r.to, &caller.name).await?;
     Ok(Json(ErasureAnswer { status: "erased".into(), events_scrubbed }))
 }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod authorize;
 pub mod consents;
 pub mod error;
+pub mod extract;
 pub mod openapi;
 pub mod webhooks;
 
