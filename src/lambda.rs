@@ -74,6 +74,26 @@ impl Settings {
         config.keys.key_id = Some(self.key_id.clone());
         config
     }
+
+    /// What the environment says, as TOML values laid over the config: the
+    /// table and key always; the signed URL and SNS topics when set.
+    fn overlay(&self) -> toml::Table {
+        fn table<const N: usize>(entries: [(&str, toml::Value); N]) -> toml::Value {
+            toml::Value::Table(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        }
+        let text = |s: &str| toml::Value::String(s.to_owned());
+        let mut overlay = toml::Table::new();
+        overlay.insert("storage".into(), table([("backend", text("dynamodb")), ("table", text(&self.table))]));
+        overlay.insert("keys".into(), table([("backend", text("kms")), ("key_id", text(&self.key_id))]));
+        if let Some(url) = &self.public_base_url {
+            overlay.insert("server".into(), table([("public_base_url", text(url))]));
+        }
+        if !self.sns_topic_arns.is_empty() {
+            let topics = toml::Value::Array(self.sns_topic_arns.iter().map(|a| text(a)).collect());
+            overlay.insert("providers".into(), table([("aws_sns", table([("topic_arns", topics)]))]));
+        }
+        overlay
+    }
 }
 
 /// Merges `overlay` into `base`, tables key by key.
@@ -96,22 +116,7 @@ pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Re
     if let Some(secret) = secret {
         merge(&mut table, parse(secret, "secrets")?);
     }
-    let overlay = format!(
-        "[storage]\nbackend = \"dynamodb\"\ntable = {table:?}\n[keys]\nbackend = \"kms\"\nkey_id = {key:?}\n{url}{sns}",
-        table = settings.table,
-        key = settings.key_id,
-        url = settings
-            .public_base_url
-            .as_ref()
-            .map(|u| format!("[server]\npublic_base_url = {u:?}\n"))
-            .unwrap_or_default(),
-        sns = if settings.sns_topic_arns.is_empty() {
-            String::new()
-        } else {
-            format!("[providers.aws_sns]\ntopic_arns = {:?}\n", settings.sns_topic_arns)
-        },
-    );
-    merge(&mut table, parse(&overlay, "settings")?);
+    merge(&mut table, settings.overlay());
     Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?)
         .map_err(|e| StartError(format!("config: {e}")))
 }
@@ -221,6 +226,17 @@ mod tests {
             Some("https://abc.execute-api.us-east-1.amazonaws.com/prod")
         );
         assert_eq!(config.providers.aws_sns.unwrap().topic_arns, ["arn:aws:sns:us-east-1:123456789012:inbound"]);
+    }
+
+    #[test]
+    fn settings_are_laid_over_as_values_not_as_escaped_text() {
+        // Rust's `{:?}` escaping is not TOML's: `\u{7f}` or a quote would
+        // have broken (or changed) the text overlay.
+        let odd = "https://example.org/st\"age\\\u{7f}";
+        let settings = Settings { public_base_url: Some(odd.into()), sns_topic_arns: vec![], ..settings() };
+        let config = compose(&settings, "", None).unwrap();
+        assert_eq!(config.server.public_base_url.as_deref(), Some(odd));
+        assert!(config.providers.aws_sns.is_none());
     }
 
     #[test]
