@@ -224,6 +224,11 @@ pub struct TelnyxConfig {
 #[serde(deny_unknown_fields)]
 pub struct PlivoConfig {
     pub auth_tokens: Vec<Secret>,
+    /// Accept the legacy V2 signature, which covers only the URL and a nonce
+    /// (not the body): off by default; turn on only for an account that
+    /// cannot send V3. Each V2 nonce is then accepted once.
+    #[serde(default)]
+    pub accept_v2_signatures: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -248,6 +253,13 @@ pub struct VonageConfig {
     /// Signature secrets for the Messages API's signed JWTs.
     #[serde(default)]
     pub jwt_secrets: Vec<Secret>,
+    /// When set, a Messages API JWT must carry this `api_key` claim.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// When set, a Messages API JWT must carry one of these
+    /// `application_id` claims.
+    #[serde(default)]
+    pub application_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -524,6 +536,12 @@ impl Config {
             }
             if !vonage.jwt_secrets.is_empty() {
                 secrets(&vonage.jwt_secrets, "providers.vonage.jwt_secrets")?;
+            }
+            if vonage.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+                return Err(bad("providers.vonage.api_key", "must not be empty when set"));
+            }
+            if let Some(j) = vonage.application_ids.iter().position(|a| a.trim().is_empty()) {
+                return Err(bad(format!("providers.vonage.application_ids[{j}]"), "must not be empty"));
             }
         }
         if let Some(sinch) = &p.sinch {

@@ -38,6 +38,7 @@ async fn logs_carry_no_phone_number_or_message_text() {
     app.twilio_sms("SM0005", "nonsense-number", CLINIC, "STOP").await;
     app.decision(PATIENT, "clinic", "billing").await;
     app.decision("+1 415 867 5309", "clinic", "billing").await;
+    app.decision(PATIENT, "+14152095590 STOP", "billing").await;
     app.stop().await;
     tamper(&app);
     app.restart().await;
@@ -57,6 +58,7 @@ async fn logs_carry_no_phone_number_or_message_text() {
         "stop by",
         "Unsubscribe",
         "nonsense-number",
+        "4152095590",
     ] {
         assert!(!logs.contains(needle), "{needle:?} appeared in the logs");
     }

@@ -96,6 +96,7 @@ pub fn sms(id: &str, from: &str, text: &str, at: Option<&str>) -> InboundMessage
         to: Some(PhoneNumber::parse(CLINIC).unwrap()),
         text: text.into(),
         occurred_at: at.map(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()),
+        replay_key: None,
     }
 }
 

@@ -91,11 +91,8 @@ impl Authenticator {
             Authenticator::ApiKeys(keys) => authenticate(keys, &parts.headers, scope),
             Authenticator::Iam(principals) => {
                 let arn = iam_principal(parts).ok_or(ApiError::Unauthenticated)?;
-                let role_arn = assumed_role_as_role(&arn);
-                let principal = principals
-                    .iter()
-                    .find(|p| p.arn == arn || Some(p.arn.as_str()) == role_arn.as_deref())
-                    .ok_or(ApiError::UnmappedPrincipal)?;
+                let principal =
+                    principals.iter().find(|p| principal_matches(&p.arn, &arn)).ok_or(ApiError::UnmappedPrincipal)?;
                 if !principal.scopes.contains(&scope) {
                     return Err(ApiError::Forbidden(scope_name(scope)));
                 }
@@ -115,15 +112,36 @@ fn iam_principal(parts: &Parts) -> Option<String> {
     }
 }
 
-/// `arn:aws:sts::123:assumed-role/Name/session` is the role
-/// `arn:aws:iam::123:role/Name` acting: config names the role.
-fn assumed_role_as_role(arn: &str) -> Option<String> {
-    let rest = arn.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(5, ':');
+/// The parts of an ARN: partition, service, account, resource.
+fn arn_parts(arn: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut parts = arn.strip_prefix("arn:")?.splitn(5, ':');
     let (partition, service, _region, account, resource) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((partition, service, account, resource))
+}
+
+/// `arn:aws:sts::123:assumed-role/Name/session` is the role named `Name` in
+/// account 123 acting: `(partition, account, Name)`.
+fn assumed_role(arn: &str) -> Option<(&str, &str, &str)> {
+    let (partition, service, account, resource) = arn_parts(arn)?;
     let role = resource.strip_prefix("assumed-role/")?.split('/').next()?;
-    (service == "sts").then(|| format!("arn:{partition}:iam::{account}:role/{role}"))
+    (service == "sts" && !account.is_empty() && !role.is_empty()).then_some((partition, account, role))
+}
+
+/// `arn:aws:iam::123:role/some/path/Name` is the role `Name` in account 123
+/// (a role name is unique in its account, whatever its path; the session
+/// ARN carries the name only): `(partition, account, Name)`.
+fn configured_role(arn: &str) -> Option<(&str, &str, &str)> {
+    let (partition, service, account, resource) = arn_parts(arn)?;
+    let name = resource.strip_prefix("role/")?.rsplit('/').next()?;
+    (service == "iam" && !account.is_empty() && !name.is_empty()).then_some((partition, account, name))
+}
+
+/// Whether the caller is the configured principal: the same ARN, or a
+/// session of the configured role (same partition, account and role name).
+fn principal_matches(configured: &str, caller: &str) -> bool {
+    configured == caller
+        || matches!((configured_role(configured), assumed_role(caller)), (Some(role), Some(session)) if role == session)
 }
 
 /// Finds the key presented as `Authorization: Bearer <key>` and checks that
@@ -154,11 +172,27 @@ mod tests {
 
     #[test]
     fn an_assumed_role_session_is_its_role() {
-        assert_eq!(
-            assumed_role_as_role("arn:aws:sts::123456789012:assumed-role/reminders/i-0abc").as_deref(),
-            Some("arn:aws:iam::123456789012:role/reminders")
-        );
-        assert_eq!(assumed_role_as_role("arn:aws:iam::123456789012:user/alice"), None);
-        assert_eq!(assumed_role_as_role("garbage"), None);
+        let session = "arn:aws:sts::123456789012:assumed-role/reminders/i-0abc";
+        assert!(principal_matches("arn:aws:iam::123456789012:role/reminders", session));
+        assert!(principal_matches("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/alice"));
+        assert!(!principal_matches("arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/bob"));
+        assert!(!principal_matches("arn:aws:iam::123456789012:user/reminders", session));
+        assert!(!principal_matches("arn:aws:iam::123456789012:role/reminders", "garbage"));
+        assert!(!principal_matches("garbage", session));
+    }
+
+    #[test]
+    fn a_role_with_a_path_matches_its_sessions_by_account_and_name() {
+        let configured = "arn:aws:iam::123456789012:role/service/app-role";
+        assert!(principal_matches(configured, "arn:aws:sts::123456789012:assumed-role/app-role/session"));
+        assert!(principal_matches(
+            "arn:aws:iam::123456789012:role/a/b/c/app-role",
+            "arn:aws:sts::123456789012:assumed-role/app-role/i-0abc"
+        ));
+        assert!(!principal_matches(configured, "arn:aws:sts::210987654321:assumed-role/app-role/session"), "account");
+        assert!(!principal_matches(configured, "arn:aws:sts::123456789012:assumed-role/other-role/session"), "name");
+        assert!(!principal_matches(configured, "arn:aws:sts::123456789012:assumed-role/service/app-role"), "path");
+        assert!(!principal_matches(configured, "arn:aws-cn:sts::123456789012:assumed-role/app-role/s"), "partition");
+        assert!(!principal_matches(configured, "arn:aws:iam::123456789012:assumed-role/app-role/s"), "service");
     }
 }

@@ -80,6 +80,19 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))
 }
 
+/// The program as logs may name it: a configured id, or `unknown`. The
+/// caller's string reaches the logs only when it is a configured program
+/// (the service answers `unknown_program` for anything else, before it
+/// looks at the number), so a number or text sent as `program` never does.
+fn logged_program<'a>(program: &'a str, decision: &Decision) -> &'a str {
+    let id_like = !program.is_empty() && program.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if decision.reason == Reason::UnknownProgram || !id_like {
+        "unknown"
+    } else {
+        program
+    }
+}
+
 fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
     AuthorizationQuery { to: &r.to, program: &r.program, category: &r.category }
 }
@@ -105,7 +118,8 @@ pub async fn authorize(State(state): State<AppState>, request: Request) -> Resul
     if request.get("requests").is_none() {
         let single: AuthorizationRequest = serde_json::from_value(request).map_err(invalid)?;
         let decision = state.service.authorize(&query(&single)).await;
-        tracing::info!(caller = caller.name, program = %single.program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
+        let program = logged_program(&single.program, &decision);
+        tracing::info!(caller = caller.name, program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
     }
     let batch: AuthorizationBatch = serde_json::from_value(request).map_err(invalid)?;

@@ -73,27 +73,35 @@ fn api_gateway_url(extensions: &axum::http::Extensions) -> Option<String> {
     }
 }
 
-/// Records a verified message; `None` when there was nothing to record.
+/// Records every verified message of a delivery, in order; empty when there
+/// was nothing to record. Any failure fails the whole delivery (5xx), so the
+/// provider retries it; the messages already stored are then duplicates.
 async fn record(
     state: &AppState,
     parsed: Parsed,
     style: ReplyStyle,
-) -> Result<Option<(InboundMessage, InboundOutcome)>, ApiError> {
-    match parsed {
+) -> Result<Vec<(InboundMessage, InboundOutcome)>, ApiError> {
+    let messages = match parsed {
         Parsed::Ignored(what) => {
             tracing::debug!(what, "webhook acknowledged; nothing to record");
-            Ok(None)
+            return Ok(Vec::new());
         }
-        Parsed::Message(message) => {
-            let outcome = state.service.handle_inbound(&message, style).await?;
-            Ok(Some((message, outcome)))
-        }
+        Parsed::Message(message) => vec![message],
+        Parsed::Messages(messages) => messages,
+    };
+    let mut recorded = Vec::with_capacity(messages.len());
+    for message in messages {
+        let outcome = state.service.handle_inbound(&message, style).await?;
+        recorded.push((message, outcome));
     }
+    Ok(recorded)
 }
 
-fn inline_reply(recorded: &Option<(InboundMessage, InboundOutcome)>) -> Option<(&str, &InboundMessage)> {
+/// The inline confirmation: providers that answer inline deliver one
+/// message per request.
+fn inline_reply(recorded: &[(InboundMessage, InboundOutcome)]) -> Option<(&str, &InboundMessage)> {
     match recorded {
-        Some((message, InboundOutcome::Recorded { reply: Some(reply), .. })) => Some((reply.as_str(), message)),
+        [(message, InboundOutcome::Recorded { reply: Some(reply), .. })] => Some((reply.as_str(), message)),
         _ => None,
     }
 }
@@ -106,14 +114,31 @@ struct Acknowledgement {
     reply: Option<String>,
 }
 
-fn acknowledgement(recorded: Option<(InboundMessage, InboundOutcome)>) -> Acknowledgement {
-    match recorded.map(|(_, outcome)| outcome) {
-        Some(InboundOutcome::Recorded { reply, outboxed, .. }) => {
-            Acknowledgement { status: if outboxed { "recorded_reply_queued" } else { "recorded" }, reply }
+/// One status for the delivery: `recorded` (or `recorded_reply_queued`) if
+/// any message was new, `duplicate` if all were replays, else `ignored`.
+fn acknowledgement(recorded: Vec<(InboundMessage, InboundOutcome)>) -> Acknowledgement {
+    let single = recorded.len() == 1;
+    let (mut any_recorded, mut any_outboxed, mut any_duplicate, mut reply) = (false, false, false, None);
+    for (_, outcome) in recorded {
+        match outcome {
+            InboundOutcome::Recorded { reply: r, outboxed, .. } => {
+                any_recorded = true;
+                any_outboxed |= outboxed;
+                if single {
+                    reply = r;
+                }
+            }
+            InboundOutcome::Duplicate => any_duplicate = true,
+            InboundOutcome::Ignored => {}
         }
-        Some(InboundOutcome::Duplicate) => Acknowledgement { status: "duplicate", reply: None },
-        Some(InboundOutcome::Ignored) | None => Acknowledgement { status: "ignored", reply: None },
     }
+    let status = match (any_recorded, any_outboxed, any_duplicate) {
+        (true, true, _) => "recorded_reply_queued",
+        (true, false, _) => "recorded",
+        (false, _, true) => "duplicate",
+        (false, _, false) => "ignored",
+    };
+    Acknowledgement { status, reply }
 }
 
 fn xml(body: String) -> Response {
@@ -138,7 +163,7 @@ pub async fn twilio(State(state): State<AppState>, request: Request) -> Result<R
 pub async fn plivo(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let config = state.providers.plivo.as_ref().ok_or(ApiError::NotFound)?;
     let delivery = Delivery::read(&state, request).await?;
-    let parsed = plivo::receive(&config.auth_tokens, &delivery.request(&state))?;
+    let parsed = plivo::receive(&config.auth_tokens, config.accept_v2_signatures, &delivery.request(&state))?;
     let recorded = record(&state, parsed, plivo::REPLY_STYLE).await?;
     Ok(xml(plivo::reply(inline_reply(&recorded))))
 }
@@ -180,7 +205,8 @@ outbox_provider!(vonage, vonage, vonage, |c, r| vonage::receive(
     &vonage::Secrets {
         method: c.signature_method,
         signature_secrets: &c.signature_secrets,
-        jwt_secrets: &c.jwt_secrets
+        jwt_secrets: &c.jwt_secrets,
+        expected: vonage::Expected { api_key: c.api_key.as_deref(), application_ids: &c.application_ids },
     },
     &r
 ));
@@ -193,6 +219,7 @@ pub async fn aws_sns(State(state): State<AppState>, request: Request) -> Result<
             SnsError::Rejected(r) => r.into(),
             SnsError::TopicNotAllowed => ApiError::TopicNotAllowed,
             SnsError::ConfirmationFailed(cause) => ApiError::Upstream(cause),
+            SnsError::CertificateUnavailable(cause) => ApiError::Upstream(cause.to_string()),
         })?;
     let recorded = match outcome {
         SnsOutcome::Confirmed => {

@@ -1,13 +1,16 @@
 //! AWS End User Messaging SMS two-way messages, delivered by an SNS HTTPS
 //! subscription. SNS signs with RSA (SHA1 for `SignatureVersion` 1, SHA256
 //! for 2) using a certificate it names by URL; that URL must be https on an
-//! `sns.<region>.amazonaws.com` host, and certificates are cached. Topics
-//! must be on the allow-list, and a `SubscriptionConfirmation` is confirmed
-//! only for them. The network is behind `SnsNetwork` so tests replace it.
+//! `sns.<region>.amazonaws.com` host in the region of the message's topic,
+//! and the topic must be on the allow-list, both checked before anything is
+//! fetched. Certificate fetches are bounded per minute, and a certificate
+//! that has verified a message stays cached. A `SubscriptionConfirmation` is
+//! confirmed only for allowed topics. The network is behind `SnsNetwork` so
+//! tests replace it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
@@ -44,8 +47,12 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "HELP",
     ],
 };
-/// Certificates kept in memory; SNS uses a handful per region.
+/// Certificates kept in memory; SNS uses a handful per region. When full,
+/// only certificates that never verified a message are dropped.
 const CERTIFICATE_CACHE_SIZE: usize = 32;
+/// Certificates fetched per minute at most, whatever the requests name: an
+/// unauthenticated caller cannot make the server fetch more.
+pub const CERTIFICATE_FETCHES_PER_MINUTE: u32 = 10;
 
 /// The two calls SNS verification makes: fetch a signing certificate and
 /// confirm a subscription. Both URLs are checked before either is called.
@@ -145,7 +152,36 @@ fn parse_certificate(pem: &[u8]) -> Result<Certificate, String> {
 /// Verifies SNS messages, caching certificates by URL.
 pub struct SnsVerifier {
     network: Arc<dyn SnsNetwork>,
-    cache: Mutex<HashMap<String, Arc<Certificate>>>,
+    cache: Mutex<HashMap<String, Cached>>,
+    fetches: Mutex<FetchWindow>,
+}
+
+struct Cached {
+    certificate: Arc<Certificate>,
+    /// It has verified a message: never evicted.
+    verified: bool,
+}
+
+/// Fetches made in the current minute.
+struct FetchWindow {
+    started: Option<Instant>,
+    count: u32,
+}
+
+/// Why no certificate could be had for a message: a 5xx, so that SNS (which
+/// retries only 5xx) delivers the message again later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("too many signing certificate fetches this minute")]
+    RateLimited,
+    #[error("signing certificate unavailable")]
+    Unavailable,
+    #[error("signing certificate unreadable")]
+    Unreadable,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An SNS message, as the HTTPS endpoint (or a Lambda event) carries it.
@@ -209,26 +245,56 @@ impl SnsMessage {
 
 impl SnsVerifier {
     pub fn new(network: Arc<dyn SnsNetwork>) -> Self {
-        SnsVerifier { network, cache: Mutex::new(HashMap::new()) }
+        SnsVerifier {
+            network,
+            cache: Mutex::new(HashMap::new()),
+            fetches: Mutex::new(FetchWindow { started: None, count: 0 }),
+        }
     }
 
-    async fn certificate(&self, url: &str) -> Result<Arc<Certificate>, SignatureError> {
-        if let Some(cert) = self.cache.lock().expect("cache lock").get(url) {
-            return Ok(cert.clone());
+    /// One more fetch this minute, if the budget allows.
+    fn fetch_permit(&self) -> bool {
+        let mut window = lock(&self.fetches);
+        let now = Instant::now();
+        if window.started.is_none_or(|started| now.duration_since(started) >= Duration::from_secs(60)) {
+            *window = FetchWindow { started: Some(now), count: 0 };
         }
-        let pem = self.network.fetch_certificate(url).await.map_err(|e| {
-            tracing::warn!(error = %e, "could not fetch the SNS signing certificate");
-            SignatureError::InvalidToken("signing certificate unavailable")
+        if window.count >= CERTIFICATE_FETCHES_PER_MINUTE {
+            return false;
+        }
+        window.count += 1;
+        true
+    }
+
+    async fn certificate(&self, url: &str) -> Result<Arc<Certificate>, CertificateError> {
+        if let Some(cached) = lock(&self.cache).get(url) {
+            return Ok(cached.certificate.clone());
+        }
+        if !self.fetch_permit() {
+            tracing::warn!(alarm = "sns-certificate-fetches", "SNS certificate fetch budget spent; answering 502");
+            return Err(CertificateError::RateLimited);
+        }
+        // The error names the URL, whose path the caller chose: not logged.
+        let pem = self.network.fetch_certificate(url).await.map_err(|_| {
+            tracing::warn!("could not fetch the SNS signing certificate");
+            CertificateError::Unavailable
         })?;
-        let cert = Arc::new(
-            parse_certificate(&pem).map_err(|_| SignatureError::InvalidToken("signing certificate unreadable"))?,
-        );
-        let mut cache = self.cache.lock().expect("cache lock");
+        let certificate = Arc::new(parse_certificate(&pem).map_err(|_| CertificateError::Unreadable)?);
+        let mut cache = lock(&self.cache);
         if cache.len() >= CERTIFICATE_CACHE_SIZE {
-            cache.clear();
+            cache.retain(|_, c| c.verified);
         }
-        cache.insert(url.to_owned(), cert.clone());
-        Ok(cert)
+        if cache.len() < CERTIFICATE_CACHE_SIZE {
+            cache.insert(url.to_owned(), Cached { certificate: certificate.clone(), verified: false });
+        }
+        Ok(certificate)
+    }
+
+    /// Fetches (within the budget) and caches the message's certificate, so
+    /// that `verify` finds it; a failure here is the network's, not the
+    /// caller's.
+    pub async fn prefetch(&self, message: &SnsMessage) -> Result<(), CertificateError> {
+        self.certificate(&message.signing_cert_url).await.map(|_| ())
     }
 
     pub async fn verify(&self, message: &SnsMessage, now: OffsetDateTime) -> Result<(), SignatureError> {
@@ -241,7 +307,12 @@ impl SnsVerifier {
             .ok()
             .and_then(|b| Signature::try_from(b.as_slice()).ok())
             .ok_or(SignatureError::MalformedHeader("Signature"))?;
-        let cert = self.certificate(&message.signing_cert_url).await?;
+        let cert = self.certificate(&message.signing_cert_url).await.map_err(|e| match e {
+            CertificateError::RateLimited | CertificateError::Unavailable => {
+                SignatureError::InvalidToken("signing certificate unavailable")
+            }
+            CertificateError::Unreadable => SignatureError::InvalidToken("signing certificate unreadable"),
+        })?;
         let now = now.unix_timestamp();
         if now < cert.not_before || now > cert.not_after {
             return Err(SignatureError::InvalidToken("signing certificate is not valid now"));
@@ -251,11 +322,13 @@ impl SnsVerifier {
             "2" => VerifyingKey::<Sha256>::new(cert.key.clone()).verify(signed.as_bytes(), &signature).is_ok(),
             _ => return Err(SignatureError::MalformedHeader("SignatureVersion")),
         };
-        if valid {
-            Ok(())
-        } else {
-            Err(SignatureError::InvalidSignature)
+        if !valid {
+            return Err(SignatureError::InvalidSignature);
         }
+        if let Some(cached) = lock(&self.cache).get_mut(&message.signing_cert_url) {
+            cached.verified = true;
+        }
+        Ok(())
     }
 
     pub async fn confirm(&self, url: &str) -> Result<(), String> {
@@ -279,6 +352,24 @@ pub enum SnsError {
     TopicNotAllowed,
     #[error("subscription confirmation failed: {0}")]
     ConfirmationFailed(String),
+    #[error(transparent)]
+    CertificateUnavailable(#[from] CertificateError),
+}
+
+/// The region of an SNS topic ARN (`arn:aws:sns:<region>:<account>:<name>`).
+fn topic_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let (_partition, service, region) = (parts.next()?, parts.next()?, parts.next()?);
+    (service == "sns" && !region.is_empty()).then_some(region)
+}
+
+/// The region of an `https://sns.<region>.amazonaws.com[.cn]/` URL.
+fn url_region(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let host = url.host_str()?;
+    let rest = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    rest.strip_prefix("sns.").map(str::to_owned)
 }
 
 #[derive(Deserialize)]
@@ -300,6 +391,7 @@ fn parse_notification(message: &SnsMessage) -> Result<Parsed, PayloadError> {
         to: Some(phone(required(inner.destination_number.as_deref(), "destinationNumber")?, "destinationNumber")?),
         text: inner.message_body.ok_or_else(|| PayloadError("missing field messageBody".into()))?,
         occurred_at: Some(parse_rfc3339(&message.timestamp, "Timestamp")?),
+        replay_key: None,
     }))
 }
 
@@ -317,10 +409,21 @@ pub async fn receive(
     if request.header(MESSAGE_TYPE_HEADER).is_some_and(|t| t != message.kind) {
         return Err(Rejection::from(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER)).into());
     }
-    verifier.verify(&message, request.now).await.map_err(Rejection::from)?;
-    if !topic_arns.iter().any(|t| *t == message.topic_arn) {
+    // Nothing is fetched for a topic that is not ours, nor from another
+    // region than the topic's: an unsigned request cannot steer the fetch.
+    if !topic_arns.contains(&message.topic_arn) {
         return Err(SnsError::TopicNotAllowed);
     }
+    if !is_sns_url(&message.signing_cert_url, true) {
+        return Err(
+            Rejection::from(SignatureError::InvalidToken("SigningCertURL is not an SNS certificate URL")).into()
+        );
+    }
+    if topic_region(&message.topic_arn).is_none_or(|r| url_region(&message.signing_cert_url).as_deref() != Some(r)) {
+        return Err(Rejection::from(SignatureError::InvalidToken("SigningCertURL is not in the topic's region")).into());
+    }
+    verifier.prefetch(&message).await?;
+    verifier.verify(&message, request.now).await.map_err(Rejection::from)?;
     match message.kind.as_str() {
         "Notification" => Ok(SnsOutcome::Parsed(parse_notification(&message).map_err(Rejection::from)?)),
         "SubscriptionConfirmation" => {
@@ -427,5 +530,58 @@ pub(crate) mod tests {
         assert_eq!(inbound.message_id, "cae173d2-66b9-564c-8309-21f858e9fb84");
         m.message = "Hello world".into();
         assert!(parse_notification(&m).is_err());
+    }
+
+    #[test]
+    fn a_timestamp_outside_1970_to_9999_is_a_payload_error() {
+        let mut m = vectors()[0].clone();
+        m.message = r#"{"originationNumber":"+14158675309","destinationNumber":"+14155550100","messageBody":"STOP","inboundMessageId":"x"}"#.into();
+        m.timestamp = "0000-01-01T00:00:00+01:00".into();
+        assert!(parse_notification(&m).is_err());
+    }
+
+    fn request<'a>(headers: &'a http::HeaderMap, body: &'a [u8]) -> WebhookRequest<'a> {
+        WebhookRequest { method: "POST", url: "https://x/webhooks/aws-sns", headers, body, now: in_2022() }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_fetched_for_a_foreign_topic_or_another_region() {
+        let network = network();
+        let verifier = SnsVerifier::new(network.clone());
+        let h = http::HeaderMap::new();
+        let genuine = vectors()[0].clone();
+        let topics = [genuine.topic_arn.clone()];
+        let body = |m: &SnsMessage| {
+            serde_json::json!({"Type": m.kind, "MessageId": m.message_id, "TopicArn": m.topic_arn, "Message": m.message,
+                "Timestamp": m.timestamp, "SignatureVersion": m.signature_version, "Signature": m.signature,
+                "SigningCertURL": m.signing_cert_url, "Subject": m.subject})
+            .to_string()
+        };
+        let other = ["arn:aws:sns:us-east-2:999999999999:elsewhere".to_owned()];
+        let outcome = receive(&verifier, &other, &request(&h, body(&genuine).as_bytes())).await;
+        assert!(matches!(outcome, Err(SnsError::TopicNotAllowed)), "{outcome:?}");
+        let mut moved = genuine.clone();
+        moved.signing_cert_url = moved.signing_cert_url.replace("us-east-2", "eu-west-1");
+        let outcome = receive(&verifier, &topics, &request(&h, body(&moved).as_bytes())).await;
+        assert!(matches!(outcome, Err(SnsError::Rejected(Rejection::Signature(SignatureError::InvalidToken(_))))));
+        assert_eq!(*network.fetches.lock().unwrap(), 0);
+        assert_eq!(topic_region("arn:aws:sns:us-east-2:123:t"), Some("us-east-2"));
+        assert_eq!(url_region("https://sns.cn-north-1.amazonaws.com.cn/x.pem").as_deref(), Some("cn-north-1"));
+    }
+
+    #[tokio::test]
+    async fn certificate_fetches_are_bounded_and_verified_certificates_are_kept() {
+        let network = network();
+        let verifier = SnsVerifier::new(network.clone());
+        let genuine = vectors()[0].clone();
+        assert_eq!(verifier.verify(&genuine, in_2022()).await, Ok(()));
+        for i in 0..(2 * CERTIFICATE_CACHE_SIZE) {
+            let mut probe = genuine.clone();
+            probe.signing_cert_url = format!("https://sns.us-east-2.amazonaws.com/probe-{i}.pem");
+            assert!(verifier.prefetch(&probe).await.is_err());
+        }
+        assert_eq!(*network.fetches.lock().unwrap(), CERTIFICATE_FETCHES_PER_MINUTE as usize);
+        assert_eq!(verifier.verify(&genuine, in_2022()).await, Ok(()));
+        assert_eq!(*network.fetches.lock().unwrap(), CERTIFICATE_FETCHES_PER_MINUTE as usize, "still cached");
     }
 }

@@ -55,24 +55,38 @@ struct Message {
     time: Option<String>,
 }
 
-/// The first `message-received` event of the callback; status events are
-/// acknowledged and ignored.
+/// Every `message-received` event of the callback, each under its own
+/// message id (Bandwidth batches events, and a callback can carry several
+/// patients' messages); status events are acknowledged and ignored. One
+/// unreadable inbound event refuses the whole callback, recording nothing.
 pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     let events: Vec<Event> = json_body(body)?;
-    let Some(event) = events.into_iter().find(|e| e.kind == "message-received") else {
-        return Ok(Parsed::Ignored("no inbound message"));
-    };
-    let message = event.message.ok_or_else(|| PayloadError("missing field message".into()))?;
+    let mut messages = events
+        .into_iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == "message-received")
+        .map(|(i, e)| inbound(i, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    if messages.len() > 1 {
+        return Ok(Parsed::Messages(messages));
+    }
+    Ok(messages.pop().map_or(Parsed::Ignored("no inbound message"), Parsed::Message))
+}
+
+fn inbound(index: usize, event: Event) -> Result<InboundMessage, PayloadError> {
+    let field = |name: &str| format!("[{index}].{name}");
+    let message = event.message.ok_or_else(|| PayloadError(format!("missing field {}", field("message"))))?;
     let to = message.owner.or_else(|| message.to.into_iter().next());
     let at = message.time.or(event.time);
-    Ok(Parsed::Message(InboundMessage {
+    Ok(InboundMessage {
         provider: NAME,
-        message_id: required(message.id.as_deref(), "message.id")?.to_owned(),
-        from: phone(required(message.from.as_deref(), "message.from")?, "message.from")?,
-        to: Some(phone(required(to.as_deref(), "message.owner")?, "message.owner")?),
+        message_id: required(message.id.as_deref(), &field("message.id"))?.to_owned(),
+        from: phone(required(message.from.as_deref(), &field("message.from"))?, &field("message.from"))?,
+        to: Some(phone(required(to.as_deref(), &field("message.owner"))?, &field("message.owner"))?),
         text: message.text.unwrap_or_default(),
-        occurred_at: at.as_deref().map(|t| parse_rfc3339(t, "message.time")).transpose()?,
-    }))
+        occurred_at: at.as_deref().map(|t| parse_rfc3339(t, &field("message.time"))).transpose()?,
+        replay_key: None,
+    })
 }
 
 pub fn receive(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
@@ -130,5 +144,24 @@ mod tests {
             Parsed::Ignored(_)
         ));
         assert!(parse(br#"{"type":"message-received"}"#).is_err());
+    }
+
+    #[test]
+    fn every_message_received_event_of_a_callback_is_parsed() {
+        let body = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},
+            {"type":"message-delivered","message":{"id":"d1"}},
+            {"type":"message-received","message":{"id":"m2","from":"+14158675310","owner":"+14155550100","text":"STOP"}}]"#;
+        let Parsed::Messages(all) = parse(body).unwrap() else { panic!() };
+        let ids: Vec<_> = all.iter().map(|m| (m.message_id.as_str(), m.from.as_e164())).collect();
+        assert_eq!(ids, [("m1", "+14158675309"), ("m2", "+14158675310")]);
+        let broken = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},
+            {"type":"message-received","message":{"id":"m2","owner":"+14155550100","text":"STOP"}}]"#;
+        assert!(parse(broken).is_err(), "one unreadable event refuses the callback");
+    }
+
+    #[test]
+    fn an_event_time_outside_1970_to_9999_is_a_payload_error() {
+        let body = br#"[{"type":"message-received","time":"0000-01-01T00:00:00+01:00","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}}]"#;
+        assert!(parse(body).is_err());
     }
 }

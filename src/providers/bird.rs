@@ -190,6 +190,7 @@ fn parse_channel_message(m: ChannelMessage) -> Result<Parsed, PayloadError> {
         to: to.as_deref().map(|t| phone(t, "receiver")).transpose()?,
         text,
         occurred_at: m.created_at.as_deref().map(|t| parse_rfc3339(t, "payload.createdAt")).transpose()?,
+        replay_key: None,
     }))
 }
 
@@ -219,6 +220,7 @@ pub fn parse(request: &WebhookRequest<'_>) -> Result<Parsed, PayloadError> {
         to: Some(digits(required(get("recipient"), "recipient")?, "recipient")?),
         text: get("body").ok_or_else(|| PayloadError("missing field body".into()))?.to_owned(),
         occurred_at: get("createdDatetime").map(|t| parse_rfc3339(t, "createdDatetime")).transpose()?,
+        replay_key: None,
     }))
 }
 
@@ -307,5 +309,14 @@ mod tests {
         assert_eq!(m.to.unwrap().as_e164(), "+14155550100");
         let other = br#"{"service":"channels","event":"sms.outbound","payload":{}}"#;
         assert!(matches!(parse(&hmac_request(&h, "https://x/", other, 0)).unwrap(), Parsed::Ignored(_)));
+    }
+
+    #[test]
+    fn a_time_outside_1970_to_9999_is_a_payload_error() {
+        let h = HeaderMap::new();
+        let json = br#"{"service":"channels","event":"sms.inbound","payload":{"id":"96a0b5fa","sender":{"contact":{"identifierValue":"+14158675309"}},"receiver":{"connector":{"id":"86cc"}},"body":{"type":"text","text":{"text":"STOP"}},"direction":"incoming","createdAt":"0000-01-01T00:00:00+01:00"}}"#;
+        assert!(parse(&hmac_request(&h, "https://x/", json, 0)).is_err());
+        let form = b"id=e8077d8&recipient=14155550100&originator=14158675309&body=Stop&createdDatetime=1969-12-31T23%3A59%3A59Z";
+        assert!(parse(&hmac_request(&h, "https://x/", form, 0)).is_err());
     }
 }

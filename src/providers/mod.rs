@@ -81,9 +81,30 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
     serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))
 }
 
+/// The years an event time may fall in, in UTC. A provider's payload time
+/// outside them is refused with a 400 before it reaches the ledger (whose
+/// records carry RFC 3339 times, which cannot hold other years).
+pub const EVENT_YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// Refuses an event time outside `EVENT_YEARS` (taken in UTC): every time a
+/// provider's payload carries goes through here.
+pub(crate) fn event_time(at: OffsetDateTime, field: &str) -> Result<OffsetDateTime, PayloadError> {
+    // `checked_`: converting a time at the edge of the representable range
+    // to UTC would otherwise panic.
+    match at.checked_to_offset(time::UtcOffset::UTC) {
+        Some(utc) if EVENT_YEARS.contains(&utc.year()) => Ok(utc),
+        _ => Err(PayloadError(format!(
+            "{field}: the time must fall between the years {} and {}",
+            EVENT_YEARS.start(),
+            EVENT_YEARS.end()
+        ))),
+    }
+}
+
 pub(crate) fn parse_rfc3339(value: &str, field: &str) -> Result<OffsetDateTime, PayloadError> {
-    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| PayloadError(format!("{field}: not an RFC 3339 time")))
+    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| PayloadError(format!("{field}: not an RFC 3339 time")))?;
+    event_time(at, field)
 }
 
 /// A message from a patient, as every provider reduces to it.
@@ -100,6 +121,11 @@ pub struct InboundMessage {
     pub text: String,
     /// The provider's timestamp, when its payload has one.
     pub occurred_at: Option<OffsetDateTime>,
+    /// A second identity the delivery must be new under, for schemes whose
+    /// signature covers only part of the request (Plivo V2 signs the URL and
+    /// a nonce, not the body): `plivo-v2-nonce:<nonce>`, so one signed nonce
+    /// is accepted once. `None` for every other scheme.
+    pub replay_key: Option<String>,
 }
 
 /// Never prints the numbers or the text.
@@ -116,6 +142,9 @@ impl std::fmt::Debug for InboundMessage {
 #[derive(Debug)]
 pub enum Parsed {
     Message(InboundMessage),
+    /// A callback carrying several messages (Bandwidth batches its events):
+    /// each is recorded under its own message id.
+    Messages(Vec<InboundMessage>),
     /// A delivery-status callback or other event with no patient text:
     /// acknowledged, nothing recorded.
     Ignored(&'static str),
@@ -140,6 +169,8 @@ pub enum SignatureError {
     InvalidToken(&'static str),
     #[error("credentials do not match")]
     InvalidCredentials,
+    #[error("signature scheme not accepted: {0}")]
+    SchemeDisabled(&'static str),
 }
 
 /// A verified request whose content could not be read.
@@ -164,4 +195,22 @@ pub(crate) fn digits_phone(value: &str, field: &str) -> Result<PhoneNumber, Payl
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_outside_1970_to_9999_are_refused() {
+        assert!(parse_rfc3339("2026-01-01T00:00:00Z", "t").is_ok());
+        assert!(parse_rfc3339("1970-01-01T00:00:00Z", "t").is_ok());
+        assert!(parse_rfc3339("9999-12-31T23:59:59Z", "t").is_ok());
+        for bad in
+            ["1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "0000-01-01T00:00:00+23:59", "1970-01-01T00:30:00+01:00"]
+        {
+            assert!(parse_rfc3339(bad, "t").is_err(), "{bad}");
+        }
+        assert!(parse_rfc3339("9999-12-31T23:59:59-01:00", "t").is_err(), "year 10000 in UTC");
+    }
 }

@@ -1,6 +1,9 @@
 //! Plivo: `X-Plivo-Signature-V3` (a comma-separated list; any match passes)
-//! with `X-Plivo-Signature-V3-Nonce`, or the older V2 pair. No timestamp:
-//! the message id makes a replay a no-op. Replies are Plivo XML.
+//! with `X-Plivo-Signature-V3-Nonce`. No timestamp: the message id makes a
+//! replay a no-op. The older V2 pair signs only the URL and a nonce, not the
+//! body, so one observed pair would carry any body: it is refused unless
+//! config turns it on (`accept_v2_signatures`), and then its nonce is the
+//! message's `replay_key`, accepted once. Replies are Plivo XML.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -77,13 +80,25 @@ pub fn sign_v2(token: &str, url: &str, nonce: &str) -> String {
     STANDARD.encode(hmac(token, &format!("{}{nonce}", base_url(url))))
 }
 
+/// Which signature a request passed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    V3,
+    /// The legacy scheme, with its nonce (the only thing that tells one
+    /// signed V2 request from another).
+    V2 {
+        nonce: String,
+    },
+}
+
 /// Tries V3 first (either header: the subaccount's or the main account's),
-/// then V2; every configured token during rotation.
+/// then V2 when `accept_v2` is on; every configured token during rotation.
 pub fn verify(
     tokens: &[Secret],
+    accept_v2: bool,
     request: &WebhookRequest<'_>,
     params: &[(String, String)],
-) -> Result<(), SignatureError> {
+) -> Result<Verified, SignatureError> {
     let candidates = |headers: &[&str]| -> Vec<Vec<u8>> {
         headers
             .iter()
@@ -104,15 +119,31 @@ pub fn verify(
             return Err(SignatureError::MissingHeader("X-Plivo-Signature-V3"));
         }
         let string = format!("{}.{nonce}", v3_string(request.method, request.url, params));
-        return if matches(&|t| hmac(t, &string), &provided) { Ok(()) } else { Err(SignatureError::InvalidSignature) };
+        return if matches(&|t| hmac(t, &string), &provided) {
+            Ok(Verified::V3)
+        } else {
+            Err(SignatureError::InvalidSignature)
+        };
     }
     if let Some(nonce) = request.header(V2_NONCE_HEADER) {
+        if !accept_v2 {
+            return Err(SignatureError::SchemeDisabled(
+                "Plivo V2 signatures do not cover the body; send V3 or set providers.plivo.accept_v2_signatures",
+            ));
+        }
         let provided = candidates(&[V2_HEADER, V2_MAIN_ACCOUNT_HEADER]);
         if provided.is_empty() {
             return Err(SignatureError::MissingHeader("X-Plivo-Signature-V2"));
         }
+        if nonce.trim().is_empty() {
+            return Err(SignatureError::MalformedHeader("X-Plivo-Signature-V2-Nonce"));
+        }
         let string = format!("{}{nonce}", base_url(request.url));
-        return if matches(&|t| hmac(t, &string), &provided) { Ok(()) } else { Err(SignatureError::InvalidSignature) };
+        return if matches(&|t| hmac(t, &string), &provided) {
+            Ok(Verified::V2 { nonce: nonce.to_owned() })
+        } else {
+            Err(SignatureError::InvalidSignature)
+        };
     }
     Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce"))
 }
@@ -141,13 +172,23 @@ pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Resul
         to: Some(digits_phone(required(get("To"), "To")?, "To")?),
         text: get("Text").ok_or_else(|| PayloadError("missing field Text".into()))?.to_owned(),
         occurred_at: None,
+        replay_key: None,
     }))
 }
 
-pub fn receive(tokens: &[Secret], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+/// The `replay_key` of a message that came with a V2 signature.
+pub fn v2_replay_key(nonce: &str) -> String {
+    format!("plivo-v2-nonce:{nonce}")
+}
+
+pub fn receive(tokens: &[Secret], accept_v2: bool, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
     let params = params(request);
-    verify(tokens, request, &params)?;
-    Ok(parse(request, &params)?)
+    let verified = verify(tokens, accept_v2, request, &params)?;
+    let mut parsed = parse(request, &params)?;
+    if let (Verified::V2 { nonce }, Parsed::Message(message)) = (verified, &mut parsed) {
+        message.replay_key = Some(v2_replay_key(&nonce));
+    }
+    Ok(parsed)
 }
 
 /// Plivo XML: the confirmation goes back from the clinic number to the
@@ -206,15 +247,15 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert(V3_NONCE_HEADER, nonce.parse().unwrap());
             h.insert(V3_HEADER, format!("bm90IGl0, {}", v["expected_signature"].as_str().unwrap()).parse().unwrap());
-            assert_eq!(verify(&[Secret::new(token)], &request(method, url, &h), &params), Ok(()));
+            assert_eq!(verify(&[Secret::new(token)], false, &request(method, url, &h), &params), Ok(Verified::V3));
             let mut tampered = params.clone();
             tampered[0].1.push('x');
             assert_eq!(
-                verify(&[Secret::new(token)], &request(method, url, &h), &tampered),
+                verify(&[Secret::new(token)], false, &request(method, url, &h), &tampered),
                 Err(SignatureError::InvalidSignature)
             );
             assert_eq!(
-                verify(&[Secret::new("wrong")], &request(method, url, &h), &params),
+                verify(&[Secret::new("wrong")], false, &request(method, url, &h), &params),
                 Err(SignatureError::InvalidSignature)
             );
         }
@@ -230,21 +271,48 @@ mod tests {
             h.insert(V2_NONCE_HEADER, nonce.parse().unwrap());
             h.insert(V2_MAIN_ACCOUNT_HEADER, v["expected_signature"].as_str().unwrap().parse().unwrap());
             let rotation = [Secret::new("old"), Secret::new(token)];
-            assert_eq!(verify(&rotation, &request("POST", url, &h), &[]), Ok(()));
+            assert_eq!(
+                verify(&rotation, true, &request("POST", url, &h), &[]),
+                Ok(Verified::V2 { nonce: nonce.to_owned() })
+            );
+            assert!(matches!(
+                verify(&rotation, false, &request("POST", url, &h), &[]),
+                Err(SignatureError::SchemeDisabled(_))
+            ));
         }
+    }
+
+    #[test]
+    fn a_v2_message_carries_its_nonce_as_replay_key_and_v3_none() {
+        let url = "https://x/webhooks/plivo";
+        let body = b"From=14158675309&To=14155550100&Text=STOP&Type=sms&MessageUUID=abc-123";
+        let mut h = HeaderMap::new();
+        h.insert(V2_NONCE_HEADER, "n-1".parse().unwrap());
+        h.insert(V2_HEADER, sign_v2("t", url, "n-1").parse().unwrap());
+        let r = WebhookRequest { method: "POST", url, headers: &h, body, now: OffsetDateTime::UNIX_EPOCH };
+        let Parsed::Message(m) = receive(&[Secret::new("t")], true, &r).unwrap() else { panic!() };
+        assert_eq!(m.replay_key.as_deref(), Some("plivo-v2-nonce:n-1"));
+        assert!(receive(&[Secret::new("t")], false, &r).is_err());
+        let params = params(&r);
+        let mut h = HeaderMap::new();
+        h.insert(V3_NONCE_HEADER, "n-2".parse().unwrap());
+        h.insert(V3_HEADER, sign_v3("t", "POST", url, &params, "n-2").parse().unwrap());
+        let r = WebhookRequest { headers: &h, ..r };
+        let Parsed::Message(m) = receive(&[Secret::new("t")], false, &r).unwrap() else { panic!() };
+        assert_eq!(m.replay_key, None);
     }
 
     #[test]
     fn missing_headers_are_refused() {
         let h = HeaderMap::new();
         assert_eq!(
-            verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]),
+            verify(&[Secret::new("t")], true, &request("POST", "https://x/", &h), &[]),
             Err(SignatureError::MissingHeader("X-Plivo-Signature-V3-Nonce"))
         );
         let mut h = HeaderMap::new();
         h.insert(V3_NONCE_HEADER, "1".parse().unwrap());
         assert_eq!(
-            verify(&[Secret::new("t")], &request("POST", "https://x/", &h), &[]),
+            verify(&[Secret::new("t")], true, &request("POST", "https://x/", &h), &[]),
             Err(SignatureError::MissingHeader("X-Plivo-Signature-V3"))
         );
     }

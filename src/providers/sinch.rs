@@ -129,6 +129,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
             to: None,
             text,
             occurred_at: message.accept_time.as_deref().map(|t| parse_rfc3339(t, "message.accept_time")).transpose()?,
+            replay_key: None,
         }));
     }
     match callback.kind.as_deref() {
@@ -139,6 +140,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
             to: Some(digits_phone(required(callback.to.as_deref(), "to")?, "to")?),
             text: callback.body.ok_or_else(|| PayloadError("missing field body".into()))?,
             occurred_at: callback.received_at.as_deref().map(|t| parse_rfc3339(t, "received_at")).transpose()?,
+            replay_key: None,
         })),
         Some(_) => Ok(Parsed::Ignored("not an inbound text")),
         None => Err(PayloadError("missing field type".into())),
@@ -211,5 +213,13 @@ mod tests {
         assert!(m.to.is_none());
         assert!(matches!(parse(vectors()[1]["body"].as_str().unwrap().as_bytes()).unwrap(), Parsed::Ignored(_)));
         assert!(parse(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_time_outside_1970_to_9999_is_a_payload_error() {
+        let sms = br#"{"type":"mo_text","id":"01FC","from":"14158675309","to":"14155550100","body":"Stop","received_at":"0000-01-01T00:00:00+01:00"}"#;
+        assert!(parse(sms).is_err());
+        let conversation = br#"{"app_id":"app","message":{"id":"01FJ","direction":"TO_APP","contact_message":{"text_message":{"text":"STOP"}},"channel_identity":{"channel":"SMS","identity":"14158675309"},"accept_time":"1969-12-31T23:59:59Z"}}"#;
+        assert!(parse(conversation).is_err());
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::{phone, required, same_bytes, InboundMessage, Parsed, PayloadError, SignatureError};
+use super::{parse_rfc3339, phone, required, same_bytes, InboundMessage, Parsed, PayloadError, SignatureError};
 use crate::config::Secret;
 
 pub const NAME: &str = "standard-webhooks";
@@ -110,14 +110,7 @@ struct Body {
 pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     let body: Body =
         serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))?;
-    let occurred_at = body
-        .occurred_at
-        .as_deref()
-        .map(|t| {
-            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| PayloadError("occurred_at: not an RFC 3339 time".into()))
-        })
-        .transpose()?;
+    let occurred_at = body.occurred_at.as_deref().map(|t| parse_rfc3339(t, "occurred_at")).transpose()?;
     Ok(Parsed::Message(InboundMessage {
         provider: NAME,
         message_id: required(body.id.as_deref(), "id")?.to_owned(),
@@ -125,6 +118,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         to: Some(phone(required(body.to.as_deref(), "to")?, "to")?),
         text: body.text.ok_or_else(|| PayloadError("missing field text".into()))?,
         occurred_at,
+        replay_key: None,
     }))
 }
 
@@ -228,6 +222,16 @@ mod tests {
             br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"x","occurred_at":"yesterday"}"#,
         ] {
             assert!(parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn an_occurred_at_outside_1970_to_9999_is_a_payload_error() {
+        for at in ["0000-01-01T00:00:00+01:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00"] {
+            let body = format!(
+                r#"{{"id":"m1","from":"+14158675309","to":"+18005551212","text":"STOP","occurred_at":"{at}"}}"#
+            );
+            assert!(parse(body.as_bytes()).is_err(), "{at}");
         }
     }
 }

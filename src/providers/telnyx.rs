@@ -105,6 +105,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         to: Some(phone(required(to.as_deref(), "data.payload.to[0].phone_number")?, "to")?),
         text: message.text.unwrap_or_default(),
         occurred_at: at.as_deref().map(|t| parse_rfc3339(t, "data.payload.received_at")).transpose()?,
+        replay_key: None,
     }))
 }
 
@@ -188,5 +189,11 @@ mod tests {
             Parsed::Ignored(_)
         ));
         assert!(parse(br#"{"data":{"event_type":"message.received","payload":{"id":"m1"}}}"#).is_err());
+    }
+
+    #[test]
+    fn a_time_outside_1970_to_9999_is_a_payload_error() {
+        let body = br#"{"data":{"event_type":"message.received","id":"e1","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"0000-01-01T00:00:00+01:00"}}}"#;
+        assert!(parse(body).is_err());
     }
 }

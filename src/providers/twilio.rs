@@ -137,6 +137,7 @@ pub fn parse(params: &[(String, String)]) -> Result<Parsed, PayloadError> {
         to: Some(to),
         text: text.to_owned(),
         occurred_at: None,
+        replay_key: None,
     }))
 }
 

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256, Sha512};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{
-    digits_phone, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle,
-    SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
+    digits_phone, event_time, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection,
+    ReplyStyle, SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
 };
 use crate::config::{Secret, VonageSignatureMethod};
 
@@ -85,12 +85,31 @@ struct Claims {
     iat: Option<i64>,
     exp: Option<i64>,
     payload_hash: Option<String>,
+    api_key: Option<String>,
+    application_id: Option<String>,
+}
+
+/// What config says a Messages API token must name, beyond its signature:
+/// the account's `api_key` and one of its `application_id`s, when set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    pub api_key: Option<&'a str>,
+    pub application_ids: &'a [String],
 }
 
 /// Checks a Messages API JWT: HS256 with one of the secrets (no other
-/// algorithm, never `none`), `iat` fresh, `exp` not passed, and
-/// `payload_hash` equal to the body's SHA-256 when the claim is present.
-pub fn verify_jwt(secrets: &[Secret], token: &str, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
+/// algorithm, never `none`), `iat` fresh, `exp` not passed, `payload_hash`
+/// equal to the body's SHA-256 (required whenever there is a body: without
+/// it a captured token would carry any body for its lifetime), and the
+/// `api_key` and `application_id` claims Vonage documents, where config
+/// names them.
+pub fn verify_jwt(
+    secrets: &[Secret],
+    expected: &Expected<'_>,
+    token: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), SignatureError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_exp = false;
     validation.validate_aud = false;
@@ -113,11 +132,27 @@ pub fn verify_jwt(secrets: &[Secret], token: &str, body: &[u8], now: OffsetDateT
     if claims.exp.is_some_and(|exp| exp <= now) {
         return Err(SignatureError::TimestampTooOld);
     }
-    if let Some(hash) = claims.payload_hash {
-        let actual = hex::encode(Sha256::digest(body));
-        if !same_bytes(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
-            return Err(SignatureError::BodyHashMismatch);
+    if let Some(api_key) = expected.api_key {
+        if claims.api_key.as_deref() != Some(api_key) {
+            return Err(SignatureError::InvalidToken("api_key claim is not the configured account"));
         }
+    }
+    if !expected.application_ids.is_empty()
+        && !claims.application_id.as_deref().is_some_and(|id| expected.application_ids.iter().any(|a| a == id))
+    {
+        return Err(SignatureError::InvalidToken("application_id claim is not a configured application"));
+    }
+    match claims.payload_hash {
+        Some(hash) => {
+            let actual = hex::encode(Sha256::digest(body));
+            if !same_bytes(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
+                return Err(SignatureError::BodyHashMismatch);
+            }
+        }
+        None if !body.is_empty() => {
+            return Err(SignatureError::InvalidToken("no payload_hash claim to bind the body"));
+        }
+        None => {}
     }
     Ok(())
 }
@@ -157,9 +192,9 @@ pub fn parse_sms_api(params: &[(String, String)]) -> Result<Parsed, PayloadError
     let occurred_at = get("message-timestamp")
         .map(|t| {
             let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-            PrimitiveDateTime::parse(t, format)
-                .map(|t| t.assume_utc())
-                .map_err(|_| PayloadError("message-timestamp: expected YYYY-MM-DD HH:MM:SS".into()))
+            let at = PrimitiveDateTime::parse(t, format)
+                .map_err(|_| PayloadError("message-timestamp: expected YYYY-MM-DD HH:MM:SS".into()))?;
+            event_time(at.assume_utc(), "message-timestamp")
         })
         .transpose()?;
     Ok(Parsed::Message(InboundMessage {
@@ -169,6 +204,7 @@ pub fn parse_sms_api(params: &[(String, String)]) -> Result<Parsed, PayloadError
         to: Some(digits_phone(required(get("to"), "to")?, "to")?),
         text: get("text").ok_or_else(|| PayloadError("missing field text".into()))?.to_owned(),
         occurred_at,
+        replay_key: None,
     }))
 }
 
@@ -199,6 +235,7 @@ pub fn parse_messages_api(body: &[u8]) -> Result<Parsed, PayloadError> {
         to: Some(digits_phone(required(m.to.as_deref(), "to")?, "to")?),
         text: m.text.ok_or_else(|| PayloadError("missing field text".into()))?,
         occurred_at: m.timestamp.as_deref().map(|t| parse_rfc3339(t, "timestamp")).transpose()?,
+        replay_key: None,
     }))
 }
 
@@ -206,13 +243,14 @@ pub struct Secrets<'a> {
     pub method: VonageSignatureMethod,
     pub signature_secrets: &'a [Secret],
     pub jwt_secrets: &'a [Secret],
+    pub expected: Expected<'a>,
 }
 
 pub fn receive(secrets: &Secrets<'_>, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
     let bearer =
         request.header("authorization").and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     if let Some(token) = bearer {
-        verify_jwt(secrets.jwt_secrets, token.trim(), request.body, request.now)?;
+        verify_jwt(secrets.jwt_secrets, &secrets.expected, token.trim(), request.body, request.now)?;
         return Ok(parse_messages_api(request.body)?);
     }
     let params = params(request)?;
@@ -288,13 +326,18 @@ mod tests {
         let v = &vonage()["signed_webhook_jwt"]["vectors"][0];
         let token = v["token"].as_str().unwrap();
         let now = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 30).unwrap();
-        assert_eq!(verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", now), Ok(()));
-        assert_eq!(verify_jwt(&[Secret::new("asdf")], token, b"{}", now), Err(SignatureError::InvalidSignature));
-        let later = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 301).unwrap();
+        let secret = [Secret::new(v["signature_secret"].as_str().unwrap())];
+        let any = Expected::default();
+        // The published token has no payload_hash: it verifies for an empty
+        // body only; with a body it would leave the body unbound.
+        assert_eq!(verify_jwt(&secret, &any, token, b"", now), Ok(()));
         assert_eq!(
-            verify_jwt(&[Secret::new(v["signature_secret"].as_str().unwrap())], token, b"{}", later),
-            Err(SignatureError::TimestampTooOld)
+            verify_jwt(&secret, &any, token, b"{}", now),
+            Err(SignatureError::InvalidToken("no payload_hash claim to bind the body"))
         );
+        assert_eq!(verify_jwt(&[Secret::new("asdf")], &any, token, b"", now), Err(SignatureError::InvalidSignature));
+        let later = OffsetDateTime::from_unix_timestamp(1_697_634_680 + 301).unwrap();
+        assert_eq!(verify_jwt(&secret, &any, token, b"", later), Err(SignatureError::TimestampTooOld));
     }
 
     fn hs256(secret: &str, header: &str, claims: &Value) -> String {
@@ -314,9 +357,10 @@ mod tests {
         let token = hs256("s3cret", r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let secrets = [Secret::new("s3cret")];
-        assert_eq!(verify_jwt(&secrets, &token, body, now), Ok(()));
+        let any = Expected::default();
+        assert_eq!(verify_jwt(&secrets, &any, &token, body, now), Ok(()));
         assert_eq!(
-            verify_jwt(&secrets, &token, br#"{"channel":"sms","text":"START"}"#, now),
+            verify_jwt(&secrets, &any, &token, br#"{"channel":"sms","text":"START"}"#, now),
             Err(SignatureError::BodyHashMismatch)
         );
         let none = format!(
@@ -333,7 +377,7 @@ mod tests {
                 1,
             )
         );
-        assert_eq!(verify_jwt(&secrets, &none, body, now), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify_jwt(&secrets, &any, &none, body, now), Err(SignatureError::InvalidSignature));
         let hs512 = {
             use base64::Engine;
             let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -342,7 +386,44 @@ mod tests {
             mac.update(input.as_bytes());
             format!("{input}.{}", enc.encode(mac.finalize().into_bytes()))
         };
-        assert_eq!(verify_jwt(&secrets, &hs512, body, now), Err(SignatureError::InvalidSignature));
+        assert_eq!(verify_jwt(&secrets, &any, &hs512, body, now), Err(SignatureError::InvalidSignature));
+    }
+
+    #[test]
+    fn configured_api_key_and_application_ids_must_match_the_claims() {
+        let body = br#"{"channel":"sms","text":"STOP"}"#;
+        let hash = hex::encode(Sha256::digest(body));
+        let claims = serde_json::json!({ "iat": 1_700_000_000, "payload_hash": hash, "api_key": "abcd1234",
+            "application_id": "app-1" });
+        let token = hs256("s3cret", r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let secrets = [Secret::new("s3cret")];
+        let apps = ["app-0".to_owned(), "app-1".to_owned()];
+        let good = Expected { api_key: Some("abcd1234"), application_ids: &apps };
+        assert_eq!(verify_jwt(&secrets, &good, &token, body, now), Ok(()));
+        let other_key = Expected { api_key: Some("ffff0000"), ..good };
+        assert!(matches!(verify_jwt(&secrets, &other_key, &token, body, now), Err(SignatureError::InvalidToken(_))));
+        let other_apps = ["app-2".to_owned()];
+        let other_app = Expected { application_ids: &other_apps, ..good };
+        assert!(matches!(verify_jwt(&secrets, &other_app, &token, body, now), Err(SignatureError::InvalidToken(_))));
+        let bare = hs256(
+            "s3cret",
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &serde_json::json!({ "iat": 1_700_000_000, "payload_hash": hash }),
+        );
+        assert!(matches!(verify_jwt(&secrets, &good, &bare, body, now), Err(SignatureError::InvalidToken(_))));
+    }
+
+    #[test]
+    fn a_message_timestamp_outside_1970_to_9999_is_a_payload_error() {
+        let mut params = params_of(&vonage()["sms_sig"]["vectors"][9]["params"]);
+        for bad in ["-0001-01-01 00:00:00", "0000-06-01 12:00:00", "1969-12-31 23:59:59"] {
+            params.retain(|(k, _)| k != "message-timestamp");
+            params.push(("message-timestamp".into(), bad.into()));
+            assert!(parse_sms_api(&params).is_err(), "{bad}");
+        }
+        let messages = br#"{"channel":"sms","message_uuid":"u","to":"14155550100","from":"14158675309","timestamp":"0000-01-01T00:00:00+01:00","text":"STOP"}"#;
+        assert!(parse_messages_api(messages).is_err());
     }
 
     #[test]

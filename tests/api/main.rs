@@ -7,5 +7,6 @@ mod durability;
 mod helpers;
 mod providers;
 mod robustness;
+mod security_providers;
 mod standard_webhooks;
 mod twilio;
