@@ -2,7 +2,6 @@
 //! One request or a batch of up to 100. A valid request always gets 200
 //! with a decision per number; failures deny.
 
-use axum::extract::Request;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,8 +10,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ProblemResponses};
-use super::{read_body, AppState};
-use crate::config::ApiScope;
+use super::extract::{invalid_body, scope, Caller, JsonBody};
+use super::AppState;
 use crate::domain::{Decision, Reason};
 use crate::service::AuthorizationQuery;
 
@@ -76,10 +75,6 @@ impl From<Decision> for AuthorizationAnswer {
     }
 }
 
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("body is not valid: {e}")))
-}
-
 /// The program as logs may name it: a configured id, or `unknown`. The
 /// caller's string reaches the logs only when it is a configured program
 /// (the service answers `unknown_program` for anything else, before it
@@ -109,20 +104,19 @@ fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
     ),
     security(("api_key" = []))
 )]
-pub async fn authorize(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = state.auth.authenticate(&parts, ApiScope::Authorize)?;
-    let body = read_body(&parts.headers, body).await?;
-    let request: serde_json::Value = parse_json(&body)?;
-    let invalid = |e: serde_json::Error| ApiError::BadRequest(format!("body is not valid: {e}"));
+pub async fn authorize(
+    State(state): State<AppState>,
+    caller: Caller<scope::Authorize>,
+    JsonBody(request): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
     if request.get("requests").is_none() {
-        let single: AuthorizationRequest = serde_json::from_value(request).map_err(invalid)?;
+        let single: AuthorizationRequest = serde_json::from_value(request).map_err(invalid_body)?;
         let decision = state.service.authorize(&query(&single)).await;
         let program = logged_program(&single.program, &decision);
-        tracing::info!(caller = caller.name, program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
+        tracing::info!(caller = %caller.name, program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
     }
-    let batch: AuthorizationBatch = serde_json::from_value(request).map_err(invalid)?;
+    let batch: AuthorizationBatch = serde_json::from_value(request).map_err(invalid_body)?;
     if batch.requests.is_empty() || batch.requests.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
             "a batch holds 1 to {MAX_BATCH} requests, not {}",
@@ -132,7 +126,7 @@ pub async fn authorize(State(state): State<AppState>, request: Request) -> Resul
     let queries: Vec<_> = batch.requests.iter().map(query).collect();
     let decisions = state.service.authorize_many(&queries).await;
     let allowed = decisions.iter().filter(|d| d.allowed).count();
-    tracing::info!(caller = caller.name, requests = decisions.len(), allowed, "batch authorization");
+    tracing::info!(caller = %caller.name, requests = decisions.len(), allowed, "batch authorization");
     let results = batch
         .requests
         .into_iter()
