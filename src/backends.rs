@@ -11,9 +11,9 @@ use aws_sdk_dynamodb::types::{
 
 use crate::adapters::aws::{sdk_config, CallCounter};
 use crate::adapters::dynamodb::{DynamoStore, TTL_ATTRIBUTE};
-use crate::adapters::embedded::EmbeddedStore;
+use crate::adapters::embedded::{ledger_file, EmbeddedStore, LedgerFile, DATABASE_FILE, RECOVERY};
 use crate::adapters::kms::KmsKeyService;
-use crate::adapters::local_keyring::LocalKeyring;
+use crate::adapters::local_keyring::{LocalKeyring, KEYRING_FILE};
 use crate::config::{Config, KeysBackend, StorageBackend};
 use crate::crypto::{CacheLimits, Crypto};
 use crate::ports::{ConsentStore, KeyService};
@@ -40,6 +40,40 @@ pub struct Backends {
     pub calls: Calls,
     dynamodb: Option<aws_sdk_dynamodb::Client>,
     kms: Option<aws_sdk_kms::Client>,
+    /// The embedded ledger did not exist (nor, with the local keyring, the
+    /// keyring): the only start that may make index and integrity keys.
+    first_start: bool,
+}
+
+/// Decides, before any file is created, whether the data directory is a
+/// first start (nothing there), a normal start (both there), or damaged
+/// (one without the other, or an empty ledger): then nothing is created.
+fn check_data_dir(config: &Config) -> Result<bool, BackendError> {
+    let dir = &config.server.data_dir;
+    let ledger_path = dir.join(DATABASE_FILE);
+    let keyring_path = dir.join(KEYRING_FILE);
+    let ledger = ledger_file(dir).map_err(|e| BackendError(e.to_string()))?;
+    let local_keyring = config.keys.backend == KeysBackend::Local;
+    let keyring = local_keyring && keyring_path.exists();
+    let refuse = |what: String| {
+        Err(BackendError(format!("{what}; refusing to start rather than start with an empty ledger: {RECOVERY}")))
+    };
+    match (ledger, keyring) {
+        (LedgerFile::Missing, false) => Ok(true),
+        (LedgerFile::Present, true) => Ok(false),
+        (LedgerFile::Present, false) if !local_keyring => Ok(false),
+        (LedgerFile::Present, false) => refuse(format!(
+            "the ledger {} is there but its keyring {} is missing",
+            ledger_path.display(),
+            keyring_path.display()
+        )),
+        (LedgerFile::Missing, true) => refuse(format!(
+            "the keyring {} is there but its ledger {} is missing",
+            keyring_path.display(),
+            ledger_path.display()
+        )),
+        (LedgerFile::Empty, _) => refuse(format!("the ledger {} is empty (0 bytes)", ledger_path.display())),
+    }
 }
 
 impl Backends {
@@ -72,6 +106,10 @@ impl Backends {
             (KeysBackend::Kms, _) => Some(load(keys_config.region.clone(), keys_config.endpoint_url.clone()).await),
             (KeysBackend::Local, _) => None,
         };
+        let first_start = match storage.backend {
+            StorageBackend::Embedded => check_data_dir(config)?,
+            StorageBackend::Dynamodb => false,
+        };
         let (store, dynamodb): (Arc<dyn ConsentStore>, _) = match storage_sdk {
             Some(sdk) => {
                 let client_config =
@@ -84,6 +122,10 @@ impl Backends {
                 (Arc::new(EmbeddedStore::open(dir).map_err(|e| err(&dir.display().to_string())(e.to_string()))?), None)
             }
         };
+        let local_keys = |first: bool| {
+            let opened = if first { LocalKeyring::open_or_create(dir) } else { LocalKeyring::open(dir) };
+            opened.map_err(|e| BackendError(e.to_string()))
+        };
         let (keys, kms): (Arc<dyn KeyService>, _) = match keys_sdk {
             Some(sdk) => {
                 let client_config = aws_sdk_kms::config::Builder::from(&sdk).interceptor(calls.kms.clone()).build();
@@ -91,23 +133,51 @@ impl Backends {
                 let key_id = keys_config.key_id.clone().expect("validated");
                 (Arc::new(KmsKeyService::new(client.clone(), key_id)), Some(client))
             }
-            None => (Arc::new(LocalKeyring::open_or_create(dir).map_err(|e| BackendError(e.to_string()))?), None),
+            // On DynamoDB `provision` makes the keyring; on the embedded store
+            // only a first start does.
+            None if storage.backend == StorageBackend::Dynamodb => (Arc::new(local_keys(true)?), None),
+            None => match local_keys(first_start) {
+                Ok(keys) => (Arc::new(keys), None),
+                Err(e) => {
+                    if first_start {
+                        // Leave the directory as it was.
+                        drop(store);
+                        let _ = std::fs::remove_file(dir.join(DATABASE_FILE));
+                    }
+                    return Err(e);
+                }
+            },
         };
-        Ok(Backends { store, keys, calls, dynamodb, kms })
+        Ok(Backends { store, keys, calls, dynamodb, kms, first_start })
     }
 
-    /// Unwraps the index and integrity keys. Only a local box makes them on
-    /// first start; on DynamoDB that is `provision`'s job, so a missing
-    /// keyring item can never silently re-key (and orphan) the ledger.
+    /// Unwraps the index and integrity keys. Only a local box makes them,
+    /// and only on its first start (no ledger, no keyring); on DynamoDB that
+    /// is `provision`'s job, so a missing keyring item can never silently
+    /// re-key (and orphan) the ledger.
     pub async fn crypto(&self, config: &Config) -> Result<Crypto, BackendError> {
-        let create = config.storage.backend == StorageBackend::Embedded;
-        Crypto::bootstrap(self.keys.clone(), self.store.as_ref(), create, CacheLimits::default())
-            .await
-            .map_err(|e| BackendError(format!("keys: {e}")))
+        let embedded = config.storage.backend == StorageBackend::Embedded;
+        match Crypto::bootstrap(
+            self.keys.clone(),
+            self.store.as_ref(),
+            embedded && self.first_start,
+            CacheLimits::default(),
+        )
+        .await
+        {
+            Ok(crypto) => Ok(crypto),
+            Err(crate::crypto::CryptoError::NotProvisioned) if embedded => Err(BackendError(format!(
+                "the ledger {} holds no index and integrity keys (no KEYRING item) although this is not its first \
+                 start; refusing to start rather than start with an empty ledger: {RECOVERY}",
+                config.server.data_dir.join(DATABASE_FILE).display()
+            ))),
+            Err(e) => Err(BackendError(format!("keys: {e}"))),
+        }
     }
 
-    /// Creates what the config names when it is missing: the table (with TTL
-    /// on idempotency markers), the KMS key and alias when an endpoint is set
+    /// Creates what the config names when it is missing: the table (TTL
+    /// enabled on an attribute no item carries today: idempotency markers
+    /// never expire), the KMS key and alias when an endpoint is set
     /// (a local emulator), and the wrapped index and integrity keys.
     /// Returns what it did, one line each.
     pub async fn provision(&self, config: &Config) -> Result<Vec<String>, BackendError> {

@@ -54,6 +54,8 @@ pub enum CryptoError {
     Store(#[from] StoreError),
     #[error("the store holds no index and integrity keys: run `sms-consent provision` first")]
     NotProvisioned,
+    #[error("a value could not be serialised: {0}")]
+    Serialise(String),
 }
 
 /// The index and integrity keys, wrapped by the key service and kept in the
@@ -261,18 +263,22 @@ impl Crypto {
         String::from_utf8(plaintext).map_err(|_| CryptoError::Malformed)
     }
 
-    fn tag_with(key: &[u8; 32], pid: &str, version: u64, consent: &ConsentState) -> Vec<u8> {
+    /// The HMAC binds the key the item is stored under (`PHONE#<pid>` /
+    /// `STATE`, with the pid that was asked for), its version and its consent.
+    fn tag_with(key: &[u8; 32], pid: &str, version: u64, consent: &ConsentState) -> Result<Vec<u8>, CryptoError> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
-        let consent = serde_json::to_vec(consent).expect("consent state serialises");
+        // A time outside what RFC 3339 can write (year < 0 or > 9999) does
+        // not serialise: an error, never a panic.
+        let consent = serde_json::to_vec(consent).map_err(|e| CryptoError::Serialise(e.to_string()))?;
         mac.update(format!("PHONE#{pid}\u{1f}STATE\u{1f}{version}\u{1f}").as_bytes());
         mac.update(&consent);
-        mac.finalize().into_bytes().to_vec()
+        Ok(mac.finalize().into_bytes().to_vec())
     }
 
     /// `t1.<key id>.<HMAC>` over the record's key, version and consent fields.
-    pub fn tag(&self, pid: &str, version: u64, consent: &ConsentState) -> String {
-        let (id, key) = self.integrity_keys.last().expect("at least one integrity key");
-        format!("{TAG_VERSION}.{id}.{}", URL_SAFE_NO_PAD.encode(Self::tag_with(key, pid, version, consent)))
+    pub fn tag(&self, pid: &str, version: u64, consent: &ConsentState) -> Result<String, CryptoError> {
+        let (id, key) = self.integrity_keys.last().ok_or(CryptoError::Malformed)?;
+        Ok(format!("{TAG_VERSION}.{id}.{}", URL_SAFE_NO_PAD.encode(Self::tag_with(key, pid, version, consent)?)))
     }
 
     /// Constant-time check of a stored tag, with whichever key made it.
@@ -288,6 +294,9 @@ impl Crypto {
         let Some((_, key)) = self.integrity_keys.iter().find(|(k, _)| k == id) else {
             return false;
         };
-        Self::tag_with(key, pid, version, consent).ct_eq(&mac).into()
+        match Self::tag_with(key, pid, version, consent) {
+            Ok(expected) => expected.ct_eq(&mac).into(),
+            Err(_) => false,
+        }
     }
 }

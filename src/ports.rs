@@ -122,19 +122,42 @@ pub struct OutboxItem {
     pub due_at: OffsetDateTime,
 }
 
-/// One atomic write: the idempotency marker, the event, an outbox item where
+/// One atomic write: the idempotency markers, the event, an outbox item where
 /// a reply is due, and the new state when it changed.
+///
+/// Idempotency markers never expire: an event id stays known as long as the
+/// ledger keeps its events (for ever), so a captured delivery replayed at any
+/// age is a duplicate.
+///
+/// Every commit keeps two invariants of the ledger at rest:
+/// - if any event of a number exists, its `STATE` exists: a commit without a
+///   new state creates a default one (`initial_state`, version 1) when none is
+///   there, without a read; so a missing `STATE` beside events is a deletion;
+/// - a `STATE` of version v is written once: its version marker
+///   (`PHONE#<pid>` / `STATEV#<v>`) is written with it, and a marker already
+///   there means the state was rolled back (`CommitOutcome::Tampered`).
 #[derive(Debug, Clone)]
 pub struct LedgerWrite {
     /// `DEDUP#<source>#<id>`; the write is refused as a duplicate if present.
     pub dedup_key: String,
-    pub dedup_expires_at: OffsetDateTime,
+    /// Further replay keys of the same delivery (e.g. a provider's nonce),
+    /// each `DEDUP#...`: all must be absent and all are written; any present
+    /// makes the write a duplicate.
+    pub extra_dedup_keys: Vec<String>,
     pub event: EventItem,
     pub outbox: Option<OutboxItem>,
     /// New state, written only if the stored version is still `expected_version`
     /// (`None`: no state item may exist yet).
     pub state: Option<StateItem>,
     pub expected_version: Option<u64>,
+    /// With no `state`: the version-1 state to create if the number has none
+    /// (ignored when a `STATE` exists). The service always sets it then.
+    pub initial_state: Option<StateItem>,
+}
+
+/// Sort key of the marker that a `STATE` of `version` was once written.
+pub fn state_version_key(version: u64) -> String {
+    format!("STATEV#{version:020}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +167,11 @@ pub enum CommitOutcome {
     Duplicate,
     /// Someone else changed the state since it was read: re-read and retry.
     VersionConflict,
+    /// The stored `STATE` was changed behind the service's back: the new
+    /// state's version marker was already there (the `STATE` was put back to
+    /// an older version), or, on the embedded store, a number with items has
+    /// no `STATE` (it was deleted). Nothing was written.
+    Tampered,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +189,13 @@ pub trait ConsentStore: Send + Sync {
     /// Strongly consistent read of many states (at most 100) in one call,
     /// in the order asked.
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError>;
+    /// Whether any item of the number exists (one strongly consistent read
+    /// of at most one item): where no `STATE` was found, a yes means the
+    /// `STATE` was deleted. The default fails closed.
+    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
+        let _ = pid;
+        Err(StoreError::Unavailable("this store cannot tell whether a number has items".into()))
+    }
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;

@@ -5,15 +5,16 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use sms_consent::adapters::embedded::EmbeddedStore;
 use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::backends::{Backends, Calls};
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
-use sms_consent::ports::{ConsentStore, LedgerWrite, SystemClock};
+use sms_consent::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite};
 use sms_consent::providers::{InboundMessage, ReplyStyle};
 use sms_consent::service::{AuthorizationQuery, ConsentService, InboundOutcome};
 use time::OffsetDateTime;
@@ -32,7 +33,32 @@ help_contact = "555-0100"
 frequency = "Msg frequency varies"
 categories = ["appointment_reminders", "billing"]
 default = "opted_in"
+
+[[programs]]
+id = "pharmacy"
+name = "Lakeside Pharmacy"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550200"]
+help_contact = "555-0200"
+frequency = "Up to 4 msgs/mo"
+categories = ["refills"]
+default = "no_consent"
 "#;
+
+/// A clock the tests move forward.
+pub struct TestClock(Mutex<OffsetDateTime>);
+
+impl TestClock {
+    pub fn advance(&self, by: time::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
 
 pub struct Harness {
     pub service: ConsentService,
@@ -40,6 +66,11 @@ pub struct Harness {
     /// Counted AWS calls (DynamoDB backend only).
     pub calls: Option<Calls>,
     pub table: String,
+    pub clock: Arc<TestClock>,
+    crypto: Arc<Crypto>,
+    config: Config,
+    /// The data directory of the embedded store (`None` on DynamoDB).
+    embedded: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,13 +78,19 @@ fn config(extra: &str) -> Config {
     Config::from_toml(&format!("{extra}\n{PROGRAMS}")).unwrap()
 }
 
+fn test_clock() -> Arc<TestClock> {
+    Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())))
+}
+
 pub async fn embedded() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ConsentStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let keys = Arc::new(LocalKeyring::open_or_create(dir.path()).unwrap());
-    let crypto = Crypto::bootstrap(keys, store.as_ref(), true, CacheLimits::default()).await.unwrap();
-    let service = ConsentService::new(&config(""), store.clone(), Arc::new(crypto), Arc::new(SystemClock));
-    Harness { service, store, calls: None, table: "embedded".into(), _dir: dir }
+    let crypto = Arc::new(Crypto::bootstrap(keys, store.as_ref(), true, CacheLimits::default()).await.unwrap());
+    let (config, clock) = (config(""), test_clock());
+    let service = ConsentService::new(&config, store.clone(), crypto.clone(), clock.clone());
+    let embedded = Some(dir.path().to_owned());
+    Harness { service, store, calls: None, table: "embedded".into(), clock, crypto, config, embedded, _dir: dir }
 }
 
 /// The moto endpoint `./scripts/test` started.
@@ -83,9 +120,28 @@ pub async fn dynamodb() -> Harness {
     let config = config(&moto_config(&table, &format!("alias/{}", unique("contract"))));
     let backends = Backends::open(&config).await.unwrap();
     backends.provision(&config).await.unwrap();
-    let crypto = backends.crypto(&config).await.unwrap();
-    let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), Arc::new(SystemClock));
-    Harness { service, store: backends.store.clone(), calls: Some(backends.calls.clone()), table, _dir: dir }
+    let crypto = Arc::new(backends.crypto(&config).await.unwrap());
+    let clock = test_clock();
+    let service = ConsentService::new(&config, backends.store.clone(), crypto.clone(), clock.clone());
+    let (store, calls) = (backends.store.clone(), Some(backends.calls.clone()));
+    Harness { service, store, calls, table, clock, crypto, config, embedded: None, _dir: dir }
+}
+
+/// The consent record of one number as the table holds it: its `data` JSON.
+fn state_key(pid: &str) -> (String, String) {
+    (format!("PHONE#{pid}"), "STATE".to_owned())
+}
+
+async fn raw_dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sms_consent::adapters::aws::sdk_config(Some("us-east-1"), Some(&moto())).await)
+}
+
+const ITEMS: redb::TableDefinition<(&str, &str), &[u8]> = redb::TableDefinition::new("items");
+
+/// One change made with raw write access, behind the service's back.
+pub enum Raw {
+    Put { pk: String, sk: String, data: String },
+    Delete { pk: String, sk: String },
 }
 
 pub fn sms(id: &str, from: &str, text: &str, at: Option<&str>) -> InboundMessage {
@@ -101,6 +157,116 @@ pub fn sms(id: &str, from: &str, text: &str, at: Option<&str>) -> InboundMessage
 }
 
 impl Harness {
+    /// Closes the embedded store and opens it again from its files (as a
+    /// restart does); on DynamoDB there is nothing to reopen.
+    pub async fn reopen(&mut self) {
+        self.close_and(|_| ()).await;
+    }
+
+    /// With the embedded store closed, runs `f` on its data directory, then
+    /// reopens the store (the keys stay: they do not depend on the handle).
+    async fn close_and<R>(&mut self, f: impl FnOnce(&std::path::Path) -> R) -> R {
+        let Some(dir) = self.embedded.clone() else {
+            return f(std::path::Path::new(""));
+        };
+        // A store that is never called stands in while the file is closed.
+        let idle: Arc<dyn ConsentStore> = Arc::new(sms_consent::adapters::dynamodb::DynamoStore::new(
+            aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::Config::builder().behavior_version_latest().build()),
+            "closed",
+        ));
+        self.service = ConsentService::new(&self.config, idle.clone(), self.crypto.clone(), self.clock.clone());
+        self.store = idle;
+        let out = f(&dir);
+        let store: Arc<dyn ConsentStore> = Arc::new(EmbeddedStore::open(&dir).unwrap());
+        self.service = ConsentService::new(&self.config, store.clone(), self.crypto.clone(), self.clock.clone());
+        self.store = store;
+        out
+    }
+
+    /// The `data` of one raw item.
+    pub async fn raw_get(&mut self, pk: &str, sk: &str) -> Option<String> {
+        if self.embedded.is_none() {
+            let key = std::collections::HashMap::from([
+                ("PK".to_owned(), AttributeValue::S(pk.into())),
+                ("SK".to_owned(), AttributeValue::S(sk.into())),
+            ]);
+            let out = raw_dynamodb().await.get_item().table_name(&self.table).set_key(Some(key)).send().await.unwrap();
+            return out.item().map(|item| item["data"].as_s().unwrap().clone());
+        }
+        self.close_and(|dir| {
+            let db = redb::Database::open(dir.join("ledger.redb")).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(ITEMS).unwrap();
+            let value = table.get((pk, sk)).unwrap().map(|v| String::from_utf8(v.value().to_vec()).unwrap());
+            value
+        })
+        .await
+    }
+
+    /// Applies raw changes, as someone with write access to the table.
+    pub async fn raw(&mut self, changes: Vec<Raw>) {
+        if self.embedded.is_none() {
+            let client = raw_dynamodb().await;
+            for change in changes {
+                match change {
+                    Raw::Put { pk, sk, data } => {
+                        let version: serde_json::Value = serde_json::from_str(&data).unwrap();
+                        let mut put = client
+                            .put_item()
+                            .table_name(&self.table)
+                            .item("PK", AttributeValue::S(pk))
+                            .item("SK", AttributeValue::S(sk))
+                            .item("data", AttributeValue::S(data.clone()));
+                        if let Some(v) = version.get("version").and_then(|v| v.as_u64()) {
+                            put = put.item("version", AttributeValue::N(v.to_string()));
+                        }
+                        put.send().await.unwrap();
+                    }
+                    Raw::Delete { pk, sk } => {
+                        client
+                            .delete_item()
+                            .table_name(&self.table)
+                            .key("PK", AttributeValue::S(pk))
+                            .key("SK", AttributeValue::S(sk))
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+            return;
+        }
+        self.close_and(|dir| {
+            let db = redb::Database::open(dir.join("ledger.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(ITEMS).unwrap();
+                for change in changes {
+                    match change {
+                        Raw::Put { pk, sk, data } => {
+                            table.insert((pk.as_str(), sk.as_str()), data.as_bytes()).unwrap();
+                        }
+                        Raw::Delete { pk, sk } => {
+                            table.remove((pk.as_str(), sk.as_str())).unwrap();
+                        }
+                    }
+                }
+            }
+            txn.commit().unwrap();
+        })
+        .await
+    }
+
+    pub fn alarms(&self) -> u64 {
+        self.service.counters.integrity_alarms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub async fn reasons(&self, numbers: &[&str]) -> Vec<Reason> {
+        let queries: Vec<AuthorizationQuery> =
+            numbers.iter().map(|to| AuthorizationQuery { to, program: "clinic", category: "billing" }).collect();
+        self.service.authorize_many(&queries).await.into_iter().map(|d| d.reason).collect()
+    }
+
     pub async fn reason(&self, to: &str) -> Reason {
         self.service.authorize(&AuthorizationQuery { to, program: "clinic", category: "billing" }).await.reason
     }
@@ -191,11 +357,12 @@ macro_rules! contract {
                 state.version += 1;
                 let write = LedgerWrite {
                     dedup_key: "DEDUP#tamper#1".into(),
-                    dedup_expires_at: OffsetDateTime::now_utc(),
+                    extra_dedup_keys: Vec::new(),
                     event,
                     outbox: None,
                     state: Some(state),
                     expected_version: expected,
+                    initial_state: None,
                 };
                 h.store.commit(write).await.unwrap();
                 assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
@@ -236,18 +403,47 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_batch_authorization_is_one_store_call() {
                 let h = super::$backend().await;
-                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP ALL", None), INLINE).await.unwrap();
                 let numbers: Vec<String> = (0..100).map(|i| format!("+1415555{i:04}")).chain([PATIENT.to_owned()]).skip(1).collect();
-                let queries: Vec<AuthorizationQuery> = numbers.iter().map(|to| AuthorizationQuery { to, program: "clinic", category: "billing" }).collect();
+                // A program whose default is no consent: a missing STATE denies without a further read.
+                let queries: Vec<AuthorizationQuery> = numbers.iter().map(|to| AuthorizationQuery { to, program: "pharmacy", category: "refills" }).collect();
                 let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
                 let decisions = h.service.authorize_many(&queries).await;
                 assert_eq!(decisions.len(), 100);
                 assert_eq!(decisions[99].reason, Reason::OptedOut);
-                assert!(decisions[..99].iter().all(|d| d.reason == Reason::Allowed));
+                assert!(decisions[..99].iter().all(|d| d.reason == Reason::NoConsent));
                 if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
                     assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one BatchGetItem");
                     assert_eq!(calls.kms.count() - kms, 0);
                 }
+            }
+
+            #[tokio::test]
+            async fn only_a_missing_state_in_an_opted_in_program_costs_a_second_read() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP ALL", None), INLINE).await.unwrap();
+                let count = || h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                let cost = |before: Option<(usize, usize)>| count().zip(before).map(|((d, k), (d0, k0))| (d - d0, k - k0));
+                let before = count();
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                let stored = cost(before);
+                let before = count();
+                assert_eq!(h.reason("+14158675399").await, Reason::Allowed);
+                let missing_opted_in = cost(before);
+                let before = count();
+                let query = AuthorizationQuery { to: "+14158675399", program: "pharmacy", category: "refills" };
+                assert_eq!(h.service.authorize(&query).await.reason, Reason::NoConsent);
+                let missing_no_consent = cost(before);
+                let before = count();
+                assert_eq!(h.reasons(&[PATIENT, "+14158675398", "+14158675397"]).await, [Reason::OptedOut, Reason::Allowed, Reason::Allowed]);
+                let batch = cost(before);
+                if h.calls.is_some() {
+                    assert_eq!(stored, Some((1, 0)), "a stored STATE: one GetItem");
+                    assert_eq!(missing_opted_in, Some((2, 0)), "no STATE, opted-in program: GetItem and one Query");
+                    assert_eq!(missing_no_consent, Some((1, 0)), "no STATE, no-consent program: one GetItem");
+                    assert_eq!(batch, Some((3, 0)), "one BatchGetItem and a Query per missing number");
+                }
+                assert_eq!(h.alarms(), 0);
             }
 
             #[tokio::test]
@@ -300,12 +496,135 @@ macro_rules! contract {
                 h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
                 let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
                 assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
-                assert_eq!(h.reason("+14158675399").await, Reason::Allowed);
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
                 if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
                     assert_eq!(calls.dynamodb.count() - dynamodb, 2, "one GetItem per authorization");
                     assert_eq!(calls.kms.count() - kms, 0, "no KMS call on the authorization path");
                 }
                 assert!(!h.table.is_empty());
+            }
+
+            #[tokio::test]
+            async fn a_start_replayed_after_31_days_is_still_a_duplicate() {
+                // Twilio and Plivo sign no timestamp: the event time is the arrival time.
+                let mut h = super::$backend().await;
+                let start = sms("captured-start", PATIENT, "START", None);
+                h.service.handle_inbound(&start, INLINE).await.unwrap();
+                h.clock.advance(time::Duration::hours(1));
+                h.service.handle_inbound(&sms("later-stop", PATIENT, "STOP", None), INLINE).await.unwrap();
+                h.clock.advance(time::Duration::days(31));
+                h.reopen().await;
+                assert_eq!(h.service.handle_inbound(&start, INLINE).await.unwrap(), InboundOutcome::Duplicate);
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                assert_eq!(h.ledger_len(PATIENT).await, 2);
+            }
+
+            #[tokio::test]
+            async fn every_extra_dedup_key_is_written_and_any_known_one_is_a_duplicate() {
+                let h = super::$backend().await;
+                let pid = h.pid(PATIENT);
+                let at = OffsetDateTime::now_utc();
+                let write = |dedup: &str, extra: &[&str]| LedgerWrite {
+                    dedup_key: format!("DEDUP#test#{dedup}"),
+                    extra_dedup_keys: extra.iter().map(|k| format!("DEDUP#nonce#{k}")).collect(),
+                    event: EventItem {
+                        pid: pid.clone(), event_id: format!("test:{dedup}"), kind: "help".into(), source: "test".into(),
+                        program: None, categories: Vec::new(), text: None, evidence: None, caller: None,
+                        signature_verified: true, occurred_at: at, received_at: at,
+                    },
+                    outbox: None,
+                    state: None,
+                    expected_version: None,
+                    initial_state: None,
+                };
+                assert_eq!(h.store.commit(write("a", &["n1"])).await.unwrap(), CommitOutcome::Committed);
+                assert_eq!(h.store.commit(write("b", &["n1"])).await.unwrap(), CommitOutcome::Duplicate, "a known nonce");
+                assert_eq!(h.store.commit(write("c", &["n2", "n3"])).await.unwrap(), CommitOutcome::Committed);
+                assert_eq!(h.store.commit(write("d", &["n4", "n3"])).await.unwrap(), CommitOutcome::Duplicate, "the second nonce was written too");
+                assert_eq!(h.store.commit(write("a", &["n5"])).await.unwrap(), CommitOutcome::Duplicate, "a known id");
+                assert_eq!(h.store.commit(write("e", &["n4"])).await.unwrap(), CommitOutcome::Committed, "nothing of a refused write was kept");
+                let ids: Vec<String> = h.store.events(&pid).await.unwrap().into_iter().map(|e| e.event_id).collect();
+                assert_eq!(ids.len(), 3);
+                assert!(ids.iter().all(|id| ["test:a", "test:c", "test:e"].contains(&id.as_str())));
+            }
+
+            #[tokio::test]
+            async fn a_state_put_back_to_an_older_version_fails_the_next_write() {
+                let mut h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let (pk, sk) = state_key(&h.pid(PATIENT));
+                let opted_out = h.raw_get(&pk, &sk).await.unwrap();
+                h.clock.advance(time::Duration::minutes(1));
+                h.service.handle_inbound(&sms("m2", PATIENT, "START", None), INLINE).await.unwrap();
+                h.clock.advance(time::Duration::minutes(1));
+                h.service.handle_inbound(&sms("m3", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let v3 = h.raw_get(&pk, &sk).await.unwrap();
+                assert!(v3.contains(r#""version":3"#), "{v3}");
+                // Put version 1 back: the next write would make a second version 2.
+                h.raw(vec![Raw::Put { pk: pk.clone(), sk: sk.clone(), data: opted_out }]).await;
+                h.clock.advance(time::Duration::minutes(1));
+                let result = h.service.handle_inbound(&sms("m4", PATIENT, "START", None), INLINE).await;
+                assert!(matches!(result, Err(sms_consent::service::ServiceError::Integrity)), "{result:?}");
+                assert_eq!(h.alarms(), 1);
+                // Nothing of the refused write was kept: the same delivery after a repair is new.
+                h.raw(vec![Raw::Put { pk: pk.clone(), sk: sk.clone(), data: v3 }]).await;
+                assert!(matches!(h.service.handle_inbound(&sms("m4", PATIENT, "START", None), INLINE).await.unwrap(), InboundOutcome::Recorded { .. }));
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed);
+            }
+
+            #[tokio::test]
+            async fn a_deleted_state_of_a_number_with_events_denies_and_raises_an_alarm() {
+                let mut h = super::$backend().await;
+                let other = "+14158675310";
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let (pk, sk) = state_key(&h.pid(PATIENT));
+                h.raw(vec![Raw::Delete { pk, sk }]).await;
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+                assert_eq!(h.alarms(), 1);
+                assert_eq!(h.reasons(&[other, PATIENT]).await, [Reason::Allowed, Reason::Unavailable]);
+                assert_eq!(h.alarms(), 2);
+                assert!(h.service.handle_inbound(&sms("m2", PATIENT, "START", None), INLINE).await.is_err(), "no restart from the default");
+                assert_eq!(h.alarms(), 3);
+            }
+
+            #[tokio::test]
+            async fn a_state_whose_pid_was_edited_denies_in_single_and_batch_reads() {
+                let mut h = super::$backend().await;
+                let other = "+14158675310";
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let (pk, sk) = state_key(&h.pid(PATIENT));
+                let data = h.raw_get(&pk, &sk).await.unwrap();
+                let edited = data.replace(&h.pid(PATIENT), &h.pid(other));
+                assert_ne!(edited, data);
+                h.raw(vec![Raw::Put { pk, sk, data: edited }]).await;
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+                assert_eq!(h.reasons(&[PATIENT, other]).await, [Reason::Unavailable, Reason::Allowed]);
+                assert_eq!(h.alarms(), 2);
+            }
+
+            #[tokio::test]
+            async fn another_numbers_state_copied_over_denies_in_single_and_batch_reads() {
+                let mut h = super::$backend().await;
+                let other = "+14158675310";
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("m2", other, "START", None), INLINE).await.unwrap();
+                let (other_pk, sk) = state_key(&h.pid(other));
+                let copied = h.raw_get(&other_pk, &sk).await.unwrap();
+                let (pk, _) = state_key(&h.pid(PATIENT));
+                h.raw(vec![Raw::Put { pk, sk, data: copied }]).await;
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+                assert_eq!(h.reasons(&[other, PATIENT]).await, [Reason::Allowed, Reason::Unavailable]);
+                assert_eq!(h.alarms(), 2);
+            }
+
+            #[tokio::test]
+            async fn an_event_time_outside_1970_to_9999_is_refused_not_a_panic() {
+                let h = super::$backend().await;
+                let mut message = sms("m1", PATIENT, "STOP", None);
+                message.occurred_at = Some(time::macros::datetime!(-0001-06-01 0:00 UTC));
+                let result = h.service.handle_inbound(&message, INLINE).await;
+                assert!(matches!(result, Err(sms_consent::service::ServiceError::Invalid(_))), "{result:?}");
+                assert_eq!(h.ledger_len(PATIENT).await, 0);
             }
         }
     };

@@ -1,6 +1,7 @@
 //! The DynamoDB consent store: the single-table items of ARCHITECTURE.md.
-//! An inbound event is one `TransactWriteItems` (dedup marker, event, outbox,
-//! state with a version condition); authorization is one consistent
+//! An inbound event is one `TransactWriteItems` (dedup markers, event,
+//! outbox, state with a version condition and its version marker, or the
+//! default state created if absent); authorization is one consistent
 //! `GetItem`, a batch one `BatchGetItem`.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
@@ -18,14 +19,17 @@ use serde::Serialize;
 
 use super::embedded::{phone_pk, KEYRING_PK, KEYRING_SK};
 use crate::crypto::WrappedKeys;
-use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
+use crate::ports::{
+    state_version_key, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+};
 
 const PK: &str = "PK";
 const SK: &str = "SK";
 const DATA: &str = "data";
 const VERSION: &str = "version";
-/// The TTL attribute (epoch seconds) of idempotency markers; events never
-/// carry it, so they never expire.
+/// The table's TTL attribute (epoch seconds). No item carries it today:
+/// idempotency markers are kept for ever, as events are, so a replay of a
+/// captured delivery at any age is a duplicate. (Kept for future use.)
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const STATE_SK: &str = "STATE";
 const DEDUP_SK: &str = "-";
@@ -53,10 +57,23 @@ fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
 }
 
-fn item<T: Serialize>(pk: &str, sk: &str, value: &T) -> HashMap<String, AttributeValue> {
+fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("item does not serialise: {e}")))
+}
+
+fn item<T: Serialize>(pk: &str, sk: &str, value: &T) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let mut item = key(pk, sk);
-    item.insert(DATA.to_owned(), s(serde_json::to_string(value).expect("items serialise")));
-    item
+    item.insert(DATA.to_owned(), s(json(value)?));
+    Ok(item)
+}
+
+/// The pid of a `PHONE#<pid>` key attribute.
+fn pid_of(item: &HashMap<String, AttributeValue>) -> Result<String, StoreError> {
+    item.get(PK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|pk| pk.strip_prefix("PHONE#"))
+        .map(str::to_owned)
+        .ok_or_else(|| StoreError::Corrupt("STATE item has no PHONE# key".into()))
 }
 
 fn decode<T: DeserializeOwned>(item: &HashMap<String, AttributeValue>) -> Result<T, StoreError> {
@@ -156,9 +173,10 @@ impl ConsentStore for DynamoStore {
                     .send()
                     .await
                     .map_err(unavailable)?;
+                // Keyed by the key each item is stored under, never by the pid
+                // inside its data: the service checks that the two agree.
                 for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    let state = decode_state(item)?;
-                    found.insert(state.pid.clone(), state);
+                    found.insert(pid_of(item)?, decode_state(item)?);
                 }
                 match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     Some(rest) if !rest.keys().is_empty() => {
@@ -173,19 +191,40 @@ impl ConsentStore for DynamoStore {
         Ok(pids.iter().map(|_| None).collect())
     }
 
+    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .limit(1)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(!out.items().is_empty())
+    }
+
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
         let pk = phone_pk(&write.event.pid);
-        let mut dedup = key(&write.dedup_key, DEDUP_SK);
-        dedup.insert("event_id".into(), s(&write.event.event_id));
-        dedup.insert(TTL_ATTRIBUTE.into(), AttributeValue::N(write.dedup_expires_at.unix_timestamp().to_string()));
-        let mut items = vec![build(put(&self.table, dedup).condition_expression("attribute_not_exists(PK)"))?];
-        items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)))?);
+        let mut items = Vec::new();
+        // Idempotency markers: no TTL, kept for ever.
+        for dedup_key in std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys) {
+            let mut dedup = key(dedup_key, DEDUP_SK);
+            dedup.insert("event_id".into(), s(&write.event.event_id));
+            items.push(build(put(&self.table, dedup).condition_expression("attribute_not_exists(PK)"))?);
+        }
+        let dedup_count = items.len();
+        items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)?))?);
         if let Some(outbox) = &write.outbox {
-            items.push(build(put(&self.table, item(&pk, &format!("OUTBOX#{}", outbox.event_id), outbox)))?);
+            items.push(build(put(&self.table, item(&pk, &format!("OUTBOX#{}", outbox.event_id), outbox)?))?);
         }
         let state_index = items.len();
+        let mut marker_index = None;
         if let Some(state) = &write.state {
-            let mut state_item = item(&pk, STATE_SK, state);
+            let mut state_item = item(&pk, STATE_SK, state)?;
             state_item.insert(VERSION.into(), AttributeValue::N(state.version.to_string()));
             let guarded = match write.expected_version {
                 Some(version) => put(&self.table, state_item)
@@ -195,6 +234,25 @@ impl ConsentStore for DynamoStore {
                 None => put(&self.table, state_item).condition_expression("attribute_not_exists(PK)"),
             };
             items.push(build(guarded)?);
+            // A version is written once: its marker already there means the
+            // STATE was put back to an older version.
+            marker_index = Some(items.len());
+            let marker = key(&pk, &state_version_key(state.version));
+            items.push(build(put(&self.table, marker).condition_expression("attribute_not_exists(PK)"))?);
+        } else if let Some(initial) = &write.initial_state {
+            // Every number with an event has a STATE: create the default one
+            // if absent, without a read (a no-op where one exists).
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&pk, STATE_SK)))
+                .update_expression("SET #d = if_not_exists(#d, :d), #v = if_not_exists(#v, :v)")
+                .expression_attribute_names("#d", DATA)
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":d", s(json(initial)?))
+                .expression_attribute_values(":v", AttributeValue::N(initial.version.to_string()))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(CommitOutcome::Committed),
@@ -206,11 +264,16 @@ impl ConsentStore for DynamoStore {
                     _ => return Err(unavailable(error)),
                 };
                 let code = |i: usize| reasons.get(i).map(String::as_str).unwrap_or("None");
-                if code(0) == "ConditionalCheckFailed" {
+                if (0..dedup_count).any(|i| code(i) == "ConditionalCheckFailed") {
                     return Ok(CommitOutcome::Duplicate);
                 }
-                if code(state_index) == "ConditionalCheckFailed" || reasons.iter().any(|r| r == "TransactionConflict") {
+                if write.state.is_some() && code(state_index) == "ConditionalCheckFailed"
+                    || reasons.iter().any(|r| r == "TransactionConflict")
+                {
                     return Ok(CommitOutcome::VersionConflict);
+                }
+                if marker_index.is_some_and(|i| code(i) == "ConditionalCheckFailed") {
+                    return Ok(CommitOutcome::Tampered);
                 }
                 Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}")))
             }
@@ -260,7 +323,7 @@ impl ConsentStore for DynamoStore {
         for mut event in self.query_prefix::<EventItem>(pid, "EVENT#").await? {
             if event.text.take().is_some() | event.evidence.take().is_some() {
                 let put = PutRequest::builder()
-                    .set_item(Some(item(&pk, &event.sort_key(), &event)))
+                    .set_item(Some(item(&pk, &event.sort_key(), &event)?))
                     .build()
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
@@ -320,7 +383,7 @@ impl ConsentStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item(KEYRING_PK, KEYRING_SK, keys)))
+            .set_item(Some(item(KEYRING_PK, KEYRING_SK, keys)?))
             .condition_expression("attribute_not_exists(PK)")
             .send()
             .await;

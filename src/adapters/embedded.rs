@@ -1,19 +1,25 @@
 //! The embedded consent store: the data model's items in one `redb` table,
 //! keyed by (PK, SK). Every commit is one ACID write transaction, durable
 //! (fsync) before it returns, so an acknowledged STOP survives a crash.
+//! After an erasure the file is rewritten from its live items, so no freed
+//! page keeps an erased value.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use time::OffsetDateTime;
 
 use crate::crypto::WrappedKeys;
-use crate::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
+use crate::ports::{
+    state_version_key, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+};
 
 pub const DATABASE_FILE: &str = "ledger.redb";
+const COMPACT_FILE: &str = "ledger.redb.compact";
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 const STATE_SK: &str = "STATE";
 const DEDUP_SK: &str = "-";
@@ -21,16 +27,27 @@ const DEDUP_SK: &str = "-";
 pub const KEYRING_PK: &str = "KEYRING";
 pub const KEYRING_SK: &str = "v1";
 
+/// What a recovery from a damaged or missing ledger takes, for start-up errors.
+pub const RECOVERY: &str = "restore the data directory (ledger.redb and keyring.json together) from a backup; \
+     or, to start with an empty ledger and lose every recorded opt-out, move the whole data directory aside";
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
 }
 
+struct Inner {
+    path: PathBuf,
+    /// Operations hold it shared; the compaction after an erasure holds it
+    /// exclusively while it swaps the file, so reads in flight finish first.
+    db: RwLock<Arc<Database>>,
+}
+
+/// An idempotency marker: kept for ever, so a replay at any age is known.
+/// (Markers written by older versions carry an `expires_at`, now ignored.)
 #[derive(Serialize, Deserialize)]
 struct DedupItem {
     event_id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    expires_at: OffsetDateTime,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -45,46 +62,199 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode<T: Serialize>(item: &T) -> Vec<u8> {
-    serde_json::to_vec(item).expect("items serialise")
+fn encode<T: Serialize>(item: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(item).map_err(|e| StoreError::Corrupt(format!("item does not serialise: {e}")))
+}
+
+/// What is at `dir/ledger.redb`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerFile {
+    Missing,
+    /// There, but 0 bytes long: not a ledger.
+    Empty,
+    Present,
+}
+
+pub fn ledger_file(dir: &Path) -> Result<LedgerFile, StoreError> {
+    let path = dir.join(DATABASE_FILE);
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() == 0 => Ok(LedgerFile::Empty),
+        Ok(_) => Ok(LedgerFile::Present),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LedgerFile::Missing),
+        Err(e) => Err(unavailable(format!("{}: {e}", path.display()))),
+    }
+}
+
+// redb's file header (redb 2, `tree_store/page_store/header.rs`): what its
+// open asserts (and aborts a release build on) when it does not hold.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const REDB_HEADER_SIZE: usize = 320;
+const REDB_PAGE_SIZE_OFFSET: usize = 12;
+
+fn damaged(path: &Path, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!(
+        "the ledger {} is damaged ({why}); refusing to start rather than start with an empty ledger: {RECOVERY}",
+        path.display()
+    ))
+}
+
+/// Checks what redb would otherwise assert on: the magic number, the page
+/// size, and that the file is as long as its header says (a truncated file).
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut file = File::open(path).map_err(|e| damaged(path, e))?;
+    let len = file.metadata().map_err(|e| damaged(path, e))?.len();
+    let mut header = [0u8; REDB_HEADER_SIZE];
+    if len < REDB_HEADER_SIZE as u64 {
+        return Err(damaged(path, format!("{len} bytes, shorter than a database header")));
+    }
+    file.read_exact(&mut header).map_err(|e| damaged(path, e))?;
+    if header[..REDB_MAGIC.len()] != REDB_MAGIC {
+        return Err(damaged(path, "not a redb database file"));
+    }
+    let u32_at = |offset: usize| {
+        let mut bytes = [0u8; 4];
+        bytes.copy_from_slice(&header[offset..offset + 4]);
+        u64::from(u32::from_le_bytes(bytes))
+    };
+    let page_size = u32_at(REDB_PAGE_SIZE_OFFSET);
+    let (region_header_pages, region_max_data_pages) = (u32_at(16), u32_at(20));
+    let (full_regions, trailing_pages) = (u32_at(24), u32_at(28));
+    if !page_size.is_power_of_two() || page_size < REDB_HEADER_SIZE as u64 || region_max_data_pages == 0 {
+        return Err(damaged(path, "its header is invalid"));
+    }
+    if full_regions == 0 && trailing_pages == 0 {
+        return Err(damaged(path, "its header names no data"));
+    }
+    let region = |pages: u64| (region_header_pages + pages) * page_size;
+    let expected = page_size
+        + full_regions * region(region_max_data_pages)
+        + if trailing_pages > 0 { region(trailing_pages) } else { 0 };
+    if len < expected {
+        return Err(damaged(path, format!("truncated: {len} of {expected} bytes")));
+    }
+    Ok(())
+}
+
+/// Opens (or creates) a redb file, turning any panic of redb's into an error
+/// where panics unwind.
+fn open_database(path: &Path, create: bool) -> Result<Database, StoreError> {
+    let opened = std::panic::catch_unwind(|| if create { Database::create(path) } else { Database::open(path) });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(damaged(path, e)),
+        Err(_) => Err(damaged(path, "the database refused to open")),
+    }
+}
+
+fn create_table(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    txn.open_table(ITEMS).map_err(unavailable)?;
+    txn.commit().map_err(unavailable)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()?;
+    }
+    let _ = dir;
+    Ok(())
 }
 
 impl EmbeddedStore {
-    /// Opens `dir/ledger.redb`, creating it on first run, and drops idempotency
-    /// markers whose time is up.
+    /// Opens `dir/ledger.redb`, creating it when there is none. A file that
+    /// is there but empty, truncated or not a redb file is refused with an
+    /// error naming it (never opened, never started over).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(DATABASE_FILE);
-        let db = Database::create(&path).map_err(unavailable)?;
+        let db = match ledger_file(dir)? {
+            LedgerFile::Missing => open_database(&path, true)?,
+            LedgerFile::Empty => return Err(damaged(&path, "0 bytes")),
+            LedgerFile::Present => {
+                check_header(&path)?;
+                open_database(&path, false)?
+            }
+        };
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(unavailable)?;
         }
-        let txn = db.begin_write().map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let now = OffsetDateTime::now_utc();
-            let expired: Vec<String> = table
-                .range(("DEDUP#", "")..("DEDUP$", ""))
-                .map_err(unavailable)?
-                .filter_map(Result::ok)
-                .filter(|(_, v)| decode::<DedupItem>(v.value()).map(|d| d.expires_at < now).unwrap_or(false))
-                .map(|(k, _)| k.value().0.to_owned())
-                .collect();
-            for pk in expired {
-                table.remove((pk.as_str(), DEDUP_SK)).map_err(unavailable)?;
-            }
-        }
-        txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        create_table(&db)?;
+        Ok(EmbeddedStore { inner: Arc::new(Inner { path, db: RwLock::new(Arc::new(db)) }) })
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(unavailable)?
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = inner.db.read().map_err(|_| unavailable("ledger lock poisoned"))?;
+            f(&db)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
+    /// Rewrites the ledger from its live items into a fresh file, swaps it
+    /// in atomically (rename, directory fsync), then overwrites the old
+    /// file's bytes: redb reuses freed pages but never clears them, so
+    /// without this an erased value stays readable in the file.
+    async fn compact(&self) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.db.write().map_err(|_| unavailable("ledger lock poisoned"))?;
+            let dir = inner.path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let fresh_path = dir.join(COMPACT_FILE);
+            let _ = std::fs::remove_file(&fresh_path);
+            {
+                let fresh = Database::create(&fresh_path).map_err(unavailable)?;
+                let read = guard.begin_read().map_err(unavailable)?;
+                let from = read.open_table(ITEMS).map_err(unavailable)?;
+                let write = fresh.begin_write().map_err(unavailable)?;
+                {
+                    let mut to = write.open_table(ITEMS).map_err(unavailable)?;
+                    for entry in from.iter().map_err(unavailable)? {
+                        let (key, value) = entry.map_err(unavailable)?;
+                        to.insert(key.value(), value.value()).map_err(unavailable)?;
+                    }
+                }
+                write.commit().map_err(unavailable)?;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&fresh_path, std::fs::Permissions::from_mode(0o600)).map_err(unavailable)?;
+            }
+            File::open(&fresh_path).and_then(|f| f.sync_all()).map_err(unavailable)?;
+            // The old file, kept open to overwrite once it is unlinked.
+            let mut old = std::fs::OpenOptions::new().read(true).write(true).open(&inner.path).map_err(unavailable)?;
+            std::fs::rename(&fresh_path, &inner.path).map_err(unavailable)?;
+            sync_dir(&dir).map_err(unavailable)?;
+            let reopened = Database::open(&inner.path).map_err(unavailable)?;
+            // In-flight operations held the lock shared: none is left.
+            *guard = Arc::new(reopened);
+            drop(guard);
+            let len = old.seek(SeekFrom::End(0)).map_err(unavailable)?;
+            old.seek(SeekFrom::Start(0)).map_err(unavailable)?;
+            let zeros = vec![0u8; 1 << 16];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                old.write_all(&zeros[..n]).map_err(unavailable)?;
+                left -= n as u64;
+            }
+            old.sync_all().map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+        .map_err(unavailable)?
     }
 }
 
@@ -128,6 +298,17 @@ impl ConsentStore for EmbeddedStore {
         self.blocking(move |db| pids.iter().map(|pid| read_state(db, pid)).collect()).await
     }
 
+    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
+        let pk = phone_pk(pid);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let mut range = table.range((pk.as_str(), "")..(pk.as_str(), "\u{10ffff}")).map_err(unavailable)?;
+            Ok(range.next().transpose().map_err(unavailable)?.is_some())
+        })
+        .await
+    }
+
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
         self.blocking(|db| {
             let txn = db.begin_read().map_err(unavailable)?;
@@ -148,7 +329,7 @@ impl ConsentStore for EmbeddedStore {
                 match existing {
                     Some(kept) => kept?,
                     None => {
-                        table.insert((KEYRING_PK, KEYRING_SK), encode(&keys).as_slice()).map_err(unavailable)?;
+                        table.insert((KEYRING_PK, KEYRING_SK), encode(&keys)?.as_slice()).map_err(unavailable)?;
                         keys
                     }
                 }
@@ -165,28 +346,48 @@ impl ConsentStore for EmbeddedStore {
             let pk = phone_pk(&write.event.pid);
             {
                 let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
-                if table.get((write.dedup_key.as_str(), DEDUP_SK)).map_err(unavailable)?.is_some() {
-                    return Ok(CommitOutcome::Duplicate);
+                let dedup_keys = || std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys);
+                for key in dedup_keys() {
+                    if table.get((key.as_str(), DEDUP_SK)).map_err(unavailable)?.is_some() {
+                        return Ok(CommitOutcome::Duplicate);
+                    }
                 }
                 let stored_version = table
                     .get((pk.as_str(), STATE_SK))
                     .map_err(unavailable)?
                     .map(|v| decode::<StateItem>(v.value()).map(|s| s.version))
                     .transpose()?;
-                if write.state.is_some() && stored_version != write.expected_version {
-                    return Ok(CommitOutcome::VersionConflict);
+                if let Some(state) = &write.state {
+                    if stored_version != write.expected_version {
+                        return Ok(CommitOutcome::VersionConflict);
+                    }
+                    let marker = state_version_key(state.version);
+                    if table.get((pk.as_str(), marker.as_str())).map_err(unavailable)?.is_some() {
+                        return Ok(CommitOutcome::Tampered);
+                    }
+                    table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
+                    table.insert((pk.as_str(), STATE_SK), encode(state)?.as_slice()).map_err(unavailable)?;
+                } else if let (Some(initial), None) = (&write.initial_state, stored_version) {
+                    // No STATE: a first event, or a deleted STATE. Any item of
+                    // the number already there means a deletion.
+                    let (first, last) = ((pk.as_str(), ""), (pk.as_str(), "\u{10ffff}"));
+                    if table.range(first..last).map_err(unavailable)?.next().is_some() {
+                        return Ok(CommitOutcome::Tampered);
+                    }
+                    let marker = state_version_key(initial.version);
+                    table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
+                    table.insert((pk.as_str(), STATE_SK), encode(initial)?.as_slice()).map_err(unavailable)?;
                 }
-                let dedup = DedupItem { event_id: write.event.event_id.clone(), expires_at: write.dedup_expires_at };
-                table.insert((write.dedup_key.as_str(), DEDUP_SK), encode(&dedup).as_slice()).map_err(unavailable)?;
+                for key in dedup_keys() {
+                    let dedup = DedupItem { event_id: write.event.event_id.clone() };
+                    table.insert((key.as_str(), DEDUP_SK), encode(&dedup)?.as_slice()).map_err(unavailable)?;
+                }
                 table
-                    .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event).as_slice())
+                    .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event)?.as_slice())
                     .map_err(unavailable)?;
                 if let Some(outbox) = &write.outbox {
                     let sk = format!("OUTBOX#{}", outbox.event_id);
-                    table.insert((pk.as_str(), sk.as_str()), encode(outbox).as_slice()).map_err(unavailable)?;
-                }
-                if let Some(state) = &write.state {
-                    table.insert((pk.as_str(), STATE_SK), encode(state).as_slice()).map_err(unavailable)?;
+                    table.insert((pk.as_str(), sk.as_str()), encode(outbox)?.as_slice()).map_err(unavailable)?;
                 }
             }
             // redb's default durability fsyncs before commit returns.
@@ -226,39 +427,43 @@ impl ConsentStore for EmbeddedStore {
         .await
     }
 
+    /// Scrubs, then compacts the file so the old values are gone from it.
     async fn scrub(&self, pid: &str) -> Result<usize, StoreError> {
         let pk = phone_pk(pid);
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
-            let mut changed = 0;
-            {
-                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
-                let events: Vec<EventItem> = table
-                    .range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$"))
-                    .map_err(unavailable)?
-                    .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
-                    .collect::<Result<_, _>>()?;
-                for mut event in events {
-                    if event.text.take().is_some() | event.evidence.take().is_some() {
-                        table
-                            .insert((pk.as_str(), event.sort_key().as_str()), encode(&event).as_slice())
-                            .map_err(unavailable)?;
-                        changed += 1;
+        let changed = self
+            .blocking(move |db| {
+                let txn = db.begin_write().map_err(unavailable)?;
+                let mut changed = 0;
+                {
+                    let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                    let events: Vec<EventItem> = table
+                        .range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$"))
+                        .map_err(unavailable)?
+                        .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
+                        .collect::<Result<_, _>>()?;
+                    for mut event in events {
+                        if event.text.take().is_some() | event.evidence.take().is_some() {
+                            table
+                                .insert((pk.as_str(), event.sort_key().as_str()), encode(&event)?.as_slice())
+                                .map_err(unavailable)?;
+                            changed += 1;
+                        }
+                    }
+                    let outbox: Vec<String> = table
+                        .range((pk.as_str(), "OUTBOX#")..(pk.as_str(), "OUTBOX$"))
+                        .map_err(unavailable)?
+                        .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(unavailable))
+                        .collect::<Result<_, _>>()?;
+                    for sk in outbox {
+                        table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
                     }
                 }
-                let outbox: Vec<String> = table
-                    .range((pk.as_str(), "OUTBOX#")..(pk.as_str(), "OUTBOX$"))
-                    .map_err(unavailable)?
-                    .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(unavailable))
-                    .collect::<Result<_, _>>()?;
-                for sk in outbox {
-                    table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
-                }
-            }
-            txn.commit().map_err(unavailable)?;
-            Ok(changed)
-        })
-        .await
+                txn.commit().map_err(unavailable)?;
+                Ok(changed)
+            })
+            .await?;
+        self.compact().await?;
+        Ok(changed)
     }
 
     fn table(&self) -> &str {

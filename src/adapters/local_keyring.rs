@@ -46,6 +46,13 @@ pub enum KeyringError {
 }
 
 impl LocalKeyring {
+    /// Opens `dir/keyring.json`, which must be there.
+    pub fn open(dir: &Path) -> Result<Self, KeyringError> {
+        let path = dir.join(KEYRING_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| KeyringError::Io { path: path.clone(), source })?;
+        Self::parse(&path, &bytes)
+    }
+
     /// Opens `dir/keyring.json`, creating it (mode 0600) on first run.
     pub fn open_or_create(dir: &Path) -> Result<Self, KeyringError> {
         let path = dir.join(KEYRING_FILE);
@@ -59,7 +66,10 @@ impl LocalKeyring {
                     format: 1,
                     master_keys: vec![MasterKey { id: "local-1".into(), key: STANDARD.encode(master.as_ref()) }],
                 };
-                let json = Zeroizing::new(serde_json::to_vec_pretty(&file).expect("keyring serialises"));
+                let json = Zeroizing::new(
+                    serde_json::to_vec_pretty(&file)
+                        .map_err(|e| KeyringError::Invalid { path: path.clone(), reason: e.to_string() })?,
+                );
                 write_private(&path, &json).map_err(io)?;
                 Ok(LocalKeyring { master_keys: vec![("local-1".into(), master)] })
             }
@@ -203,12 +213,28 @@ mod tests {
             consent: Consent::OptOut,
             scope: Scope::All,
         });
-        let tag = crypto.tag("pid", 1, &state);
+        let tag = crypto.tag("pid", 1, &state).unwrap();
         assert!(crypto.verify_tag("pid", 1, &state, &tag));
         assert!(!crypto.verify_tag("pid", 2, &state, &tag));
         assert!(!crypto.verify_tag("other", 1, &state, &tag));
         let mut flipped = state.clone();
         flipped.marks.values_mut().for_each(|m| m.consent = Consent::OptIn);
         assert!(!crypto.verify_tag("pid", 1, &flipped, &tag));
+    }
+
+    #[tokio::test]
+    async fn a_state_holding_an_unwritable_time_is_an_error_not_a_panic() {
+        use crate::domain::{Consent, ConsentChange, ConsentState, Scope};
+        let dir = tempfile::tempdir().unwrap();
+        let crypto = crypto_in(dir.path()).await;
+        let mut state = ConsentState::default();
+        state.apply(&ConsentChange {
+            event_id: "e".into(),
+            occurred_at: time::macros::datetime!(-0001-06-01 0:00 UTC),
+            consent: Consent::OptOut,
+            scope: Scope::All,
+        });
+        assert!(matches!(crypto.tag("pid", 1, &state), Err(crate::crypto::CryptoError::Serialise(_))));
+        assert!(!crypto.verify_tag("pid", 1, &state, "t1.i1.AAAA"));
     }
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::keywords::is_exact_keyword;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
-use crate::domain::{Consent, ConsentChange, Decision, Intent, PhoneNumber, Reason, ReplyKind, Scope};
+use crate::domain::{Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Reason, ReplyKind, Scope};
 use crate::ports::{
     event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
 };
@@ -19,8 +19,10 @@ use crate::providers::{InboundMessage, ReplyStyle};
 
 pub mod records;
 
-/// How long an idempotency marker is kept: longer than any provider retries.
-pub const DEDUP_TTL: Duration = Duration::days(30);
+/// The earliest and latest event times the ledger takes (RFC 3339 can
+/// write nothing outside them).
+pub const EARLIEST_YEAR: i32 = 1970;
+pub const LATEST_YEAR: i32 = 9999;
 /// Attempts at a write that keeps losing the version race before giving up
 /// (the provider then retries the delivery).
 const MAX_ATTEMPTS: usize = 8;
@@ -83,6 +85,9 @@ pub(crate) struct Pending<'a> {
     /// The number, sealed into the state when the state is first written.
     pub phone: Option<&'a PhoneNumber>,
     pub dedup_key: String,
+    /// Further replay keys of the same delivery (`DEDUP#...`), e.g. a
+    /// provider's signed nonce: any of them already known is a duplicate.
+    pub extra_dedup_keys: Vec<String>,
     pub event: EventItem,
     pub outbox: Option<OutboxItem>,
     pub effect: Effect<'a>,
@@ -172,6 +177,9 @@ impl ConsentService {
         };
 
         let now = self.clock.now();
+        if let Some(at) = message.occurred_at {
+            check_event_time(at, "the message's time")?;
+        }
         let event_id = format!("{}:{}", message.provider, message.message_id);
         // A provider's clock may run ahead; an event cannot happen after it
         // arrived, and a future time must not outrank later real events.
@@ -223,6 +231,7 @@ impl ConsentService {
         let pending = Pending {
             phone: Some(&message.from),
             dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
+            extra_dedup_keys: Vec::new(),
             event,
             outbox,
             effect: change.as_ref().map_or(Effect::None, Effect::Apply),
@@ -267,7 +276,7 @@ impl ConsentService {
                 Some(StateItem {
                     pid: pid.clone(),
                     version,
-                    tag: self.crypto.tag(&pid, version, &consent),
+                    tag: self.crypto.tag(&pid, version, &consent)?,
                     consent,
                     phone,
                     updated_at: now,
@@ -275,18 +284,36 @@ impl ConsentService {
             } else {
                 None
             };
+            // Every number with an event has a STATE: where this write makes
+            // none, the default one is created if absent (no read needed).
+            let initial_state = match (&state, &current) {
+                (None, None) => Some(StateItem {
+                    pid: pid.clone(),
+                    version: 1,
+                    tag: self.crypto.tag(&pid, 1, &Default::default())?,
+                    consent: Default::default(),
+                    phone: None,
+                    updated_at: now,
+                }),
+                _ => None,
+            };
             let write = LedgerWrite {
                 dedup_key: pending.dedup_key.clone(),
-                dedup_expires_at: now + DEDUP_TTL,
+                extra_dedup_keys: pending.extra_dedup_keys.clone(),
                 event: pending.event.clone(),
                 outbox: pending.outbox.clone(),
                 state,
                 expected_version: current.as_ref().map(|s| s.version),
+                initial_state,
             };
             match self.store.commit(write).await? {
                 CommitOutcome::Committed => return Ok(true),
                 CommitOutcome::Duplicate => return Ok(false),
                 CommitOutcome::VersionConflict => continue,
+                CommitOutcome::Tampered => {
+                    self.integrity_alarm(&pid, "STATE was rolled back or deleted");
+                    return Err(ServiceError::Integrity);
+                }
             }
         }
         Err(ServiceError::Contention)
@@ -298,20 +325,59 @@ impl ConsentService {
         InboundOutcome::Ignored
     }
 
-    /// Reads one state and checks its integrity tag.
-    async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        let state = self.store.get_state(pid).await?;
-        self.verified(pid, state)
+    fn integrity_alarm(&self, pid: &str, what: &'static str) {
+        self.counters.integrity_alarms.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(pid = %pid, alarm = "integrity", what, "STATE item failed its integrity check");
     }
 
-    /// A state whose integrity tag fails is an alarm, never a decision.
+    /// A store read: a malformed item (a key that disagrees with its data,
+    /// a version attribute that disagrees with the data) is an alarm too.
+    fn stored<T>(&self, pid: &str, read: Result<T, StoreError>) -> Result<T, ServiceError> {
+        match read {
+            Err(StoreError::Corrupt(why)) => {
+                self.integrity_alarm(pid, "malformed item");
+                Err(ServiceError::Store(StoreError::Corrupt(why)))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Reads one state and checks its integrity tag. A missing STATE of a
+    /// number that has other items was deleted: an alarm, never the default.
+    async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
+        let state = self.stored(pid, self.store.get_state(pid).await)?;
+        match self.verified(pid, state)? {
+            Some(state) => Ok(Some(state)),
+            None => self.missing_state(pid).await,
+        }
+    }
+
+    /// No STATE was found: is the number new, or was its STATE deleted? One
+    /// more read; if the number has items, the STATE is read once more (it
+    /// may have been written in between) before raising the alarm.
+    async fn missing_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
+        if !self.stored(pid, self.store.has_items(pid).await)? {
+            return Ok(None);
+        }
+        let again = self.stored(pid, self.store.get_state(pid).await)?;
+        match self.verified(pid, again)? {
+            Some(state) => Ok(Some(state)),
+            None => {
+                self.integrity_alarm(pid, "STATE deleted while the number has events");
+                Err(ServiceError::Integrity)
+            }
+        }
+    }
+
+    /// A state whose integrity tag fails, or that is stored under another
+    /// number's key, is an alarm, never a decision. The tag is checked with
+    /// the pid that was asked for (the key the item is stored under).
     fn verified(&self, pid: &str, state: Option<StateItem>) -> Result<Option<StateItem>, ServiceError> {
         let Some(state) = state else {
             return Ok(None);
         };
-        if !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
-            self.counters.integrity_alarms.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(pid = %pid, alarm = "integrity", "STATE item failed its integrity check");
+        if state.pid != pid || !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
+            self.integrity_alarm(pid, "tag or key mismatch");
             return Err(ServiceError::Integrity);
         }
         Ok(Some(state))
@@ -328,9 +394,21 @@ impl ConsentService {
         Ok((self.crypto.blind_index(&number), program))
     }
 
-    /// Decides from a stored state, after checking its integrity tag.
-    fn decide(&self, pid: &str, state: Option<StateItem>, program: &ProgramConfig, category: &str) -> Decision {
-        match self.verified(pid, state) {
+    /// Decides from a stored state, after checking its integrity tag. Only
+    /// where no STATE was found and the program's default allows does it
+    /// read again, to tell a new number from a deleted STATE.
+    async fn decide(
+        &self,
+        pid: &str,
+        read: Result<Option<StateItem>, StoreError>,
+        program: &ProgramConfig,
+        category: &str,
+    ) -> Decision {
+        let state = match self.stored(pid, read).and_then(|state| self.verified(pid, state)) {
+            Ok(None) if program.default == DefaultConsent::OptedIn => self.missing_state(pid).await,
+            other => other,
+        };
+        match state {
             Ok(state) => state.map(|s| s.consent).unwrap_or_default().decide(&program.id, category, program.default),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");
@@ -340,19 +418,15 @@ impl ConsentService {
     }
 
     /// May this program send this category to this number now? One store
-    /// read, no key service call; any failure denies, with a reason.
+    /// read (two for a number with no STATE in an opted-in program), no key
+    /// service call; any failure denies, with a reason.
     pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
         let (pid, program) = match self.validate_query(query) {
             Ok(valid) => valid,
             Err(denied) => return denied,
         };
-        match self.store.get_state(&pid).await {
-            Ok(state) => self.decide(&pid, state, program, query.category),
-            Err(error) => {
-                tracing::error!(pid = %pid, %error, "authorization denied: store unavailable");
-                Decision::deny(Reason::Unavailable)
-            }
-        }
+        let read = self.store.get_state(&pid).await;
+        self.decide(&pid, read, program, query.category).await
     }
 
     /// Many decisions with one store read: a batch of up to 100 requests.
@@ -375,8 +449,17 @@ impl ConsentService {
         let states = if pids.is_empty() { Ok(Vec::new()) } else { self.store.get_states(&pids).await };
         match states {
             Ok(states) => {
-                for ((i, pid, program), state) in lookups.into_iter().zip(states) {
-                    decisions[i] = Some(self.decide(&pid, state, program, queries[i].category));
+                // Concurrently: only a missing STATE in an opted-in program
+                // makes a further read.
+                let decided = futures::future::join_all(
+                    lookups
+                        .iter()
+                        .zip(states)
+                        .map(|((i, pid, program), state)| self.decide(pid, Ok(state), program, queries[*i].category)),
+                )
+                .await;
+                for ((i, _, _), decision) in lookups.iter().zip(decided) {
+                    decisions[*i] = Some(decision);
                 }
             }
             Err(error) => {
@@ -397,6 +480,15 @@ impl ConsentService {
     /// The ledger of one number, oldest first (texts stay sealed).
     pub async fn events(&self, number: &PhoneNumber) -> Result<Vec<EventItem>, ServiceError> {
         Ok(self.store.events(&self.crypto.blind_index(number)).await?)
+    }
+}
+
+/// An event time the ledger can write and order: 1970 to 9999.
+pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), ServiceError> {
+    if (EARLIEST_YEAR..=LATEST_YEAR).contains(&at.year()) {
+        Ok(())
+    } else {
+        Err(ServiceError::Invalid(format!("{what} must be between {EARLIEST_YEAR} and {LATEST_YEAR}")))
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use super::{ConsentService, Effect, Pending, ServiceError};
+use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
 use crate::ports::{event_sort_key, EventItem};
 
@@ -167,6 +167,7 @@ impl ConsentService {
             return Err(invalid("evidence: at most 1024 characters"));
         }
         let now = self.now();
+        check_event_time(record.captured_at, "captured_at")?;
         if record.captured_at > now + CAPTURE_SKEW {
             return Err(invalid("captured_at: in the future"));
         }
@@ -208,6 +209,7 @@ impl ConsentService {
         let pending = Pending {
             phone: Some(&number),
             dedup_key: format!("DEDUP#{event_id}"),
+            extra_dedup_keys: Vec::new(),
             event,
             outbox: None,
             effect: Effect::Apply(&change),
@@ -257,6 +259,7 @@ impl ConsentService {
         self.commit_event(Pending {
             phone: None,
             dedup_key: format!("DEDUP#{}", audit.event_id),
+            extra_dedup_keys: Vec::new(),
             event: audit,
             outbox: None,
             effect: Effect::None,
@@ -293,6 +296,7 @@ impl ConsentService {
         let pending = Pending {
             phone: None,
             dedup_key: format!("DEDUP#{}", audit.event_id),
+            extra_dedup_keys: Vec::new(),
             event: audit,
             outbox: None,
             effect: Effect::ErasePhone,
