@@ -231,7 +231,13 @@ impl ConsentService {
         let pending = Pending {
             phone: Some(&message.from),
             dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
-            extra_dedup_keys: Vec::new(),
+            // A second key for a signature that covers no body (Plivo V2's
+            // nonce): the same signed pair with another body is a replay.
+            extra_dedup_keys: message
+                .replay_key
+                .iter()
+                .map(|key| format!("DEDUP#{}#{key}", message.provider))
+                .collect(),
             event,
             outbox,
             effect: change.as_ref().map_or(Effect::None, Effect::Apply),

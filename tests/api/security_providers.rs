@@ -68,6 +68,27 @@ async fn a_plivo_v2_signature_is_refused_unless_config_turns_it_on() {
     assert_eq!(legacy.ledger_len(PATIENT).await, 1);
 }
 
+#[tokio::test]
+async fn a_captured_plivo_v2_pair_works_once_even_with_another_body() {
+    let legacy = TestApp::spawn_with(&config_text().replace(
+        r#"auth_tokens = ["plivo-auth-token"]"#,
+        "auth_tokens = [\"plivo-auth-token\"]\naccept_v2_signatures = true",
+    ))
+    .await;
+    assert_eq!(plivo_v2(&legacy, "uuid-1", PATIENT, "nonce-1").await.status(), 200);
+
+    // The same header pair (URL + nonce) over a forged body: another
+    // message id, another patient.
+    let forged = plivo_v2(&legacy, "uuid-2", OTHER_PATIENT, "nonce-1").await;
+
+    assert_eq!(forged.status(), 200, "a replay is acknowledged, not retried");
+    assert_eq!(legacy.ledger_len(OTHER_PATIENT).await, 0);
+    assert_eq!(legacy.reason(OTHER_PATIENT, "clinic", "billing").await, "allowed", "nothing changed");
+    // A fresh nonce is a new delivery.
+    assert_eq!(plivo_v2(&legacy, "uuid-3", OTHER_PATIENT, "nonce-2").await.status(), 200);
+    assert_eq!(legacy.reason(OTHER_PATIENT, "clinic", "billing").await, "opted_out");
+}
+
 // ---- Bandwidth: a callback is an array of events ----
 
 fn bandwidth_event(id: &str, from: &str, text: &str) -> Value {
