@@ -766,6 +766,9 @@ mod dynamodb_only {
             .name(format!("/{name}/config"))
             .value(std::fs::read_to_string(events.join("config.toml")).unwrap())
             .r#type(aws_sdk_ssm::types::ParameterType::String)
+            // A retried put (the emulator answering slowly under load) must
+            // not fail on the parameter its first attempt created.
+            .overwrite(true)
             .send()
             .await
             .unwrap();
