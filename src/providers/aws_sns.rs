@@ -611,4 +611,17 @@ pub(crate) mod tests {
         assert_eq!(verifier.verify(&genuine, in_2022()).await, Ok(()));
         assert_eq!(*network.fetches.lock().unwrap(), CERTIFICATE_FETCHES_PER_MINUTE as usize, "still cached");
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<AwsSns>(
+            r#"topic_arns = ["arn:aws:sns:us-east-1:123456789012:inbound"]"#
+        )
+        .is_ok());
+        for (section, field) in [(r#"topic_arns = ["inbound"]"#, "topic_arns[0]"), (r#"topic_arns = []"#, "topic_arns")]
+        {
+            let error = crate::providers::tests::build::<AwsSns>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

@@ -207,4 +207,22 @@ mod tests {
         let body = br#"[{"type":"message-received","time":"0000-01-01T00:00:00+01:00","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}}]"#;
         assert!(parse(body).is_err());
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Bandwidth>(r#"credentials = [{ username = "u", password = "p" }]"#)
+            .is_ok());
+        for (section, field) in [
+            (r#"credentials = [{ username = "a:b", password = "p" }]"#, "credentials[0]"),
+            (
+                r#"credentials = [{ username = "u", password = "p" }, { username = "v", password = "" }]"#,
+                "credentials[1]",
+            ),
+            (r#"credentials = []"#, "credentials"),
+        ] {
+            let error =
+                crate::providers::tests::build::<Bandwidth>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

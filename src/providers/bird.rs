@@ -343,4 +343,15 @@ mod tests {
         let form = b"id=e8077d8&recipient=14155550100&originator=14158675309&body=Stop&createdDatetime=1969-12-31T23%3A59%3A59Z";
         assert!(parse(&hmac_request(&h, "https://x/", form, 0)).is_err());
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Bird>(r#"signing_keys = ["k"]"#).is_ok());
+        for (section, field) in
+            [(r#"signing_keys = [""]"#, "signing_keys[0]"), (r#"signing_keys = []"#, "signing_keys")]
+        {
+            let error = crate::providers::tests::build::<Bird>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

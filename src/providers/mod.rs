@@ -445,8 +445,86 @@ fn within(section: &str, e: ProviderConfigError) -> ProviderConfigError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Every provider's section, valid.
+    pub(crate) const ALL_NINE: &str = r#"
+[twilio]
+auth_tokens = ["t"]
+[standard_webhooks]
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[telnyx]
+public_keys = ["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs="]
+[plivo]
+auth_tokens = ["t"]
+[vonage]
+signature_secrets = ["s"]
+[sinch]
+secrets = ["s"]
+[bandwidth]
+credentials = [{ username = "u", password = "p" }]
+[bird]
+signing_keys = ["k"]
+[aws_sns]
+topic_arns = ["arn:aws:sns:us-east-1:123456789012:inbound"]
+"#;
+
+    pub(crate) fn outside() -> Outside {
+        Outside { sns_network: Arc::new(aws_sns::HttpSnsNetwork::new()) }
+    }
+
+    /// Builds one provider from a TOML section, as the table does.
+    pub(crate) fn build<P: Configured>(section: &str) -> Result<P, ProviderConfigError> {
+        P::from_config(&toml::from_str(section).expect("section parses"), &outside())
+    }
+
+    #[test]
+    fn the_table_builds_all_nine_providers_with_their_routes_and_methods() {
+        let config: ProvidersConfig = toml::from_str(ALL_NINE).unwrap();
+        let built = build_all(&config, &outside()).unwrap();
+        let routes: Vec<(&str, &[Method])> = built.iter().map(|p| (p.name(), p.methods())).collect();
+        assert_eq!(
+            routes,
+            [
+                ("twilio", POST),
+                ("standard-webhooks", POST),
+                ("telnyx", POST),
+                ("plivo", GET_AND_POST),
+                ("vonage", GET_AND_POST),
+                ("sinch", POST),
+                ("bandwidth", POST),
+                ("bird", GET_AND_POST),
+                ("aws-sns", POST),
+            ]
+        );
+        assert!(build_all(&ProvidersConfig::default(), &outside()).unwrap().is_empty(), "none configured, no route");
+    }
+
+    #[test]
+    fn a_bad_section_is_named_from_the_top_of_the_file() {
+        let config: ProvidersConfig =
+            toml::from_str(&ALL_NINE.replace("jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=", "not a key")).unwrap();
+        let error = build_all(&config, &outside()).err().unwrap();
+        assert_eq!(error.field, "providers.telnyx.public_keys[0]");
+        let config: ProvidersConfig = toml::from_str("[vonage]\napi_key = \"k\"").unwrap();
+        assert_eq!(build_all(&config, &outside()).err().unwrap().field, "providers.vonage");
+    }
+
+    #[test]
+    fn shared_helpers_parse_authorization_and_windows() {
+        assert_eq!(bearer("Bearer  abc "), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(authorization("Basic dTpw", "Basic"), Some("dTpw"));
+        let now = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        assert_eq!(check_timestamp("1000300", "t", now), Ok(1_000_300));
+        assert_eq!(check_timestamp("1000301", "t", now), Err(SignatureError::FutureTimestamp));
+        assert_eq!(check_timestamp("999699", "t", now), Err(SignatureError::TimestampTooOld));
+        assert_eq!(check_window("990000", "t", now, 86_400), Ok(990_000));
+        assert_eq!(check_timestamp("soon", "t", now), Err(SignatureError::MalformedHeader("t")));
+        assert_eq!(xml_escape("<a & 'b'>"), "&lt;a &amp; &apos;b&apos;&gt;");
+    }
 
     #[test]
     fn event_times_outside_1970_to_9999_are_refused() {

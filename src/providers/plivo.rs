@@ -386,4 +386,15 @@ mod tests {
         let request = WebhookRequest { body: report, ..request };
         assert!(matches!(parse(&request, &params(&request)).unwrap(), Received::Ignored(_)));
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Plivo>(r#"auth_tokens = ["a"]"#).is_ok());
+        for (section, field) in
+            [(r#"auth_tokens = ["a", ""]"#, "auth_tokens[1]"), (r#"auth_tokens = []"#, "auth_tokens")]
+        {
+            let error = crate::providers::tests::build::<Plivo>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

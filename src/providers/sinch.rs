@@ -257,4 +257,13 @@ mod tests {
         let conversation = br#"{"app_id":"app","message":{"id":"01FJ","direction":"TO_APP","contact_message":{"text_message":{"text":"STOP"}},"channel_identity":{"channel":"SMS","identity":"14158675309"},"accept_time":"1969-12-31T23:59:59Z"}}"#;
         assert!(parse(conversation).is_err());
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Sinch>(r#"secrets = ["s"]"#).is_ok());
+        for (section, field) in [(r#"secrets = [""]"#, "secrets[0]"), (r#"secrets = []"#, "secrets")] {
+            let error = crate::providers::tests::build::<Sinch>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

@@ -277,4 +277,18 @@ mod tests {
             assert!(parse(body.as_bytes()).is_err(), "{at}");
         }
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<StandardWebhooks>(r#"secrets = ["whsec_YWJj"]"#).is_ok());
+        for (section, field) in [
+            (r#"secrets = ["whsec_!!!"]"#, "secrets[0]"),
+            (r#"secrets = ["whsec_YWJj", "whsec_"]"#, "secrets[1]"),
+            (r#"secrets = []"#, "secrets"),
+        ] {
+            let error =
+                crate::providers::tests::build::<StandardWebhooks>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

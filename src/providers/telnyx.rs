@@ -239,4 +239,20 @@ mod tests {
         let body = br#"{"data":{"event_type":"message.received","id":"e1","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"0000-01-01T00:00:00+01:00"}}}"#;
         assert!(parse(body).is_err());
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Telnyx>(
+            r#"public_keys = ["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs="]"#
+        )
+        .is_ok());
+        for (section, field) in [
+            (r#"public_keys = ["not base64!"]"#, "public_keys[0]"),
+            (r#"public_keys = ["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=", "YWJj"]"#, "public_keys[1]"),
+            (r#"public_keys = []"#, "public_keys"),
+        ] {
+            let error = crate::providers::tests::build::<Telnyx>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

@@ -336,4 +336,13 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>A &amp; B &lt;c&gt;</Message></Response>"
         );
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Twilio>(r#"auth_tokens = ["t"]"#).is_ok());
+        for (section, field) in [(r#"auth_tokens = []"#, "auth_tokens"), (r#"auth_tokens = [""]"#, "auth_tokens")] {
+            let error = crate::providers::tests::build::<Twilio>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }

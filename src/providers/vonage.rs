@@ -503,4 +503,18 @@ mod tests {
         let receipt = vec![("messageId".to_owned(), "x".to_owned()), ("status".to_owned(), "delivered".to_owned())];
         assert!(matches!(parse_sms_api(&receipt).unwrap(), Received::Ignored(_)));
     }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Vonage>(r#"jwt_secrets = ["j"]"#).is_ok());
+        for (section, field) in [
+            (r#"signature_method = "sha1""#, ""),
+            (r#"jwt_secrets = [""]"#, "jwt_secrets[0]"),
+            (r#"signature_secrets = ["s"]\napi_key = " ""#, "api_key"),
+            (r#"jwt_secrets = ["j"]\napplication_ids = ["a", ""]"#, "application_ids[1]"),
+        ] {
+            let error = crate::providers::tests::build::<Vonage>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
 }
