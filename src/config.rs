@@ -10,16 +10,10 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
-pub use crate::providers::aws_sns::AwsSnsConfig;
 use crate::providers::aws_sns::HttpSnsNetwork;
-pub use crate::providers::bandwidth::{BandwidthConfig, BasicCredential};
-pub use crate::providers::bird::BirdConfig;
-pub use crate::providers::plivo::PlivoConfig;
-pub use crate::providers::sinch::SinchConfig;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
-pub use crate::providers::telnyx::TelnyxConfig;
 pub use crate::providers::twilio::TwilioConfig;
-pub use crate::providers::vonage::{VonageConfig, VonageSignatureMethod};
+pub use crate::providers::vonage::VonageSignatureMethod;
 /// The `[providers.*]` sections, declared by the providers' registration
 /// table (`providers::build_all`).
 pub use crate::providers::ProvidersConfig;

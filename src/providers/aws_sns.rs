@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use super::{
     bad, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside, PayloadError,
-    Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError, WebhookRequest,
+    Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError, WebhookRequest,
 };
 
 pub const NAME: &str = "aws-sns";
@@ -47,6 +47,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "HELP",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 /// Certificates kept in memory; SNS uses a handful per region. When full,
 /// only certificates that never verified a message are dropped.
 const CERTIFICATE_CACHE_SIZE: usize = 32;
@@ -452,12 +453,8 @@ impl Configured for AwsSns {
 
 #[async_trait]
 impl Provider for AwsSns {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

@@ -9,12 +9,13 @@ use sha2::{Digest, Sha256};
 
 use super::{
     authorization, bad, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside,
-    PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
     WebhookRequest,
 };
 
 pub const NAME: &str = "bandwidth";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 pub fn verify(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
     let header = request.header("authorization").ok_or(SignatureError::MissingHeader("Authorization"))?;
@@ -118,12 +119,8 @@ impl Configured for Bandwidth {
 
 #[async_trait::async_trait]
 impl Provider for Bandwidth {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use super::{
     check_timestamp, decode_hmac_jwt, form_pairs, param, parse_rfc3339, phone, required, same_bytes, secrets,
-    sha256_hex, Configured, InboundMessage, Outside, PayloadError, Provider, ProviderConfigError, Received, Rejection,
-    ReplyStyle, Secret, SignatureError, WebhookRequest, GET_AND_POST,
+    sha256_hex, Configured, InboundMessage, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received,
+    Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest, GET_AND_POST,
 };
 
 pub const NAME: &str = "bird";
@@ -25,6 +25,7 @@ pub const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
 /// Clock skew allowed on `nbf` and `exp`, as the MessageBird SDKs allow.
 const JWT_LEEWAY_SECONDS: i64 = 1;
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 #[derive(Deserialize)]
 struct Claims {
@@ -236,16 +237,8 @@ impl Configured for Bird {
 
 #[async_trait::async_trait]
 impl Provider for Bird {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn methods(&self) -> &'static [http::Method] {
-        GET_AND_POST
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

@@ -41,17 +41,24 @@ pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 /// provider's module next to its `receive`.
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// Its route and reply style.
+    fn profile(&self) -> Profile;
+
     /// The route name: the provider is served at `/webhooks/<name>`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.profile().name
+    }
 
     /// The HTTP methods its webhook arrives with.
     fn methods(&self) -> &'static [Method] {
-        POST
+        self.profile().methods
     }
 
     /// Whether its answer can carry the confirmation, and what its own
     /// auto-responder answers.
-    fn reply_style(&self) -> ReplyStyle;
+    fn reply_style(&self) -> ReplyStyle {
+        self.profile().reply_style
+    }
 
     /// Verifies the request (signature, freshness, credentials) and reads
     /// it. Nothing is read from a request that does not verify.
@@ -62,6 +69,16 @@ pub trait Provider: Send + Sync {
     fn answer(&self, outcome: &Outcome<'_>) -> Answer {
         Answer::json(outcome)
     }
+}
+
+/// What is known of a provider before any request.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The route name: `/webhooks/<name>`.
+    pub name: &'static str,
+    /// The HTTP methods its webhook arrives with.
+    pub methods: &'static [Method],
+    pub reply_style: ReplyStyle,
 }
 
 /// How a provider is built from its `[providers.<section>]`.

@@ -12,7 +12,7 @@ use sha2::Sha256;
 
 use super::{
     digits_phone, form_pairs, param, required, same_bytes, secrets, xml_escape, Answer, Configured, InboundMessage,
-    Outcome, Outside, PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
+    Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
     SignatureError, WebhookRequest, GET_AND_POST,
 };
 
@@ -29,6 +29,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "STOP", "END", "QUIT", "CANCEL", "UNSUB", "STOP ALL", "START", "YES", "UNSTOP", "HELP", "INFO",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 fn hmac(token: &str, message: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("any key length");
@@ -232,16 +233,8 @@ impl Configured for Plivo {
 
 #[async_trait::async_trait]
 impl Provider for Plivo {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn methods(&self) -> &'static [http::Method] {
-        GET_AND_POST
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

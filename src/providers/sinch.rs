@@ -11,8 +11,8 @@ use sha2::Sha256;
 
 use super::{
     check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, secrets, Configured, InboundMessage,
-    Outside, PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
-    WebhookRequest,
+    Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
+    SignatureError, WebhookRequest,
 };
 
 pub const NAME: &str = "sinch";
@@ -37,6 +37,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "RECEBER",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 pub fn sign(secret: &str, body: &[u8], nonce: &str, timestamp: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -174,12 +175,8 @@ impl Configured for Sinch {
 
 #[async_trait::async_trait]
 impl Provider for Sinch {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

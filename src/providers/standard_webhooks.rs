@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{
     bad, check_timestamp, non_empty, parse_rfc3339, phone, required, same_bytes, Configured, InboundMessage, Outside,
-    PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
     WebhookRequest,
 };
 
@@ -20,6 +20,7 @@ pub const NAME: &str = "standard-webhooks";
 
 /// The gateway sends the JSON `reply` itself; it has no auto-responder.
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: true, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
@@ -142,12 +143,8 @@ impl Configured for StandardWebhooks {
 
 #[async_trait::async_trait]
 impl Provider for StandardWebhooks {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::{
     bad, check_timestamp, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside,
-    PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError, WebhookRequest,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError,
+    WebhookRequest,
 };
 
 pub const NAME: &str = "telnyx";
@@ -30,6 +31,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "HELP",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 /// A public key from Mission Control: base64 of the raw 32 bytes.
 pub fn decode_public_key(key: &str) -> Result<VerifyingKey, String> {
@@ -140,12 +142,8 @@ impl Configured for Telnyx {
 
 #[async_trait::async_trait]
 impl Provider for Telnyx {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

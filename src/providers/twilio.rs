@@ -10,8 +10,8 @@ use sha1::Sha1;
 
 use super::{
     bad, form_pairs, param, phone, required, same_bytes, secrets, sha256_hex, xml_escape, Answer, Configured,
-    InboundMessage, Outcome, Outside, PayloadError, Provider, ProviderConfigError, Received, Rejection, ReplyStyle,
-    Secret, SignatureError, WebhookRequest,
+    InboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection,
+    ReplyStyle, Secret, SignatureError, WebhookRequest,
 };
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -36,6 +36,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "INFO",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 /// The signature Twilio would send for `url` and form `params`.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -175,12 +176,8 @@ impl Configured for Twilio {
 
 #[async_trait::async_trait]
 impl Provider for Twilio {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {

@@ -14,9 +14,9 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{
     bad, bearer, check_window, decode_hmac_jwt, digits_phone, event_time, form_pairs, param, parse_rfc3339, required,
-    same_bytes, secrets, sha256_hex, within_window, Configured, InboundMessage, Outside, PayloadError, Provider,
-    ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest, GET_AND_POST,
-    TOLERANCE_SECONDS,
+    same_bytes, secrets, sha256_hex, within_window, Configured, InboundMessage, Outside, PayloadError, Profile,
+    Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest,
+    GET_AND_POST, TOLERANCE_SECONDS,
 };
 
 pub const NAME: &str = "vonage";
@@ -30,6 +30,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
     auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUBSCRIBE", "START", "JOIN", "HELP"],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 /// The string Vonage signs: every parameter but `sig`, sorted by key, as
 /// `&key=value`, with `&` and `=` in values replaced by `_`.
@@ -295,16 +296,8 @@ impl Configured for Vonage {
 
 #[async_trait::async_trait]
 impl Provider for Vonage {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn methods(&self) -> &'static [http::Method] {
-        GET_AND_POST
-    }
-
-    fn reply_style(&self) -> ReplyStyle {
-        REPLY_STYLE
+    fn profile(&self) -> Profile {
+        PROFILE
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
