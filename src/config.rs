@@ -2,36 +2,26 @@
 //! the bad field. Secrets are never printed by `Debug`.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
+use crate::providers::aws_sns::HttpSnsNetwork;
+pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
+pub use crate::providers::twilio::TwilioConfig;
+pub use crate::providers::vonage::VonageSignatureMethod;
+/// The `[providers.*]` sections, declared by the providers' registration
+/// table (`providers::build_all`).
+pub use crate::providers::ProvidersConfig;
+pub use crate::providers::Secret;
+use crate::providers::{self, Outside};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".sms-consent";
-
-/// A secret from config: usable, never shown.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,115 +189,6 @@ impl ProgramConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvidersConfig {
-    pub twilio: Option<TwilioConfig>,
-    pub standard_webhooks: Option<StandardWebhooksConfig>,
-    pub telnyx: Option<TelnyxConfig>,
-    pub plivo: Option<PlivoConfig>,
-    pub vonage: Option<VonageConfig>,
-    pub sinch: Option<SinchConfig>,
-    pub bandwidth: Option<BandwidthConfig>,
-    pub bird: Option<BirdConfig>,
-    pub aws_sns: Option<AwsSnsConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelnyxConfig {
-    /// Base64 Ed25519 public keys from Mission Control.
-    pub public_keys: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlivoConfig {
-    pub auth_tokens: Vec<Secret>,
-    /// Accept the legacy V2 signature, which covers only the URL and a nonce
-    /// (not the body): off by default; turn on only for an account that
-    /// cannot send V3. Each V2 nonce is then accepted once.
-    #[serde(default)]
-    pub accept_v2_signatures: bool,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VonageSignatureMethod {
-    Md5hash,
-    Md5,
-    Sha1,
-    #[default]
-    Sha256,
-    Sha512,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VonageConfig {
-    /// Signature secrets for the SMS API's `sig` parameter.
-    #[serde(default)]
-    pub signature_secrets: Vec<Secret>,
-    #[serde(default)]
-    pub signature_method: VonageSignatureMethod,
-    /// Signature secrets for the Messages API's signed JWTs.
-    #[serde(default)]
-    pub jwt_secrets: Vec<Secret>,
-    /// When set, a Messages API JWT must carry this `api_key` claim.
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// When set, a Messages API JWT must carry one of these
-    /// `application_id` claims.
-    #[serde(default)]
-    pub application_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinchConfig {
-    pub secrets: Vec<Secret>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BandwidthConfig {
-    pub credentials: Vec<BasicCredential>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicCredential {
-    pub username: String,
-    pub password: Secret,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BirdConfig {
-    pub signing_keys: Vec<Secret>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSnsConfig {
-    /// Only these topics are accepted and confirmed.
-    pub topic_arns: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwilioConfig {
-    /// Every token accepted; more than one during rotation.
-    pub auth_tokens: Vec<Secret>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StandardWebhooksConfig {
-    /// `whsec_` secrets; more than one during rotation.
-    pub secrets: Vec<Secret>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiScope {
@@ -423,20 +304,6 @@ impl Config {
                 .validate(&program.letterhead())
                 .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", kind.name()), e.to_string()))?;
         }
-        if let Some(twilio) = &self.providers.twilio {
-            if twilio.auth_tokens.is_empty() || twilio.auth_tokens.iter().any(|t| t.expose().is_empty()) {
-                return Err(bad("providers.twilio.auth_tokens", "needs at least one non-empty token"));
-            }
-        }
-        if let Some(sw) = &self.providers.standard_webhooks {
-            if sw.secrets.is_empty() {
-                return Err(bad("providers.standard_webhooks.secrets", "needs at least one secret"));
-            }
-            for (j, secret) in sw.secrets.iter().enumerate() {
-                crate::providers::standard_webhooks::decode_secret(secret.expose())
-                    .map_err(|e| bad(format!("providers.standard_webhooks.secrets[{j}]"), e.to_string()))?;
-            }
-        }
         self.validate_providers()?;
         for (i, principal) in self.iam_principals.iter().enumerate() {
             if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {
@@ -501,78 +368,11 @@ impl Config {
         Ok(())
     }
 
+    /// Builds every configured provider once, as the server will: a key or
+    /// secret that does not decode is named here, at start.
     fn validate_providers(&self) -> Result<(), ConfigError> {
-        let p = &self.providers;
-        fn non_empty<T>(list: &[T], field: &str) -> Result<(), ConfigError> {
-            if list.is_empty() {
-                Err(bad(field, "needs at least one entry"))
-            } else {
-                Ok(())
-            }
-        }
-        fn secrets(list: &[Secret], field: &str) -> Result<(), ConfigError> {
-            non_empty(list, field)?;
-            match list.iter().position(|s| s.expose().is_empty()) {
-                Some(j) => Err(bad(format!("{field}[{j}]"), "must not be empty")),
-                None => Ok(()),
-            }
-        }
-        if let Some(telnyx) = &p.telnyx {
-            non_empty(&telnyx.public_keys, "providers.telnyx.public_keys")?;
-            for (j, key) in telnyx.public_keys.iter().enumerate() {
-                crate::providers::telnyx::decode_public_key(key)
-                    .map_err(|e| bad(format!("providers.telnyx.public_keys[{j}]"), e))?;
-            }
-        }
-        if let Some(plivo) = &p.plivo {
-            secrets(&plivo.auth_tokens, "providers.plivo.auth_tokens")?;
-        }
-        if let Some(vonage) = &p.vonage {
-            if vonage.signature_secrets.is_empty() && vonage.jwt_secrets.is_empty() {
-                return Err(bad("providers.vonage", "set signature_secrets, jwt_secrets or both"));
-            }
-            if !vonage.signature_secrets.is_empty() {
-                secrets(&vonage.signature_secrets, "providers.vonage.signature_secrets")?;
-            }
-            if !vonage.jwt_secrets.is_empty() {
-                secrets(&vonage.jwt_secrets, "providers.vonage.jwt_secrets")?;
-            }
-            if vonage.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
-                return Err(bad("providers.vonage.api_key", "must not be empty when set"));
-            }
-            if let Some(j) = vonage.application_ids.iter().position(|a| a.trim().is_empty()) {
-                return Err(bad(format!("providers.vonage.application_ids[{j}]"), "must not be empty"));
-            }
-        }
-        if let Some(sinch) = &p.sinch {
-            secrets(&sinch.secrets, "providers.sinch.secrets")?;
-        }
-        if let Some(bandwidth) = &p.bandwidth {
-            non_empty(&bandwidth.credentials, "providers.bandwidth.credentials")?;
-            for (j, c) in bandwidth.credentials.iter().enumerate() {
-                if c.username.is_empty() || c.username.contains(':') || c.password.expose().is_empty() {
-                    return Err(bad(
-                        format!("providers.bandwidth.credentials[{j}]"),
-                        "needs a username (no ':') and a password",
-                    ));
-                }
-            }
-        }
-        if let Some(bird) = &p.bird {
-            secrets(&bird.signing_keys, "providers.bird.signing_keys")?;
-        }
-        if let Some(sns) = &p.aws_sns {
-            non_empty(&sns.topic_arns, "providers.aws_sns.topic_arns")?;
-            for (j, arn) in sns.topic_arns.iter().enumerate() {
-                if !arn.starts_with("arn:aws") || arn.split(':').count() != 6 {
-                    return Err(bad(
-                        format!("providers.aws_sns.topic_arns[{j}]"),
-                        "must be an SNS topic ARN (arn:aws:sns:region:account:name)",
-                    ));
-                }
-            }
-        }
-        Ok(())
+        let outside = Outside { sns_network: Arc::new(HttpSnsNetwork::new()) };
+        providers::build_all(&self.providers, &outside).map(|_| ()).map_err(|e| bad(e.field, e.message))
     }
 
     pub fn program(&self, id: &str) -> Option<&ProgramConfig> {

@@ -1,7 +1,9 @@
 //! sms-consent: the consent ledger for healthcare SMS.
 //!
-//! Layers point inward: `domain` (pure rules) ← `providers` (webhook formats)
-//! ← `service` (use cases over the `ports`) ← `adapters` and `http`.
+//! Layers, as the README's Layout draws them: `domain` (pure rules) ←
+//! `providers` (webhook formats); `domain` ← `service` (use cases) ←
+//! `ports` and `crypto`; `adapters` implement the ports; `http`, `config`
+//! and the runtime wiring (`local`, `lambda`, `backends`) put them together.
 
 pub mod adapters;
 pub mod backends;

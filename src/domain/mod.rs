@@ -2,11 +2,13 @@
 //! reply templates.
 
 pub mod consent;
+pub mod inbound;
 pub mod keywords;
 pub mod phone;
 pub mod replies;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
+pub use inbound::{InboundMessage, ReplyStyle};
 pub use keywords::Intent;
 pub use phone::{PhoneError, PhoneNumber};
 pub use replies::{Letterhead, ReplyKind, ReplyTemplates};

@@ -7,13 +7,10 @@ use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::GatewayContext;
 use crate::config::{ApiKeyConfig, ApiScope, IamPrincipalConfig};
-
-pub struct ApiKey {
-    pub name: String,
-    hash: [u8; 32],
-    scopes: Vec<ApiScope>,
-}
+use crate::providers::bearer;
+pub use crate::providers::sha256_hex;
 
 pub fn scope_name(scope: ApiScope) -> &'static str {
     match scope {
@@ -24,8 +21,10 @@ pub fn scope_name(scope: ApiScope) -> &'static str {
     }
 }
 
-pub fn sha256_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+pub struct ApiKey {
+    pub name: String,
+    hash: [u8; 32],
+    scopes: Vec<ApiScope>,
 }
 
 impl ApiKey {
@@ -90,25 +89,15 @@ impl Authenticator {
         match self {
             Authenticator::ApiKeys(keys) => authenticate(keys, &parts.headers, scope),
             Authenticator::Iam(principals) => {
-                let arn = iam_principal(parts).ok_or(ApiError::Unauthenticated)?;
+                let arn = GatewayContext::of(&parts.extensions).principal_arn().ok_or(ApiError::Unauthenticated)?;
                 let principal =
-                    principals.iter().find(|p| principal_matches(&p.arn, &arn)).ok_or(ApiError::UnmappedPrincipal)?;
+                    principals.iter().find(|p| principal_matches(&p.arn, arn)).ok_or(ApiError::UnmappedPrincipal)?;
                 if !principal.scopes.contains(&scope) {
                     return Err(ApiError::Forbidden(scope_name(scope)));
                 }
                 Ok(Caller { name: &principal.arn })
             }
         }
-    }
-}
-
-/// The principal ARN API Gateway put in the request context.
-fn iam_principal(parts: &Parts) -> Option<String> {
-    match parts.extensions.get::<lambda_http::request::RequestContext>()? {
-        lambda_http::request::RequestContext::ApiGatewayV2(context) => {
-            context.authorizer.as_ref()?.iam.as_ref()?.user_arn.clone()
-        }
-        _ => None,
     }
 }
 
@@ -151,8 +140,7 @@ fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap, scope: ApiScope) ->
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+        .and_then(bearer)
         .filter(|t| !t.is_empty())
         .ok_or(ApiError::Unauthenticated)?;
     let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();

@@ -9,8 +9,11 @@ use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::config::{Config, ProvidersConfig};
-use crate::providers::aws_sns::{SnsNetwork, SnsVerifier};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+
+use crate::config::Config;
+use crate::providers::aws_sns::SnsNetwork;
+use crate::providers::{self, Outside, Provider};
 use crate::service::ConsentService;
 
 pub mod auth;
@@ -27,42 +30,36 @@ use error::ApiError;
 /// Bodies larger than this are refused with 413 before any parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// What every handler shares.
+/// What every handler shares: cheap to clone, each part behind an `Arc`.
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub service: ConsentService,
+pub struct AppState {
+    pub service: Arc<ConsentService>,
     /// The URL providers sign, without a trailing slash; when config has
     /// none (on Lambda behind the API's own URL), it is taken from the API
     /// Gateway request context of each request.
-    pub public_base_url: Option<String>,
-    pub providers: ProvidersConfig,
-    pub sns: SnsVerifier,
-    pub auth: Authenticator,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
+    pub public_base_url: Option<Arc<str>>,
+    /// The configured providers, built once: each has a webhook route.
+    pub providers: Arc<[Arc<dyn Provider>]>,
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppState {
+    /// Over a validated config: `Config::validate` has built the same
+    /// providers already, so building them here cannot fail.
     pub fn new(
         config: &Config,
         service: ConsentService,
         sns_network: Arc<dyn SnsNetwork>,
         auth: Authenticator,
     ) -> Self {
-        AppState(Arc::new(Inner {
-            service,
-            public_base_url: config.server.public_base_url.as_deref().map(|u| u.trim_end_matches('/').to_owned()),
-            providers: config.providers.clone(),
-            sns: SnsVerifier::new(sns_network),
-            auth,
-        }))
+        let providers = providers::build_all(&config.providers, &Outside { sns_network })
+            .unwrap_or_else(|e| panic!("config was validated before the server starts: {e}"));
+        AppState {
+            service: Arc::new(service),
+            public_base_url: config.server.public_base_url.as_deref().map(|u| u.trim_end_matches('/').into()),
+            providers: providers.into(),
+            auth: Arc::new(auth),
+        }
     }
 }
 
@@ -87,16 +84,11 @@ pub fn router_for(state: AppState, role: Role) -> Router {
     let serves = |r: Role| role == Role::All || role == r;
     let mut app = Router::new().route("/healthz", get(healthz));
     if serves(Role::Webhook) {
-        app = app
-            .route("/webhooks/twilio", post(webhooks::twilio))
-            .route("/webhooks/standard-webhooks", post(webhooks::standard_webhooks))
-            .route("/webhooks/telnyx", post(webhooks::telnyx))
-            .route("/webhooks/plivo", post(webhooks::plivo).get(webhooks::plivo))
-            .route("/webhooks/vonage", post(webhooks::vonage).get(webhooks::vonage))
-            .route("/webhooks/sinch", post(webhooks::sinch))
-            .route("/webhooks/bandwidth", post(webhooks::bandwidth))
-            .route("/webhooks/bird", post(webhooks::bird).get(webhooks::bird))
-            .route("/webhooks/aws-sns", post(webhooks::aws_sns));
+        // One route per configured provider; an unconfigured one has none
+        // (the fallback's 404).
+        for provider in state.providers.iter() {
+            app = app.route(&format!("/webhooks/{}", provider.name()), webhooks::route(provider.clone()));
+        }
     }
     if serves(Role::Authorize) {
         app = app.route("/v1/authorizations", post(authorize::authorize)).route("/openapi.json", get(openapi_json));
@@ -140,6 +132,31 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))
 }
 
-pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// What API Gateway wrote in the request context (Lambda only): read here
+/// and nowhere else; locally there is none.
+pub struct GatewayContext<'a>(Option<&'a ApiGatewayV2httpRequestContext>);
+
+impl<'a> GatewayContext<'a> {
+    pub fn of(extensions: &'a axum::http::Extensions) -> Self {
+        match extensions.get::<lambda_http::request::RequestContext>() {
+            Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => GatewayContext(Some(context)),
+            _ => GatewayContext(None),
+        }
+    }
+
+    /// The API's own URL (its domain name and stage), never the client's
+    /// Host header.
+    pub fn api_url(&self) -> Option<String> {
+        let context = self.0?;
+        let domain = context.domain_name.as_deref()?;
+        match context.stage.as_deref() {
+            None | Some("$default") => Some(format!("https://{domain}")),
+            Some(stage) => Some(format!("https://{domain}/{stage}")),
+        }
+    }
+
+    /// The IAM principal the `AWS_IAM` authorizer identified.
+    pub fn principal_arn(&self) -> Option<&'a str> {
+        self.0?.authorizer.as_ref()?.iam.as_ref()?.user_arn.as_deref()
+    }
 }

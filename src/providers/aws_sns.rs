@@ -25,8 +25,8 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use super::{
-    parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError,
-    WebhookRequest,
+    bad, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside, PayloadError,
+    Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError, WebhookRequest,
 };
 
 pub const NAME: &str = "aws-sns";
@@ -47,6 +47,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "HELP",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 /// Certificates kept in memory; SNS uses a handful per region. When full,
 /// only certificates that never verified a message are dropped.
 const CERTIFICATE_CACHE_SIZE: usize = 32;
@@ -337,26 +338,12 @@ impl SnsVerifier {
 }
 
 /// What an SNS delivery turned out to be.
-#[derive(Debug)]
-pub enum SnsOutcome {
-    Parsed(Parsed),
-    /// A subscription to an allowed topic, now confirmed.
-    Confirmed,
+impl From<CertificateError> for Rejection {
+    fn from(e: CertificateError) -> Self {
+        Rejection::Upstream(e.to_string())
+    }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SnsError {
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    #[error("topic is not on the allow-list")]
-    TopicNotAllowed,
-    #[error("subscription confirmation failed: {0}")]
-    ConfirmationFailed(String),
-    #[error(transparent)]
-    CertificateUnavailable(#[from] CertificateError),
-}
-
-/// The region of an SNS topic ARN (`arn:aws:sns:<region>:<account>:<name>`).
 fn topic_region(arn: &str) -> Option<&str> {
     let mut parts = arn.split(':');
     (parts.next()? == "arn").then_some(())?;
@@ -381,10 +368,10 @@ struct TwoWayMessage {
     inbound_message_id: Option<String>,
 }
 
-fn parse_notification(message: &SnsMessage) -> Result<Parsed, PayloadError> {
+fn parse_notification(message: &SnsMessage) -> Result<Received, PayloadError> {
     let inner: TwoWayMessage = serde_json::from_str(&message.message)
         .map_err(|_| PayloadError("Message is not an End User Messaging two-way SMS".into()))?;
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: inner.inbound_message_id.unwrap_or_else(|| message.message_id.clone()),
         from: phone(required(inner.origination_number.as_deref(), "originationNumber")?, "originationNumber")?,
@@ -399,42 +386,79 @@ pub async fn receive(
     verifier: &SnsVerifier,
     topic_arns: &[String],
     request: &WebhookRequest<'_>,
-) -> Result<SnsOutcome, SnsError> {
-    let value: serde_json::Value = super::json_body(request.body).map_err(Rejection::from)?;
+) -> Result<Received, Rejection> {
+    let value: serde_json::Value = json_body(request.body)?;
     if !value.get("Signature").is_some_and(serde_json::Value::is_string) {
-        return Err(Rejection::from(SignatureError::MissingHeader("Signature")).into());
+        return Err(SignatureError::MissingHeader("Signature").into());
     }
     let message: SnsMessage =
-        serde_json::from_value(value).map_err(|e| Rejection::from(PayloadError(format!("not an SNS message: {e}"))))?;
+        serde_json::from_value(value).map_err(|e| PayloadError(format!("not an SNS message: {e}")))?;
     if request.header(MESSAGE_TYPE_HEADER).is_some_and(|t| t != message.kind) {
-        return Err(Rejection::from(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER)).into());
+        return Err(SignatureError::MalformedHeader(MESSAGE_TYPE_HEADER).into());
     }
     // Nothing is fetched for a topic that is not ours, nor from another
     // region than the topic's: an unsigned request cannot steer the fetch.
     if !topic_arns.contains(&message.topic_arn) {
-        return Err(SnsError::TopicNotAllowed);
+        return Err(Rejection::TopicNotAllowed);
     }
     if !is_sns_url(&message.signing_cert_url, true) {
-        return Err(
-            Rejection::from(SignatureError::InvalidToken("SigningCertURL is not an SNS certificate URL")).into()
-        );
+        return Err(SignatureError::InvalidToken("SigningCertURL is not an SNS certificate URL").into());
     }
     if topic_region(&message.topic_arn).is_none_or(|r| url_region(&message.signing_cert_url).as_deref() != Some(r)) {
-        return Err(Rejection::from(SignatureError::InvalidToken("SigningCertURL is not in the topic's region")).into());
+        return Err(SignatureError::InvalidToken("SigningCertURL is not in the topic's region").into());
     }
     verifier.prefetch(&message).await?;
-    verifier.verify(&message, request.now).await.map_err(Rejection::from)?;
+    verifier.verify(&message, request.now).await?;
     match message.kind.as_str() {
-        "Notification" => Ok(SnsOutcome::Parsed(parse_notification(&message).map_err(Rejection::from)?)),
+        "Notification" => Ok(parse_notification(&message)?),
         "SubscriptionConfirmation" => {
             let url = message.subscribe_url.as_deref().unwrap_or_default();
             if !is_sns_url(url, false) {
-                return Err(Rejection::from(SignatureError::InvalidToken("SubscribeURL is not an SNS URL")).into());
+                return Err(SignatureError::InvalidToken("SubscribeURL is not an SNS URL").into());
             }
-            verifier.confirm(url).await.map_err(SnsError::ConfirmationFailed)?;
-            Ok(SnsOutcome::Confirmed)
+            verifier.confirm(url).await.map_err(Rejection::Upstream)?;
+            tracing::info!("SNS subscription confirmed");
+            Ok(Received::SubscriptionConfirmed)
         }
-        _ => Ok(SnsOutcome::Parsed(Parsed::Ignored("unsubscribe confirmation"))),
+        _ => Ok(Received::Ignored("unsubscribe confirmation")),
+    }
+}
+
+/// AWS End User Messaging SMS over SNS, built from `[providers.aws_sns]`.
+pub struct AwsSns {
+    topic_arns: Vec<String>,
+    verifier: SnsVerifier,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSnsConfig {
+    /// Only these topics are accepted and confirmed.
+    pub topic_arns: Vec<String>,
+}
+
+impl Configured for AwsSns {
+    type Config = AwsSnsConfig;
+
+    fn from_config(config: &AwsSnsConfig, outside: &Outside) -> Result<Self, ProviderConfigError> {
+        non_empty(&config.topic_arns, "topic_arns")?;
+        if let Some(j) =
+            config.topic_arns.iter().position(|arn| !arn.starts_with("arn:aws") || arn.split(':').count() != 6)
+        {
+            return Err(bad(format!("topic_arns[{j}]"), "must be an SNS topic ARN (arn:aws:sns:region:account:name)"));
+        }
+        Ok(AwsSns { topic_arns: config.topic_arns.clone(), verifier: SnsVerifier::new(outside.sns_network.clone()) })
+    }
+}
+
+#[async_trait]
+impl Provider for AwsSns {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.verifier, &self.topic_arns, request).await
     }
 }
 
@@ -526,7 +550,7 @@ pub(crate) mod tests {
     fn a_two_way_sms_notification_is_parsed() {
         let mut m = vectors()[0].clone();
         m.message = r#"{"originationNumber":"+14158675309","destinationNumber":"+14155550100","messageKeyword":"KEYWORD_123","messageBody":"STOP","inboundMessageId":"cae173d2-66b9-564c-8309-21f858e9fb84","previousPublishedMessageId":"wJ0example"}"#.into();
-        let Parsed::Message(inbound) = parse_notification(&m).unwrap() else { panic!() };
+        let Received::Message(inbound) = parse_notification(&m).unwrap() else { panic!() };
         assert_eq!(inbound.message_id, "cae173d2-66b9-564c-8309-21f858e9fb84");
         m.message = "Hello world".into();
         assert!(parse_notification(&m).is_err());
@@ -559,11 +583,11 @@ pub(crate) mod tests {
         };
         let other = ["arn:aws:sns:us-east-2:999999999999:elsewhere".to_owned()];
         let outcome = receive(&verifier, &other, &request(&h, body(&genuine).as_bytes())).await;
-        assert!(matches!(outcome, Err(SnsError::TopicNotAllowed)), "{outcome:?}");
+        assert!(matches!(outcome, Err(Rejection::TopicNotAllowed)), "{outcome:?}");
         let mut moved = genuine.clone();
         moved.signing_cert_url = moved.signing_cert_url.replace("us-east-2", "eu-west-1");
         let outcome = receive(&verifier, &topics, &request(&h, body(&moved).as_bytes())).await;
-        assert!(matches!(outcome, Err(SnsError::Rejected(Rejection::Signature(SignatureError::InvalidToken(_))))));
+        assert!(matches!(outcome, Err(Rejection::Signature(SignatureError::InvalidToken(_)))));
         assert_eq!(*network.fetches.lock().unwrap(), 0);
         assert_eq!(topic_region("arn:aws:sns:us-east-2:123:t"), Some("us-east-2"));
         assert_eq!(url_region("https://sns.cn-north-1.amazonaws.com.cn/x.pem").as_deref(), Some("cn-north-1"));
@@ -583,5 +607,18 @@ pub(crate) mod tests {
         assert_eq!(*network.fetches.lock().unwrap(), CERTIFICATE_FETCHES_PER_MINUTE as usize);
         assert_eq!(verifier.verify(&genuine, in_2022()).await, Ok(()));
         assert_eq!(*network.fetches.lock().unwrap(), CERTIFICATE_FETCHES_PER_MINUTE as usize, "still cached");
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<AwsSns>(
+            r#"topic_arns = ["arn:aws:sns:us-east-1:123456789012:inbound"]"#
+        )
+        .is_ok());
+        for (section, field) in [(r#"topic_arns = ["inbound"]"#, "topic_arns[0]"), (r#"topic_arns = []"#, "topic_arns")]
+        {
+            let error = crate::providers::tests::build::<AwsSns>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

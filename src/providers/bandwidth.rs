@@ -8,21 +8,19 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle,
-    SignatureError, WebhookRequest,
+    authorization, bad, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
+    WebhookRequest,
 };
-use crate::config::BasicCredential;
 
 pub const NAME: &str = "bandwidth";
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 pub fn verify(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
     let header = request.header("authorization").ok_or(SignatureError::MissingHeader("Authorization"))?;
-    let encoded = header
-        .strip_prefix("Basic ")
-        .or_else(|| header.strip_prefix("basic "))
-        .ok_or(SignatureError::MalformedHeader("Authorization"))?;
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| SignatureError::MalformedHeader("Authorization"))?;
+    let encoded = authorization(header, "Basic").ok_or(SignatureError::MalformedHeader("Authorization"))?;
+    let decoded = STANDARD.decode(encoded).map_err(|_| SignatureError::MalformedHeader("Authorization"))?;
     // Compare digests so neither length nor content leaks through timing.
     let presented = Sha256::digest(&decoded);
     let matched = credentials.iter().fold(false, |found, c| {
@@ -59,7 +57,7 @@ struct Message {
 /// message id (Bandwidth batches events, and a callback can carry several
 /// patients' messages); status events are acknowledged and ignored. One
 /// unreadable inbound event refuses the whole callback, recording nothing.
-pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+pub fn parse(body: &[u8]) -> Result<Received, PayloadError> {
     let events: Vec<Event> = json_body(body)?;
     let mut messages = events
         .into_iter()
@@ -68,9 +66,9 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         .map(|(i, e)| inbound(i, e))
         .collect::<Result<Vec<_>, _>>()?;
     if messages.len() > 1 {
-        return Ok(Parsed::Messages(messages));
+        return Ok(Received::Messages(messages));
     }
-    Ok(messages.pop().map_or(Parsed::Ignored("no inbound message"), Parsed::Message))
+    Ok(messages.pop().map_or(Received::Ignored("no inbound message"), Received::Message))
 }
 
 fn inbound(index: usize, event: Event) -> Result<InboundMessage, PayloadError> {
@@ -89,15 +87,57 @@ fn inbound(index: usize, event: Event) -> Result<InboundMessage, PayloadError> {
     })
 }
 
-pub fn receive(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+pub fn receive(credentials: &[BasicCredential], request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
     verify(credentials, request)?;
     Ok(parse(request.body)?)
+}
+
+/// Bandwidth, built from `[providers.bandwidth]`.
+pub struct Bandwidth {
+    credentials: Vec<BasicCredential>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthConfig {
+    pub credentials: Vec<BasicCredential>,
+}
+
+impl Configured for Bandwidth {
+    type Config = BandwidthConfig;
+
+    fn from_config(config: &BandwidthConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        non_empty(&config.credentials, "credentials")?;
+        for (j, c) in config.credentials.iter().enumerate() {
+            if c.username.is_empty() || c.username.contains(':') || c.password.expose().is_empty() {
+                return Err(bad(format!("credentials[{j}]"), "needs a username (no ':') and a password"));
+            }
+        }
+        Ok(Bandwidth { credentials: config.credentials.clone() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Bandwidth {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.credentials, request)
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicCredential {
+    pub username: String,
+    pub password: Secret,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
     use http::HeaderMap;
     use time::OffsetDateTime;
 
@@ -137,11 +177,11 @@ mod tests {
     #[test]
     fn a_message_received_event_is_parsed_and_status_events_ignored() {
         let body = br#"[{"type":"message-received","time":"2026-09-14T18:20:16Z","description":"Incoming message received","to":"+14155550100","message":{"id":"14762070468292kw2fuqty55yp2b2","time":"2026-09-14T18:20:16Z","to":["+14155550100"],"from":"+14158675309","text":"STOP","applicationId":"93de2206","owner":"+14155550100","direction":"in","segmentCount":1}}]"#;
-        let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
+        let Received::Message(m) = parse(body).unwrap() else { panic!() };
         assert_eq!((m.message_id.as_str(), m.text.as_str()), ("14762070468292kw2fuqty55yp2b2", "STOP"));
         assert!(matches!(
             parse(br#"[{"type":"message-delivered","message":{"id":"x"}}]"#).unwrap(),
-            Parsed::Ignored(_)
+            Received::Ignored(_)
         ));
         assert!(parse(br#"{"type":"message-received"}"#).is_err());
     }
@@ -151,7 +191,7 @@ mod tests {
         let body = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},
             {"type":"message-delivered","message":{"id":"d1"}},
             {"type":"message-received","message":{"id":"m2","from":"+14158675310","owner":"+14155550100","text":"STOP"}}]"#;
-        let Parsed::Messages(all) = parse(body).unwrap() else { panic!() };
+        let Received::Messages(all) = parse(body).unwrap() else { panic!() };
         let ids: Vec<_> = all.iter().map(|m| (m.message_id.as_str(), m.from.as_e164())).collect();
         assert_eq!(ids, [("m1", "+14158675309"), ("m2", "+14158675310")]);
         let broken = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},
@@ -163,5 +203,23 @@ mod tests {
     fn an_event_time_outside_1970_to_9999_is_a_payload_error() {
         let body = br#"[{"type":"message-received","time":"0000-01-01T00:00:00+01:00","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}}]"#;
         assert!(parse(body).is_err());
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Bandwidth>(r#"credentials = [{ username = "u", password = "p" }]"#)
+            .is_ok());
+        for (section, field) in [
+            (r#"credentials = [{ username = "a:b", password = "p" }]"#, "credentials[0]"),
+            (
+                r#"credentials = [{ username = "u", password = "p" }, { username = "v", password = "" }]"#,
+                "credentials[1]",
+            ),
+            (r#"credentials = []"#, "credentials"),
+        ] {
+            let error =
+                crate::providers::tests::build::<Bandwidth>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

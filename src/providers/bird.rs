@@ -7,16 +7,16 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{
-    check_timestamp, parse_rfc3339, phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection,
-    ReplyStyle, SignatureError, WebhookRequest,
+    check_timestamp, decode_hmac_jwt, form_pairs, param, parse_rfc3339, phone, required, same_bytes, secrets,
+    sha256_hex, Configured, InboundMessage, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received,
+    Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest, GET_AND_POST,
 };
-use crate::config::Secret;
 
 pub const NAME: &str = "bird";
 pub const JWT_HEADER: &str = "messagebird-signature-jwt";
@@ -25,6 +25,7 @@ pub const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
 /// Clock skew allowed on `nbf` and `exp`, as the MessageBird SDKs allow.
 const JWT_LEEWAY_SECONDS: i64 = 1;
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 #[derive(Deserialize)]
 struct Claims {
@@ -36,10 +37,6 @@ struct Claims {
     payload_hash: Option<String>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 pub fn verify_jwt(
     keys: &[Secret],
     token: &str,
@@ -47,18 +44,7 @@ pub fn verify_jwt(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<(), SignatureError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = keys
-        .iter()
-        .find_map(|k| {
-            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(k.expose().as_bytes()), &validation).ok()
-        })
-        .ok_or(SignatureError::InvalidSignature)?
-        .claims;
+    let claims: Claims = decode_hmac_jwt(token, keys, &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512])?;
     if claims.iss.as_deref() != Some("MessageBird") {
         return Err(SignatureError::InvalidToken("iss is not MessageBird"));
     }
@@ -99,7 +85,7 @@ pub fn sign_hmac(key: &str, timestamp: &str, signed_part: &str, body: &[u8]) -> 
 
 /// The query sorted by key, as the legacy scheme signs it.
 pub fn sorted_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let mut pairs = form_pairs(query.as_bytes());
     pairs.sort();
     form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
@@ -173,17 +159,17 @@ struct TextBody {
     text: Option<String>,
 }
 
-fn parse_channel_message(m: ChannelMessage) -> Result<Parsed, PayloadError> {
+fn parse_channel_message(m: ChannelMessage) -> Result<Received, PayloadError> {
     if m.direction.as_deref().is_some_and(|d| d != "incoming") {
-        return Ok(Parsed::Ignored("not an incoming message"));
+        return Ok(Received::Ignored("not an incoming message"));
     }
     let from = m.sender.and_then(|s| s.contact).and_then(|c| c.identifier_value);
     // The receiver is a connector; it names its number when it has one.
     let to = m.receiver.and_then(|r| r.connector.or(r.contact)).and_then(|c| c.identifier_value);
     let Some(text) = m.body.and_then(|b| b.text).and_then(|t| t.text) else {
-        return Ok(Parsed::Ignored("not a text message"));
+        return Ok(Received::Ignored("not a text message"));
     };
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(m.id.as_deref(), "payload.id")?.to_owned(),
         from: phone(required(from.as_deref(), "payload.sender.contact.identifierValue")?, "sender")?,
@@ -196,24 +182,24 @@ fn parse_channel_message(m: ChannelMessage) -> Result<Parsed, PayloadError> {
 
 /// Bird's Channels API (`sms.inbound` events, JSON) or MessageBird's legacy
 /// SMS webhook (`originator`, `recipient`, `body` as form or query).
-pub fn parse(request: &WebhookRequest<'_>) -> Result<Parsed, PayloadError> {
+pub fn parse(request: &WebhookRequest<'_>) -> Result<Received, PayloadError> {
     let is_json = request.body.first().is_some_and(|b| *b == b'{');
     if is_json {
         let envelope: Envelope = super::json_body(request.body)?;
         return match (envelope.event.as_deref(), envelope.payload) {
             (Some("sms.inbound"), Some(m)) => parse_channel_message(m),
-            (Some(_), _) => Ok(Parsed::Ignored("not an inbound SMS")),
+            (Some(_), _) => Ok(Received::Ignored("not an inbound SMS")),
             (None, _) => parse_channel_message(super::json_body(request.body)?),
         };
     }
-    let mut params: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
-    params.extend(form_urlencoded::parse(request.body).into_owned());
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let mut params = request.query_pairs();
+    params.extend(form_pairs(request.body));
+    let get = |name: &str| param(&params, name);
     if get("body").is_none() && get("status").is_some() {
-        return Ok(Parsed::Ignored("status report"));
+        return Ok(Received::Ignored("status report"));
     }
     let digits = |v: &str, field: &str| super::digits_phone(v, field);
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(get("id").or(get("message_id")), "id")?.to_owned(),
         from: digits(required(get("originator"), "originator")?, "originator")?,
@@ -224,9 +210,40 @@ pub fn parse(request: &WebhookRequest<'_>) -> Result<Parsed, PayloadError> {
     }))
 }
 
-pub fn receive(keys: &[Secret], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+pub fn receive(keys: &[Secret], request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
     verify(keys, request)?;
     Ok(parse(request)?)
+}
+
+/// Bird / MessageBird, built from `[providers.bird]`.
+pub struct Bird {
+    signing_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirdConfig {
+    pub signing_keys: Vec<Secret>,
+}
+
+impl Configured for Bird {
+    type Config = BirdConfig;
+
+    fn from_config(config: &BirdConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        secrets(&config.signing_keys, "signing_keys")?;
+        Ok(Bird { signing_keys: config.signing_keys.clone() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Bird {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.signing_keys, request)
+    }
 }
 
 #[cfg(test)]
@@ -301,14 +318,14 @@ mod tests {
     fn channel_and_legacy_messages_are_parsed() {
         let h = HeaderMap::new();
         let json = br#"{"service":"channels","event":"sms.inbound","payload":{"id":"96a0b5fa","channelId":"614208aa","sender":{"contact":{"id":"32cf","identifierKey":"phonenumber","identifierValue":"+14158675309"}},"receiver":{"connector":{"id":"86cc"}},"body":{"type":"text","text":{"text":"STOP"}},"direction":"incoming","createdAt":"2026-12-22T08:32:50.736Z"}}"#;
-        let Parsed::Message(m) = parse(&hmac_request(&h, "https://x/", json, 0)).unwrap() else { panic!() };
+        let Received::Message(m) = parse(&hmac_request(&h, "https://x/", json, 0)).unwrap() else { panic!() };
         assert!(m.to.is_none());
         assert_eq!(m.text, "STOP");
         let form = b"id=e8077d8&recipient=14155550100&originator=14158675309&body=Stop&createdDatetime=2026-08-21T14%3A04%3A13%2B00%3A00";
-        let Parsed::Message(m) = parse(&hmac_request(&h, "https://x/", form, 0)).unwrap() else { panic!() };
+        let Received::Message(m) = parse(&hmac_request(&h, "https://x/", form, 0)).unwrap() else { panic!() };
         assert_eq!(m.to.unwrap().as_e164(), "+14155550100");
         let other = br#"{"service":"channels","event":"sms.outbound","payload":{}}"#;
-        assert!(matches!(parse(&hmac_request(&h, "https://x/", other, 0)).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(parse(&hmac_request(&h, "https://x/", other, 0)).unwrap(), Received::Ignored(_)));
     }
 
     #[test]
@@ -318,5 +335,16 @@ mod tests {
         assert!(parse(&hmac_request(&h, "https://x/", json, 0)).is_err());
         let form = b"id=e8077d8&recipient=14155550100&originator=14158675309&body=Stop&createdDatetime=1969-12-31T23%3A59%3A59Z";
         assert!(parse(&hmac_request(&h, "https://x/", form, 0)).is_err());
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Bird>(r#"signing_keys = ["k"]"#).is_ok());
+        for (section, field) in
+            [(r#"signing_keys = [""]"#, "signing_keys[0]"), (r#"signing_keys = []"#, "signing_keys")]
+        {
+            let error = crate::providers::tests::build::<Bird>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

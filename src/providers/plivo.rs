@@ -11,10 +11,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::{
-    digits_phone, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection, ReplyStyle, SignatureError,
-    WebhookRequest,
+    digits_phone, form_pairs, param, required, same_bytes, secrets, xml_escape, Answer, Configured, InboundMessage,
+    Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
+    SignatureError, WebhookRequest, GET_AND_POST,
 };
-use crate::config::Secret;
 
 pub const NAME: &str = "plivo";
 pub const V3_HEADER: &str = "x-plivo-signature-v3";
@@ -29,6 +29,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "STOP", "END", "QUIT", "CANCEL", "UNSUB", "STOP ALL", "START", "YES", "UNSTOP", "HELP", "INFO",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 fn hmac(token: &str, message: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("any key length");
@@ -55,10 +56,8 @@ fn joined(pairs: &[(String, String)], kv: &str, between: &str) -> String {
 /// The V3 string before `.nonce`, as the Plivo SDKs build it.
 pub fn v3_string(method: &str, url: &str, params: &[(String, String)]) -> String {
     let base = base_url(url);
-    let query: Vec<(String, String)> = url
-        .split_once('?')
-        .map(|(_, q)| form_urlencoded::parse(q.split('#').next().unwrap_or(q).as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query: Vec<(String, String)> =
+        url.split_once('?').map(|(_, q)| form_pairs(q.split('#').next().unwrap_or(q).as_bytes())).unwrap_or_default();
     if method.eq_ignore_ascii_case("GET") {
         let all = sorted_pairs(query.into_iter().chain(params.iter().cloned()));
         return if all.is_empty() { base.to_owned() } else { format!("{base}?{}", joined(&all, "=", "&")) };
@@ -153,19 +152,18 @@ pub fn params(request: &WebhookRequest<'_>) -> Vec<(String, String)> {
     if request.method.eq_ignore_ascii_case("GET") {
         Vec::new()
     } else {
-        form_urlencoded::parse(request.body).into_owned().collect()
+        form_pairs(request.body)
     }
 }
 
 /// Reads Plivo's incoming-message webhook; delivery reports are ignored.
-pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<Parsed, PayloadError> {
-    let query: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
-    let all: Vec<&(String, String)> = params.iter().chain(query.iter()).collect();
-    let get = |name: &str| all.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<Received, PayloadError> {
+    let query = request.query_pairs();
+    let get = |name: &str| param(params, name).or_else(|| param(&query, name));
     if get("Text").is_none() && get("Status").is_some() {
-        return Ok(Parsed::Ignored("delivery report"));
+        return Ok(Received::Ignored("delivery report"));
     }
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(get("MessageUUID"), "MessageUUID")?.to_owned(),
         from: digits_phone(required(get("From"), "From")?, "From")?,
@@ -181,11 +179,11 @@ pub fn v2_replay_key(nonce: &str) -> String {
     format!("plivo-v2-nonce:{nonce}")
 }
 
-pub fn receive(tokens: &[Secret], accept_v2: bool, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+pub fn receive(tokens: &[Secret], accept_v2: bool, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
     let params = params(request);
     let verified = verify(tokens, accept_v2, request, &params)?;
     let mut parsed = parse(request, &params)?;
-    if let (Verified::V2 { nonce }, Parsed::Message(message)) = (verified, &mut parsed) {
+    if let (Verified::V2 { nonce }, Received::Message(message)) = (verified, &mut parsed) {
         message.replay_key = Some(v2_replay_key(&nonce));
     }
     Ok(parsed)
@@ -200,10 +198,52 @@ pub fn reply(message: Option<(&str, &InboundMessage)>) -> String {
             format!(
                 "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message src=\"{src}\" dst=\"{dst}\" type=\"sms\">{body}</Message></Response>",
                 dst = inbound.from.as_e164().trim_start_matches('+'),
-                body = super::twilio::xml_escape(text),
+                body = xml_escape(text),
             )
         }
         None => "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>".to_owned(),
+    }
+}
+
+/// Plivo, built from `[providers.plivo]`.
+pub struct Plivo {
+    auth_tokens: Vec<Secret>,
+    accept_v2_signatures: bool,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoConfig {
+    pub auth_tokens: Vec<Secret>,
+    /// Accept the legacy V2 signature, which covers only the URL and a nonce
+    /// (not the body): off by default; turn on only for an account that
+    /// cannot send V3. Each V2 nonce is then accepted once.
+    #[serde(default)]
+    pub accept_v2_signatures: bool,
+}
+
+impl Configured for Plivo {
+    type Config = PlivoConfig;
+
+    fn from_config(config: &PlivoConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        secrets(&config.auth_tokens, "auth_tokens")?;
+        Ok(Plivo { auth_tokens: config.auth_tokens.clone(), accept_v2_signatures: config.accept_v2_signatures })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Plivo {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.auth_tokens, self.accept_v2_signatures, request)
+    }
+
+    /// Plivo XML, with the confirmation inline.
+    fn answer(&self, outcome: &Outcome<'_>) -> Answer {
+        Answer::xml(reply(outcome.reply))
     }
 }
 
@@ -290,7 +330,7 @@ mod tests {
         h.insert(V2_NONCE_HEADER, "n-1".parse().unwrap());
         h.insert(V2_HEADER, sign_v2("t", url, "n-1").parse().unwrap());
         let r = WebhookRequest { method: "POST", url, headers: &h, body, now: OffsetDateTime::UNIX_EPOCH };
-        let Parsed::Message(m) = receive(&[Secret::new("t")], true, &r).unwrap() else { panic!() };
+        let Received::Message(m) = receive(&[Secret::new("t")], true, &r).unwrap() else { panic!() };
         assert_eq!(m.replay_key.as_deref(), Some("plivo-v2-nonce:n-1"));
         assert!(receive(&[Secret::new("t")], false, &r).is_err());
         let params = params(&r);
@@ -298,7 +338,7 @@ mod tests {
         h.insert(V3_NONCE_HEADER, "n-2".parse().unwrap());
         h.insert(V3_HEADER, sign_v3("t", "POST", url, &params, "n-2").parse().unwrap());
         let r = WebhookRequest { headers: &h, ..r };
-        let Parsed::Message(m) = receive(&[Secret::new("t")], false, &r).unwrap() else { panic!() };
+        let Received::Message(m) = receive(&[Secret::new("t")], false, &r).unwrap() else { panic!() };
         assert_eq!(m.replay_key, None);
     }
 
@@ -328,7 +368,7 @@ mod tests {
             body,
             now: OffsetDateTime::UNIX_EPOCH,
         };
-        let Parsed::Message(m) = parse(&request, &params(&request)).unwrap() else { panic!() };
+        let Received::Message(m) = parse(&request, &params(&request)).unwrap() else { panic!() };
         assert_eq!((m.from.as_e164(), m.message_id.as_str()), ("+14158675309", "abc-123"));
         let xml = reply(Some(("A & B", &m)));
         assert!(
@@ -337,6 +377,17 @@ mod tests {
         );
         let report = b"MessageUUID=abc&Status=delivered&From=14155550100&To=14158675309";
         let request = WebhookRequest { body: report, ..request };
-        assert!(matches!(parse(&request, &params(&request)).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(parse(&request, &params(&request)).unwrap(), Received::Ignored(_)));
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Plivo>(r#"auth_tokens = ["a"]"#).is_ok());
+        for (section, field) in
+            [(r#"auth_tokens = ["a", ""]"#, "auth_tokens[1]"), (r#"auth_tokens = []"#, "auth_tokens")]
+        {
+            let error = crate::providers::tests::build::<Plivo>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, InboundMessage, Parsed,
-    PayloadError, Rejection, ReplyStyle, SignatureError, WebhookRequest,
+    check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, secrets, Configured, InboundMessage,
+    Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
+    SignatureError, WebhookRequest,
 };
-use crate::config::Secret;
 
 pub const NAME: &str = "sinch";
 pub const SIGNATURE_HEADER: &str = "x-sinch-webhook-signature";
@@ -37,6 +37,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "RECEBER",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 pub fn sign(secret: &str, body: &[u8], nonce: &str, timestamp: &str) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -104,22 +105,22 @@ struct ChannelIdentity {
     identity: Option<String>,
 }
 
-pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+pub fn parse(body: &[u8]) -> Result<Received, PayloadError> {
     let callback: Callback = json_body(body)?;
     if let Some(message) = callback.message {
         if message.direction.as_deref() != Some("TO_APP") {
-            return Ok(Parsed::Ignored("not an inbound message"));
+            return Ok(Received::Ignored("not an inbound message"));
         }
         let identity =
             message.channel_identity.ok_or_else(|| PayloadError("missing field message.channel_identity".into()))?;
         if identity.channel.as_deref() != Some("SMS") {
-            return Ok(Parsed::Ignored("not an SMS"));
+            return Ok(Received::Ignored("not an SMS"));
         }
         let Some(text) = message.contact_message.and_then(|c| c.text_message).and_then(|t| t.text) else {
-            return Ok(Parsed::Ignored("not a text message"));
+            return Ok(Received::Ignored("not a text message"));
         };
         // The Conversation API names the app, not the clinic number.
-        return Ok(Parsed::Message(InboundMessage {
+        return Ok(Received::Message(InboundMessage {
             provider: NAME,
             message_id: required(message.id.as_deref(), "message.id")?.to_owned(),
             from: digits_phone(
@@ -133,7 +134,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
         }));
     }
     match callback.kind.as_deref() {
-        Some("mo_text") => Ok(Parsed::Message(InboundMessage {
+        Some("mo_text") => Ok(Received::Message(InboundMessage {
             provider: NAME,
             message_id: required(callback.id.as_deref(), "id")?.to_owned(),
             from: digits_phone(required(callback.from.as_deref(), "from")?, "from")?,
@@ -142,14 +143,45 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
             occurred_at: callback.received_at.as_deref().map(|t| parse_rfc3339(t, "received_at")).transpose()?,
             replay_key: None,
         })),
-        Some(_) => Ok(Parsed::Ignored("not an inbound text")),
+        Some(_) => Ok(Received::Ignored("not an inbound text")),
         None => Err(PayloadError("missing field type".into())),
     }
 }
 
-pub fn receive(secrets: &[Secret], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+pub fn receive(secrets: &[Secret], request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
     verify(secrets, request)?;
     Ok(parse(request.body)?)
+}
+
+/// Sinch, built from `[providers.sinch]`.
+pub struct Sinch {
+    secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinchConfig {
+    pub secrets: Vec<Secret>,
+}
+
+impl Configured for Sinch {
+    type Config = SinchConfig;
+
+    fn from_config(config: &SinchConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        secrets(&config.secrets, "secrets")?;
+        Ok(Sinch { secrets: config.secrets.clone() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Sinch {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.secrets, request)
+    }
 }
 
 #[cfg(test)]
@@ -206,12 +238,12 @@ mod tests {
     #[test]
     fn sms_and_conversation_inbound_are_parsed_and_reports_ignored() {
         let sms = br#"{"type":"mo_text","id":"01FC66621XXXXX119Z8PMV1QPQ","from":"14158675309","to":"14155550100","body":"Stop","operator_id":"311071","received_at":"2026-08-24T14:15:22Z"}"#;
-        let Parsed::Message(m) = parse(sms).unwrap() else { panic!() };
+        let Received::Message(m) = parse(sms).unwrap() else { panic!() };
         assert_eq!(m.to.unwrap().as_e164(), "+14155550100");
         let conversation = br#"{"app_id":"app","accepted_time":"2026-10-18T17:49:13Z","message":{"id":"01FJ","direction":"TO_APP","contact_message":{"text_message":{"text":"STOP"}},"channel_identity":{"channel":"SMS","identity":"14158675309","app_id":""},"accept_time":"2026-10-18T17:49:13Z"}}"#;
-        let Parsed::Message(m) = parse(conversation).unwrap() else { panic!() };
+        let Received::Message(m) = parse(conversation).unwrap() else { panic!() };
         assert!(m.to.is_none());
-        assert!(matches!(parse(vectors()[1]["body"].as_str().unwrap().as_bytes()).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(parse(vectors()[1]["body"].as_str().unwrap().as_bytes()).unwrap(), Received::Ignored(_)));
         assert!(parse(b"{}").is_err());
     }
 
@@ -221,5 +253,14 @@ mod tests {
         assert!(parse(sms).is_err());
         let conversation = br#"{"app_id":"app","message":{"id":"01FJ","direction":"TO_APP","contact_message":{"text_message":{"text":"STOP"}},"channel_identity":{"channel":"SMS","identity":"14158675309"},"accept_time":"1969-12-31T23:59:59Z"}}"#;
         assert!(parse(conversation).is_err());
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Sinch>(r#"secrets = ["s"]"#).is_ok());
+        for (section, field) in [(r#"secrets = [""]"#, "secrets[0]"), (r#"secrets = []"#, "secrets")] {
+            let error = crate::providers::tests::build::<Sinch>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

@@ -10,18 +10,20 @@ use serde::Deserialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::{parse_rfc3339, phone, required, same_bytes, InboundMessage, Parsed, PayloadError, SignatureError};
-use crate::config::Secret;
+use super::{
+    bad, check_timestamp, non_empty, parse_rfc3339, phone, required, same_bytes, Configured, InboundMessage, Outside,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError,
+    WebhookRequest,
+};
 
 pub const NAME: &str = "standard-webhooks";
 
 /// The gateway sends the JSON `reply` itself; it has no auto-responder.
-pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle { inline: true, auto_reply_keywords: &[] };
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: true, auto_reply_keywords: &[] };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 pub const ID_HEADER: &str = "webhook-id";
 pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
 pub const SIGNATURE_HEADER: &str = "webhook-signature";
-/// How far a timestamp may be from now, either way.
-pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 const SECRET_PREFIX: &str = "whsec_";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,30 +67,19 @@ pub struct Headers<'a> {
     pub signature: Option<&'a str>,
 }
 
-pub fn verify(
-    secrets: &[Secret],
-    headers: &Headers<'_>,
-    body: &[u8],
-    now: OffsetDateTime,
-) -> Result<(), SignatureError> {
+/// Checks the signature with every key (decoded `whsec_` secrets).
+pub fn verify(keys: &[Vec<u8>], headers: &Headers<'_>, body: &[u8], now: OffsetDateTime) -> Result<(), SignatureError> {
     let id = headers.id.ok_or(SignatureError::MissingHeader(ID_HEADER))?;
     let timestamp = headers.timestamp.ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
     let signature = headers.signature.ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
-    let seconds: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader(TIMESTAMP_HEADER))?;
-    let now = now.unix_timestamp();
-    if seconds < now - TOLERANCE_SECONDS {
-        return Err(SignatureError::TimestampTooOld);
-    }
-    if seconds > now + TOLERANCE_SECONDS {
-        return Err(SignatureError::FutureTimestamp);
-    }
+    check_timestamp(timestamp, TIMESTAMP_HEADER, now)?;
     let candidates: Vec<Vec<u8>> = signature
         .split_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|sig| STANDARD.decode(sig).ok())
         .collect();
-    let matched = secrets.iter().filter_map(|s| decode_secret(s.expose()).ok()).any(|key| {
-        let expected = mac(&key, id, timestamp, body);
+    let matched = keys.iter().any(|key| {
+        let expected = mac(key, id, timestamp, body);
         candidates.iter().any(|c| same_bytes(&expected, c))
     });
     if matched {
@@ -107,11 +98,11 @@ struct Body {
     occurred_at: Option<String>,
 }
 
-pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+pub fn parse(body: &[u8]) -> Result<Received, PayloadError> {
     let body: Body =
         serde_json::from_slice(body).map_err(|e| PayloadError(format!("body is not the expected JSON: {e}")))?;
     let occurred_at = body.occurred_at.as_deref().map(|t| parse_rfc3339(t, "occurred_at")).transpose()?;
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(body.id.as_deref(), "id")?.to_owned(),
         from: phone(required(body.from.as_deref(), "from")?, "from")?,
@@ -122,14 +113,64 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     }))
 }
 
+/// Standard Webhooks, built from `[providers.standard_webhooks]`: the
+/// secrets decoded once.
+pub struct StandardWebhooks {
+    keys: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandardWebhooksConfig {
+    /// `whsec_` secrets; more than one during rotation.
+    pub secrets: Vec<Secret>,
+}
+
+impl Configured for StandardWebhooks {
+    type Config = StandardWebhooksConfig;
+
+    fn from_config(config: &StandardWebhooksConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        non_empty(&config.secrets, "secrets").map_err(|_| bad("secrets", "needs at least one secret"))?;
+        let keys = config
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(j, secret)| decode_secret(secret.expose()).map_err(|e| bad(format!("secrets[{j}]"), e.to_string())))
+            .collect::<Result<_, _>>()?;
+        Ok(StandardWebhooks { keys })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for StandardWebhooks {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        let headers = Headers {
+            id: request.header(ID_HEADER),
+            timestamp: request.header(TIMESTAMP_HEADER),
+            signature: request.header(SIGNATURE_HEADER),
+        };
+        verify(&self.keys, &headers, request.body, request.now)?;
+        Ok(parse(request.body)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::TOLERANCE_SECONDS;
     use serde_json::Value;
 
     fn vectors() -> Vec<Value> {
         let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
         all["standard_webhooks"]["vectors"].as_array().unwrap().clone()
+    }
+
+    fn keys(secrets: &[&str]) -> Vec<Vec<u8>> {
+        secrets.iter().map(|s| decode_secret(s).unwrap()).collect()
     }
 
     fn at(seconds: i64) -> OffsetDateTime {
@@ -139,7 +180,7 @@ mod tests {
     fn check(v: &Value, secret: &str, signature: &str, body: &str, now: i64) -> Result<(), SignatureError> {
         let ts = v["timestamp"].as_i64().unwrap().to_string();
         let headers = Headers { id: v["msg_id"].as_str(), timestamp: Some(&ts), signature: Some(signature) };
-        verify(&[Secret::new(secret)], &headers, body.as_bytes(), at(now))
+        verify(&keys(&[secret]), &headers, body.as_bytes(), at(now))
     }
 
     #[test]
@@ -186,7 +227,7 @@ mod tests {
     fn missing_headers_are_named() {
         let none = Headers { id: None, timestamp: Some("1"), signature: Some("v1,x") };
         assert_eq!(
-            verify(&[Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")], &none, b"", at(1)),
+            verify(&keys(&["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]), &none, b"", at(1)),
             Err(SignatureError::MissingHeader(ID_HEADER))
         );
     }
@@ -196,8 +237,7 @@ mod tests {
         let v = &vectors()[0];
         let ts = v["timestamp"].as_i64().unwrap().to_string();
         let headers = Headers { id: v["msg_id"].as_str(), timestamp: Some(&ts), signature: v["expected"].as_str() };
-        let secrets =
-            [Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Secret::new(v["secret"].as_str().unwrap())];
+        let secrets = keys(&["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", v["secret"].as_str().unwrap()]);
         assert_eq!(
             verify(&secrets, &headers, v["payload"].as_str().unwrap().as_bytes(), at(v["timestamp"].as_i64().unwrap())),
             Ok(())
@@ -214,7 +254,7 @@ mod tests {
 
     #[test]
     fn the_body_is_parsed_and_bad_bodies_refused() {
-        let Parsed::Message(m) = parse(br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"STOP","occurred_at":"2026-01-01T10:00:00Z"}"#).unwrap() else { panic!() };
+        let Received::Message(m) = parse(br#"{"id":"m1","from":"+14158675309","to":"+18005551212","text":"STOP","occurred_at":"2026-01-01T10:00:00Z"}"#).unwrap() else { panic!() };
         assert_eq!(m.occurred_at, Some(time::macros::datetime!(2026-01-01 10:00 UTC)));
         for bad in [
             &b"not json"[..],
@@ -232,6 +272,20 @@ mod tests {
                 r#"{{"id":"m1","from":"+14158675309","to":"+18005551212","text":"STOP","occurred_at":"{at}"}}"#
             );
             assert!(parse(body.as_bytes()).is_err(), "{at}");
+        }
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<StandardWebhooks>(r#"secrets = ["whsec_YWJj"]"#).is_ok());
+        for (section, field) in [
+            (r#"secrets = ["whsec_!!!"]"#, "secrets[0]"),
+            (r#"secrets = ["whsec_YWJj", "whsec_"]"#, "secrets[1]"),
+            (r#"secrets = []"#, "secrets"),
+        ] {
+            let error =
+                crate::providers::tests::build::<StandardWebhooks>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
         }
     }
 }

@@ -8,8 +8,9 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 
 use super::{
-    check_timestamp, json_body, parse_rfc3339, phone, required, InboundMessage, Parsed, PayloadError, Rejection,
-    ReplyStyle, SignatureError, WebhookRequest,
+    bad, check_timestamp, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside,
+    PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, SignatureError,
+    WebhookRequest,
 };
 
 pub const NAME: &str = "telnyx";
@@ -30,6 +31,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
         "HELP",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 /// A public key from Mission Control: base64 of the raw 32 bytes.
 pub fn decode_public_key(key: &str) -> Result<VerifyingKey, String> {
@@ -38,7 +40,7 @@ pub fn decode_public_key(key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| "is not a valid Ed25519 public key".to_owned())
 }
 
-pub fn verify(public_keys: &[String], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
+pub fn verify(public_keys: &[VerifyingKey], request: &WebhookRequest<'_>) -> Result<(), SignatureError> {
     let signature = request.header(SIGNATURE_HEADER).ok_or(SignatureError::MissingHeader(SIGNATURE_HEADER))?;
     let timestamp = request.header(TIMESTAMP_HEADER).ok_or(SignatureError::MissingHeader(TIMESTAMP_HEADER))?;
     let signature = STANDARD
@@ -51,10 +53,7 @@ pub fn verify(public_keys: &[String], request: &WebhookRequest<'_>) -> Result<()
     message.extend_from_slice(timestamp.as_bytes());
     message.push(b'|');
     message.extend_from_slice(request.body);
-    let valid = public_keys
-        .iter()
-        .filter_map(|k| decode_public_key(k).ok())
-        .any(|key| key.verify_strict(&message, &signature).is_ok());
+    let valid = public_keys.iter().any(|key| key.verify_strict(&message, &signature).is_ok());
     if valid {
         Ok(())
     } else {
@@ -89,16 +88,16 @@ struct Party {
     phone_number: Option<String>,
 }
 
-pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
+pub fn parse(body: &[u8]) -> Result<Received, PayloadError> {
     let envelope: Envelope = json_body(body)?;
     if envelope.data.event_type != "message.received" {
-        return Ok(Parsed::Ignored("not an inbound message"));
+        return Ok(Received::Ignored("not an inbound message"));
     }
     let message = envelope.data.payload.ok_or_else(|| PayloadError("missing field data.payload".into()))?;
     let from = message.from.and_then(|p| p.phone_number);
     let to = message.to.into_iter().find_map(|p| p.phone_number);
     let at = message.received_at.or(envelope.data.occurred_at);
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(message.id.as_deref(), "data.payload.id")?.to_owned(),
         from: phone(required(from.as_deref(), "data.payload.from.phone_number")?, "from")?,
@@ -109,9 +108,47 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     }))
 }
 
-pub fn receive(public_keys: &[String], request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
+pub fn receive(public_keys: &[VerifyingKey], request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
     verify(public_keys, request)?;
     Ok(parse(request.body)?)
+}
+
+/// Telnyx, built from `[providers.telnyx]`: the keys decoded once.
+pub struct Telnyx {
+    public_keys: Vec<VerifyingKey>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelnyxConfig {
+    /// Base64 Ed25519 public keys from Mission Control.
+    pub public_keys: Vec<String>,
+}
+
+impl Configured for Telnyx {
+    type Config = TelnyxConfig;
+
+    fn from_config(config: &TelnyxConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        non_empty(&config.public_keys, "public_keys")?;
+        let public_keys = config
+            .public_keys
+            .iter()
+            .enumerate()
+            .map(|(j, key)| decode_public_key(key).map_err(|e| bad(format!("public_keys[{j}]"), e)))
+            .collect::<Result<_, _>>()?;
+        Ok(Telnyx { public_keys })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Telnyx {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        receive(&self.public_keys, request)
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +175,10 @@ mod tests {
         h
     }
 
+    fn keys(encoded: &[&str]) -> Vec<VerifyingKey> {
+        encoded.iter().map(|k| decode_public_key(k).unwrap()).collect()
+    }
+
     fn vectors() -> Vec<Value> {
         let all: Value = serde_json::from_str(include_str!("../../tests/vectors/signatures/vectors.json")).unwrap();
         all["telnyx"]["vectors"].as_array().unwrap().clone()
@@ -148,7 +189,7 @@ mod tests {
         for v in vectors() {
             let sig = v["expected_signature_b64"].as_str().or(v["signature_b64"].as_str()).unwrap();
             let h = headers(sig, v["telnyx-timestamp"].as_str().unwrap());
-            let key = vec![v["public_key_b64"].as_str().unwrap().to_owned()];
+            let key = keys(&[v["public_key_b64"].as_str().unwrap()]);
             let result = verify(&key, &request(&h, v["body"].as_str().unwrap().as_bytes(), 1_700_000_010));
             if v["expect"] == "invalid" {
                 assert_eq!(result, Err(SignatureError::InvalidSignature));
@@ -162,13 +203,13 @@ mod tests {
     fn stale_future_wrong_key_and_missing_headers_are_refused() {
         let v = &vectors()[0];
         let (sig, body) = (v["expected_signature_b64"].as_str().unwrap(), v["body"].as_str().unwrap().as_bytes());
-        let key = vec![v["public_key_b64"].as_str().unwrap().to_owned()];
+        let key = keys(&[v["public_key_b64"].as_str().unwrap()]);
         let h = headers(sig, "1700000000");
         assert_eq!(verify(&key, &request(&h, body, 1_700_000_301)), Err(SignatureError::TimestampTooOld));
         assert_eq!(verify(&key, &request(&h, body, 1_699_999_699)), Err(SignatureError::FutureTimestamp));
-        let other = vec!["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=".to_owned()];
+        let other = keys(&["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs="]);
         assert_eq!(verify(&other, &request(&h, body, 1_700_000_000)), Err(SignatureError::InvalidSignature));
-        let rotated = vec![other[0].clone(), key[0].clone()];
+        let rotated = vec![other[0], key[0]];
         assert_eq!(verify(&rotated, &request(&h, body, 1_700_000_000)), Ok(()));
         assert_eq!(
             verify(&key, &request(&HeaderMap::new(), body, 1_700_000_000)),
@@ -182,11 +223,11 @@ mod tests {
     #[test]
     fn an_inbound_message_is_parsed_and_status_events_ignored() {
         let body = br#"{"data":{"event_type":"message.received","id":"e1","occurred_at":"2026-01-23T18:10:02.574Z","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"2026-01-23T18:10:02.000Z"}}}"#;
-        let Parsed::Message(m) = parse(body).unwrap() else { panic!() };
+        let Received::Message(m) = parse(body).unwrap() else { panic!() };
         assert_eq!((m.message_id.as_str(), m.text.as_str()), ("m1", "STOP"));
         assert!(matches!(
             parse(br#"{"data":{"event_type":"message.finalized","payload":{}}}"#).unwrap(),
-            Parsed::Ignored(_)
+            Received::Ignored(_)
         ));
         assert!(parse(br#"{"data":{"event_type":"message.received","payload":{"id":"m1"}}}"#).is_err());
     }
@@ -195,5 +236,21 @@ mod tests {
     fn a_time_outside_1970_to_9999_is_a_payload_error() {
         let body = br#"{"data":{"event_type":"message.received","id":"e1","payload":{"id":"m1","from":{"phone_number":"+14158675309"},"to":[{"phone_number":"+14155550100"}],"text":"STOP","received_at":"0000-01-01T00:00:00+01:00"}}}"#;
         assert!(parse(body).is_err());
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Telnyx>(
+            r#"public_keys = ["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs="]"#
+        )
+        .is_ok());
+        for (section, field) in [
+            (r#"public_keys = ["not base64!"]"#, "public_keys[0]"),
+            (r#"public_keys = ["jrMBoswHlhhVx2W2Www72WU/xn4UMpjreslD0m2u0qs=", "YWJj"]"#, "public_keys[1]"),
+            (r#"public_keys = []"#, "public_keys"),
+        ] {
+            let error = crate::providers::tests::build::<Telnyx>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

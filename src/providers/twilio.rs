@@ -7,16 +7,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
-use super::{phone, required, same_bytes, InboundMessage, Parsed, PayloadError, SignatureError};
-use crate::config::Secret;
+use super::{
+    bad, form_pairs, param, phone, required, same_bytes, secrets, sha256_hex, xml_escape, Answer, Configured,
+    InboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection,
+    ReplyStyle, Secret, SignatureError, WebhookRequest,
+};
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 pub const NAME: &str = "twilio";
 
 /// Twilio Advanced Opt-Out's default keywords, which it answers itself.
-pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle {
+pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: true,
     auto_reply_keywords: &[
         "STOP",
@@ -34,6 +36,7 @@ pub const REPLY_STYLE: super::ReplyStyle = super::ReplyStyle {
         "INFO",
     ],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
 
 /// The signature Twilio would send for `url` and form `params`.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -101,7 +104,7 @@ pub fn verify(
         return Err(SignatureError::InvalidSignature);
     }
     if let Some(expected) = body_hash {
-        let actual = hex::encode(Sha256::digest(body));
+        let actual = sha256_hex(body);
         if !same_bytes(actual.as_bytes(), expected.to_ascii_lowercase().as_bytes()) {
             return Err(SignatureError::BodyHashMismatch);
         }
@@ -112,25 +115,21 @@ pub fn verify(
 fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or(query);
-    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
-}
-
-pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(body).into_owned().collect()
+    param(&form_pairs(query.as_bytes()), name).map(str::to_owned)
 }
 
 /// Reads Twilio's incoming-message webhook. Status callbacks (a
 /// `MessageStatus` and no `Body`) are acknowledged and ignored.
-pub fn parse(params: &[(String, String)]) -> Result<Parsed, PayloadError> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn parse(params: &[(String, String)]) -> Result<Received, PayloadError> {
+    let get = |name: &str| param(params, name);
     if get("Body").is_none() && get("MessageStatus").is_some() {
-        return Ok(Parsed::Ignored("status callback"));
+        return Ok(Received::Ignored("status callback"));
     }
     let message_id = required(get("MessageSid").or(get("SmsMessageSid")).or(get("SmsSid")), "MessageSid")?;
     let from = phone(required(get("From"), "From")?, "From")?;
     let to = phone(required(get("To"), "To")?, "To")?;
     let text = get("Body").ok_or_else(|| PayloadError("missing field Body".into()))?;
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: message_id.to_owned(),
         from,
@@ -152,19 +151,45 @@ pub fn reply(message: Option<&str>) -> String {
     }
 }
 
-pub(crate) fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
+/// Twilio, built from `[providers.twilio]`.
+pub struct Twilio {
+    /// Every token accepted; more than one during rotation.
+    auth_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Every token accepted; more than one during rotation.
+    pub auth_tokens: Vec<Secret>,
+}
+
+impl Configured for Twilio {
+    type Config = TwilioConfig;
+
+    fn from_config(config: &TwilioConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        secrets(&config.auth_tokens, "auth_tokens")
+            .map_err(|_| bad("auth_tokens", "needs at least one non-empty token"))?;
+        Ok(Twilio { auth_tokens: config.auth_tokens.clone() })
     }
-    out
+}
+
+#[async_trait::async_trait]
+impl Provider for Twilio {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        let params = form_pairs(request.body);
+        verify(&self.auth_tokens, request.url, &params, request.body, request.header(SIGNATURE_HEADER))?;
+        Ok(parse(&params)?)
+    }
+
+    /// TwiML, with the confirmation inline.
+    fn answer(&self, outcome: &Outcome<'_>) -> Answer {
+        Answer::xml(reply(outcome.reply.map(|(text, _)| text)))
+    }
 }
 
 #[cfg(test)]
@@ -291,14 +316,14 @@ mod tests {
     #[test]
     fn an_incoming_message_is_parsed_and_a_status_callback_ignored() {
         let form = b"MessageSid=SM123&From=%2B14158675309&To=%2B18005551212&Body=Stop.+Thank+you";
-        let Parsed::Message(m) = parse(&form_params(form)).unwrap() else { panic!("not a message") };
+        let Received::Message(m) = parse(&form_pairs(form)).unwrap() else { panic!("not a message") };
         assert_eq!(
             (m.message_id.as_str(), m.text.as_str(), m.to.unwrap().as_e164()),
             ("SM123", "Stop. Thank you", "+18005551212")
         );
         let status = b"MessageSid=SM123&MessageStatus=delivered&From=%2B1&To=%2B1";
-        assert!(matches!(parse(&form_params(status)).unwrap(), Parsed::Ignored(_)));
-        assert!(parse(&form_params(b"From=nonsense&To=%2B18005551212&Body=STOP&MessageSid=SM1")).is_err());
+        assert!(matches!(parse(&form_pairs(status)).unwrap(), Received::Ignored(_)));
+        assert!(parse(&form_pairs(b"From=nonsense&To=%2B18005551212&Body=STOP&MessageSid=SM1")).is_err());
     }
 
     #[test]
@@ -307,5 +332,14 @@ mod tests {
             reply(Some("A & B <c>")),
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>A &amp; B &lt;c&gt;</Message></Response>"
         );
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Twilio>(r#"auth_tokens = ["t"]"#).is_ok());
+        for (section, field) in [(r#"auth_tokens = []"#, "auth_tokens"), (r#"auth_tokens = [""]"#, "auth_tokens")] {
+            let error = crate::providers::tests::build::<Twilio>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

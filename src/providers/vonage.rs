@@ -4,7 +4,7 @@
 //! Either arrives at one route; replies go to the outbox.
 
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use md5::Md5;
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256, Sha512};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{
-    digits_phone, event_time, parse_rfc3339, required, same_bytes, InboundMessage, Parsed, PayloadError, Rejection,
-    ReplyStyle, SignatureError, WebhookRequest, TIMESTAMP_TOLERANCE_SECONDS,
+    bad, bearer, check_window, decode_hmac_jwt, digits_phone, event_time, form_pairs, param, parse_rfc3339, required,
+    same_bytes, secrets, sha256_hex, within_window, Configured, InboundMessage, Outside, PayloadError, Profile,
+    Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest,
+    GET_AND_POST, TOLERANCE_SECONDS,
 };
-use crate::config::{Secret, VonageSignatureMethod};
 
 pub const NAME: &str = "vonage";
 /// How old a signed SMS API `timestamp` may be. Vonage keeps retrying an
@@ -29,6 +30,7 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     inline: false,
     auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUBSCRIBE", "START", "JOIN", "HELP"],
 };
+const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
 
 /// The string Vonage signs: every parameter but `sig`, sorted by key, as
 /// `&key=value`, with `&` and `=` in values replaced by `_`.
@@ -62,22 +64,14 @@ pub fn verify_sig(
     params: &[(String, String)],
     now: OffsetDateTime,
 ) -> Result<(), SignatureError> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| param(params, name);
     let provided = get("sig").ok_or(SignatureError::MissingHeader("sig"))?.to_ascii_lowercase();
     let matched = secrets.iter().any(|s| same_bytes(sign(method, s.expose(), params).as_bytes(), provided.as_bytes()));
     if !matched {
         return Err(SignatureError::InvalidSignature);
     }
     let timestamp = get("timestamp").ok_or(SignatureError::MissingHeader("timestamp"))?;
-    let seconds: i64 = timestamp.trim().parse().map_err(|_| SignatureError::MalformedHeader("timestamp"))?;
-    let now = now.unix_timestamp();
-    if seconds < now - SIG_TOLERANCE_SECONDS {
-        return Err(SignatureError::TimestampTooOld);
-    }
-    if seconds > now + TIMESTAMP_TOLERANCE_SECONDS {
-        return Err(SignatureError::FutureTimestamp);
-    }
-    Ok(())
+    check_window(timestamp, "timestamp", now, SIG_TOLERANCE_SECONDS).map(|_| ())
 }
 
 #[derive(Deserialize)]
@@ -110,25 +104,10 @@ pub fn verify_jwt(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<(), SignatureError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.validate_exp = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    let claims = secrets
-        .iter()
-        .find_map(|s| {
-            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(s.expose().as_bytes()), &validation).ok()
-        })
-        .ok_or(SignatureError::InvalidSignature)?
-        .claims;
-    let now = now.unix_timestamp();
+    let claims: Claims = decode_hmac_jwt(token, secrets, &[Algorithm::HS256])?;
     let iat = claims.iat.ok_or(SignatureError::InvalidToken("no iat claim"))?;
-    if iat < now - TIMESTAMP_TOLERANCE_SECONDS {
-        return Err(SignatureError::TimestampTooOld);
-    }
-    if iat > now + TIMESTAMP_TOLERANCE_SECONDS {
-        return Err(SignatureError::FutureTimestamp);
-    }
+    within_window(iat, now, TOLERANCE_SECONDS)?;
+    let now = now.unix_timestamp();
     if claims.exp.is_some_and(|exp| exp <= now) {
         return Err(SignatureError::TimestampTooOld);
     }
@@ -144,7 +123,7 @@ pub fn verify_jwt(
     }
     match claims.payload_hash {
         Some(hash) => {
-            let actual = hex::encode(Sha256::digest(body));
+            let actual = sha256_hex(body);
             if !same_bytes(actual.as_bytes(), hash.to_ascii_lowercase().as_bytes()) {
                 return Err(SignatureError::BodyHashMismatch);
             }
@@ -159,7 +138,7 @@ pub fn verify_jwt(
 
 /// The request's parameters: the query on GET, the form or JSON body on POST.
 pub fn params(request: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, PayloadError> {
-    let mut out: Vec<(String, String)> = form_urlencoded::parse(request.query().as_bytes()).into_owned().collect();
+    let mut out = request.query_pairs();
     if request.method.eq_ignore_ascii_case("GET") || request.body.is_empty() {
         return Ok(out);
     }
@@ -177,17 +156,17 @@ pub fn params(request: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, Pay
             _ => None,
         }));
     } else {
-        out.extend(form_urlencoded::parse(request.body).into_owned());
+        out.extend(form_pairs(request.body));
     }
     Ok(out)
 }
 
 /// SMS API inbound: `msisdn`, `to`, `messageId`, `text`; delivery receipts
 /// (with `status`) are ignored.
-pub fn parse_sms_api(params: &[(String, String)]) -> Result<Parsed, PayloadError> {
-    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+pub fn parse_sms_api(params: &[(String, String)]) -> Result<Received, PayloadError> {
+    let get = |name: &str| param(params, name);
     if get("text").is_none() && (get("status").is_some() || get("err-code").is_some()) {
-        return Ok(Parsed::Ignored("delivery receipt"));
+        return Ok(Received::Ignored("delivery receipt"));
     }
     let occurred_at = get("message-timestamp")
         .map(|t| {
@@ -197,7 +176,7 @@ pub fn parse_sms_api(params: &[(String, String)]) -> Result<Parsed, PayloadError
             event_time(at.assume_utc(), "message-timestamp")
         })
         .transpose()?;
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(get("messageId"), "messageId")?.to_owned(),
         from: digits_phone(required(get("msisdn"), "msisdn")?, "msisdn")?,
@@ -220,15 +199,15 @@ struct MessagesApiInbound {
 }
 
 /// Messages API inbound SMS; status webhooks and other channels are ignored.
-pub fn parse_messages_api(body: &[u8]) -> Result<Parsed, PayloadError> {
+pub fn parse_messages_api(body: &[u8]) -> Result<Received, PayloadError> {
     let m: MessagesApiInbound = super::json_body(body)?;
     if m.status.is_some() && m.text.is_none() {
-        return Ok(Parsed::Ignored("message status"));
+        return Ok(Received::Ignored("message status"));
     }
     if m.channel.as_deref().is_some_and(|c| c != "sms") {
-        return Ok(Parsed::Ignored("not an SMS"));
+        return Ok(Received::Ignored("not an SMS"));
     }
-    Ok(Parsed::Message(InboundMessage {
+    Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(m.message_uuid.as_deref(), "message_uuid")?.to_owned(),
         from: digits_phone(required(m.from.as_deref(), "from")?, "from")?,
@@ -246,16 +225,91 @@ pub struct Secrets<'a> {
     pub expected: Expected<'a>,
 }
 
-pub fn receive(secrets: &Secrets<'_>, request: &WebhookRequest<'_>) -> Result<Parsed, Rejection> {
-    let bearer =
-        request.header("authorization").and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    if let Some(token) = bearer {
-        verify_jwt(secrets.jwt_secrets, &secrets.expected, token.trim(), request.body, request.now)?;
+pub fn receive(secrets: &Secrets<'_>, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+    if let Some(token) = request.header("authorization").and_then(bearer) {
+        verify_jwt(secrets.jwt_secrets, &secrets.expected, token, request.body, request.now)?;
         return Ok(parse_messages_api(request.body)?);
     }
     let params = params(request)?;
     verify_sig(secrets.method, secrets.signature_secrets, &params, request.now)?;
     Ok(parse_sms_api(&params)?)
+}
+
+/// Vonage, built from `[providers.vonage]`.
+pub struct Vonage {
+    config: VonageConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VonageSignatureMethod {
+    Md5hash,
+    Md5,
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageConfig {
+    /// Signature secrets for the SMS API's `sig` parameter.
+    #[serde(default)]
+    pub signature_secrets: Vec<Secret>,
+    #[serde(default)]
+    pub signature_method: VonageSignatureMethod,
+    /// Signature secrets for the Messages API's signed JWTs.
+    #[serde(default)]
+    pub jwt_secrets: Vec<Secret>,
+    /// When set, a Messages API JWT must carry this `api_key` claim.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// When set, a Messages API JWT must carry one of these
+    /// `application_id` claims.
+    #[serde(default)]
+    pub application_ids: Vec<String>,
+}
+
+impl Configured for Vonage {
+    type Config = VonageConfig;
+
+    fn from_config(config: &VonageConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
+        if config.signature_secrets.is_empty() && config.jwt_secrets.is_empty() {
+            return Err(bad("", "set signature_secrets, jwt_secrets or both"));
+        }
+        if !config.signature_secrets.is_empty() {
+            secrets(&config.signature_secrets, "signature_secrets")?;
+        }
+        if !config.jwt_secrets.is_empty() {
+            secrets(&config.jwt_secrets, "jwt_secrets")?;
+        }
+        if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            return Err(bad("api_key", "must not be empty when set"));
+        }
+        if let Some(j) = config.application_ids.iter().position(|a| a.trim().is_empty()) {
+            return Err(bad(format!("application_ids[{j}]"), "must not be empty"));
+        }
+        Ok(Vonage { config: config.clone() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Vonage {
+    fn profile(&self) -> Profile {
+        PROFILE
+    }
+
+    async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
+        let c = &self.config;
+        let secrets = Secrets {
+            method: c.signature_method,
+            signature_secrets: &c.signature_secrets,
+            jwt_secrets: &c.jwt_secrets,
+            expected: Expected { api_key: c.api_key.as_deref(), application_ids: &c.application_ids },
+        };
+        receive(&secrets, request)
+    }
 }
 
 #[cfg(test)]
@@ -429,17 +483,31 @@ mod tests {
     #[test]
     fn both_inbound_shapes_are_parsed_and_receipts_ignored() {
         let sms = params_of(&vonage()["sms_sig"]["vectors"][9]["params"]);
-        let Parsed::Message(m) = parse_sms_api(&sms).unwrap() else { panic!() };
+        let Received::Message(m) = parse_sms_api(&sms).unwrap() else { panic!() };
         assert_eq!((m.from.as_e164(), m.message_id.as_str()), ("+14843472194", "020000001B0FE827"));
         assert_eq!(m.occurred_at, Some(time::macros::datetime!(2013-11-21 15:27:30 UTC)));
         let messages = br#"{"channel":"sms","message_uuid":"aaaaaaaa-bbbb-cccc-dddd-0123456789ab","to":"14155550100","from":"14158675309","timestamp":"2026-02-03T12:14:25Z","text":"STOP","message_type":"text"}"#;
-        let Parsed::Message(m) = parse_messages_api(messages).unwrap() else { panic!() };
+        let Received::Message(m) = parse_messages_api(messages).unwrap() else { panic!() };
         assert_eq!(m.text, "STOP");
         assert!(matches!(
             parse_messages_api(br#"{"message_uuid":"x","status":"delivered"}"#).unwrap(),
-            Parsed::Ignored(_)
+            Received::Ignored(_)
         ));
         let receipt = vec![("messageId".to_owned(), "x".to_owned()), ("status".to_owned(), "delivered".to_owned())];
-        assert!(matches!(parse_sms_api(&receipt).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(parse_sms_api(&receipt).unwrap(), Received::Ignored(_)));
+    }
+
+    #[test]
+    fn a_bad_secret_or_key_is_refused_at_construction_with_its_field_named() {
+        assert!(crate::providers::tests::build::<Vonage>(r#"jwt_secrets = ["j"]"#).is_ok());
+        for (section, field) in [
+            (r#"signature_method = "sha1""#, ""),
+            (r#"jwt_secrets = [""]"#, "jwt_secrets[0]"),
+            (r#"signature_secrets = ["s"]\napi_key = " ""#, "api_key"),
+            (r#"jwt_secrets = ["j"]\napplication_ids = ["a", ""]"#, "application_ids[1]"),
+        ] {
+            let error = crate::providers::tests::build::<Vonage>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
     }
 }

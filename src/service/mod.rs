@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 
 use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
+use crate::domain::inbound::{InboundMessage, ReplyStyle};
 use crate::domain::keywords::is_exact_keyword;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::{Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Reason, ReplyKind, Scope};
 use crate::ports::{
     event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
 };
-use crate::providers::{InboundMessage, ReplyStyle};
 
 pub mod records;
 

@@ -498,3 +498,32 @@ async fn with_reply_mode_provider_only_what_the_provider_missed_is_confirmed() {
     assert_eq!(app.outbox_len("+14158675310").await, 1);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
 }
+
+/// `check-config` builds every provider as the server would: a key that
+/// does not decode is reported at once, naming its field, not on the first
+/// webhook.
+#[test]
+fn check_config_names_a_provider_key_that_does_not_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let good = crate::helpers::config_text();
+    let bad = good.replace("public_keys = [", "public_keys = [\"bm90IGEga2V5\", ");
+    assert_ne!(bad, good);
+    std::fs::write(&path, bad).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sms-consent"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("providers.telnyx.public_keys[0]: is not a 32-byte Ed25519 public key"), "{stderr}");
+
+    std::fs::write(&path, good).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sms-consent"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -1,0 +1,49 @@
+//! What a patient's message is once its provider has verified and read it,
+//! and what the service needs to know about that provider's replies. The
+//! providers produce these; the service consumes them.
+
+use time::OffsetDateTime;
+
+use super::PhoneNumber;
+
+/// What the system knows about a provider's replies.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyStyle {
+    /// The webhook's answer can carry the confirmation (TwiML, Plivo XML,
+    /// a JSON `reply`); otherwise it goes to the outbox.
+    pub inline: bool,
+    /// Exactly what the provider's own auto-responder answers, for programs
+    /// with `reply_mode = "provider"`.
+    pub auto_reply_keywords: &'static [&'static str],
+}
+
+/// A message from a patient, as every provider reduces to it.
+#[derive(Clone)]
+pub struct InboundMessage {
+    /// Route name of the provider (`twilio`, `standard-webhooks`, ...).
+    pub provider: &'static str,
+    /// The provider's own id for the message: the event's identity.
+    pub message_id: String,
+    pub from: PhoneNumber,
+    /// The clinic number it was sent to; `None` when the provider names only
+    /// a channel or app (a STOP then counts for every program).
+    pub to: Option<PhoneNumber>,
+    pub text: String,
+    /// The provider's timestamp, when its payload has one.
+    pub occurred_at: Option<OffsetDateTime>,
+    /// A second identity the delivery must be new under, for schemes whose
+    /// signature covers only part of the request (Plivo V2 signs the URL and
+    /// a nonce, not the body): `plivo-v2-nonce:<nonce>`, so one signed nonce
+    /// is accepted once. `None` for every other scheme.
+    pub replay_key: Option<String>,
+}
+
+/// Never prints the numbers or the text.
+impl std::fmt::Debug for InboundMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundMessage")
+            .field("provider", &self.provider)
+            .field("message_id", &self.message_id)
+            .finish_non_exhaustive()
+    }
+}
