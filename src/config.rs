@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
+use crate::domain::ReplyMode;
+use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".sms-consent";
@@ -180,14 +181,6 @@ pub struct ProgramConfig {
     pub reply_mode: ReplyMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplyMode {
-    #[default]
-    Service,
-    Provider,
-}
-
 impl ProgramConfig {
     pub fn letterhead(&self) -> Letterhead {
         Letterhead {
@@ -195,6 +188,20 @@ impl ProgramConfig {
             organization: self.organization.clone(),
             help_contact: self.help_contact.clone(),
             frequency: self.frequency.clone(),
+        }
+    }
+
+    /// The program as the service sees it. Numbers that do not parse are
+    /// left out (`validate` refuses them before anything is built).
+    pub fn program(&self) -> Program {
+        Program {
+            id: self.id.clone(),
+            letterhead: self.letterhead(),
+            numbers: self.numbers.iter().filter_map(|n| PhoneNumber::parse(n).ok()).collect(),
+            categories: self.categories.clone(),
+            default: self.default,
+            replies: self.replies.clone(),
+            reply_mode: self.reply_mode,
         }
     }
 }
@@ -573,6 +580,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Every configured program, for the service.
+    pub fn programs(&self) -> Programs {
+        Programs::new(self.programs.iter().map(ProgramConfig::program))
     }
 
     pub fn program(&self, id: &str) -> Option<&ProgramConfig> {

@@ -86,9 +86,11 @@ pub async fn embedded() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ConsentStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     let keys = Arc::new(LocalKeyring::open_or_create(dir.path()).unwrap());
-    let crypto = Arc::new(Crypto::bootstrap(keys, store.as_ref(), true, CacheLimits::default()).await.unwrap());
+    let wrapped = Crypto::generate_keys(keys.as_ref()).await.unwrap();
+    let wrapped = store.put_wrapped_keys_if_absent(&wrapped).await.unwrap();
+    let crypto = Arc::new(Crypto::start(keys, &wrapped, store.table(), CacheLimits::default()).await.unwrap());
     let (config, clock) = (config(""), test_clock());
-    let service = ConsentService::new(&config, store.clone(), crypto.clone(), clock.clone());
+    let service = ConsentService::new(config.programs(), store.clone(), crypto.clone(), clock.clone());
     let embedded = Some(dir.path().to_owned());
     Harness { service, store, calls: None, table: "embedded".into(), clock, crypto, config, embedded, _dir: dir }
 }
@@ -122,7 +124,7 @@ pub async fn dynamodb() -> Harness {
     backends.provision(&config).await.unwrap();
     let crypto = Arc::new(backends.crypto(&config).await.unwrap());
     let clock = test_clock();
-    let service = ConsentService::new(&config, backends.store.clone(), crypto.clone(), clock.clone());
+    let service = ConsentService::new(config.programs(), backends.store.clone(), crypto.clone(), clock.clone());
     let (store, calls) = (backends.store.clone(), Some(backends.calls.clone()));
     Harness { service, store, calls, table, clock, crypto, config, embedded: None, _dir: dir }
 }
@@ -174,11 +176,13 @@ impl Harness {
             aws_sdk_dynamodb::Client::from_conf(aws_sdk_dynamodb::Config::builder().behavior_version_latest().build()),
             "closed",
         ));
-        self.service = ConsentService::new(&self.config, idle.clone(), self.crypto.clone(), self.clock.clone());
+        self.service =
+            ConsentService::new(self.config.programs(), idle.clone(), self.crypto.clone(), self.clock.clone());
         self.store = idle;
         let out = f(&dir);
         let store: Arc<dyn ConsentStore> = Arc::new(EmbeddedStore::open(&dir).unwrap());
-        self.service = ConsentService::new(&self.config, store.clone(), self.crypto.clone(), self.clock.clone());
+        self.service =
+            ConsentService::new(self.config.programs(), store.clone(), self.crypto.clone(), self.clock.clone());
         self.store = store;
         out
     }
@@ -643,7 +647,7 @@ mod dynamodb_only {
     use sms_consent::adapters::aws::sdk_config;
     use sms_consent::adapters::dynamodb::DynamoStore;
     use sms_consent::adapters::local_keyring::LocalKeyring;
-    use sms_consent::crypto::{CacheLimits, Crypto, WrappedKeys};
+    use sms_consent::crypto::{CacheLimits, Crypto};
     use sms_consent::domain::{PhoneNumber, Reason};
     use sms_consent::service::{AuthorizationQuery, ConsentService};
 
@@ -735,10 +739,11 @@ mod dynamodb_only {
         let store = Arc::new(DynamoStore::new(client, "throttled"));
         let dir = tempfile::tempdir().unwrap();
         let keyring = LocalKeyring::open_or_create(dir.path()).unwrap();
-        let wrapped = WrappedKeys::generate(&keyring).await.unwrap();
+        let wrapped = Crypto::generate_keys(&keyring).await.unwrap();
         let crypto = Crypto::start(Arc::new(keyring), &wrapped, "throttled", CacheLimits::default()).await.unwrap();
         let config = sms_consent::config::Config::from_toml(&config_text()).unwrap();
-        let service = ConsentService::new(&config, store, Arc::new(crypto), Arc::new(sms_consent::ports::SystemClock));
+        let service =
+            ConsentService::new(config.programs(), store, Arc::new(crypto), Arc::new(sms_consent::ports::SystemClock));
 
         let decision =
             service.authorize(&AuthorizationQuery { to: PATIENT, program: "clinic", category: "billing" }).await;

@@ -4,9 +4,11 @@
 pub mod consent;
 pub mod keywords;
 pub mod phone;
+pub mod program;
 pub mod replies;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
 pub use keywords::Intent;
 pub use phone::{PhoneError, PhoneNumber};
+pub use program::{Program, Programs, ReplyMode};
 pub use replies::{Letterhead, ReplyKind, ReplyTemplates};

@@ -1,20 +1,20 @@
 //! Use cases over the ports: record what a patient texted, and decide
 //! whether a program may send. Authorization fails closed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::keywords::is_exact_keyword;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
-use crate::domain::{Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Reason, ReplyKind, Scope};
-use crate::ports::{
-    event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+use crate::domain::{
+    Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason, ReplyKind,
+    ReplyMode, Scope,
 };
+use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
+use crate::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
 use crate::providers::{InboundMessage, ReplyStyle};
 
 pub mod records;
@@ -66,8 +66,7 @@ pub struct ConsentService {
     store: Arc<dyn ConsentStore>,
     crypto: Arc<Crypto>,
     clock: Arc<dyn Clock>,
-    programs: HashMap<String, ProgramConfig>,
-    owners: HashMap<String, String>,
+    programs: Programs,
     pub counters: Counters,
 }
 
@@ -100,23 +99,8 @@ pub struct AuthorizationQuery<'a> {
 }
 
 impl ConsentService {
-    pub fn new(config: &Config, store: Arc<dyn ConsentStore>, crypto: Arc<Crypto>, clock: Arc<dyn Clock>) -> Self {
-        let mut owners = HashMap::new();
-        for program in &config.programs {
-            for number in &program.numbers {
-                if let Ok(n) = PhoneNumber::parse(number) {
-                    owners.insert(n.as_e164().to_owned(), program.id.clone());
-                }
-            }
-        }
-        ConsentService {
-            store,
-            crypto,
-            clock,
-            programs: config.programs.iter().map(|p| (p.id.clone(), p.clone())).collect(),
-            owners,
-            counters: Counters::default(),
-        }
+    pub fn new(programs: Programs, store: Arc<dyn ConsentStore>, crypto: Arc<Crypto>, clock: Arc<dyn Clock>) -> Self {
+        ConsentService { store, crypto, clock, programs, counters: Counters::default() }
     }
 
     pub fn crypto(&self) -> &Crypto {
@@ -127,8 +111,8 @@ impl ConsentService {
         self.clock.now()
     }
 
-    fn owner_of(&self, number: Option<&PhoneNumber>) -> Option<&ProgramConfig> {
-        self.owners.get(number?.as_e164()).and_then(|id| self.programs.get(id))
+    fn owner_of(&self, number: Option<&PhoneNumber>) -> Option<&Program> {
+        self.programs.owner_of(number?)
     }
 
     /// The confirmation due, if this system is the one to send it: with
@@ -137,13 +121,13 @@ impl ConsentService {
     fn confirmation(
         &self,
         kind: ReplyKind,
-        program: Option<&ProgramConfig>,
+        program: Option<&Program>,
         text: &str,
         style: ReplyStyle,
     ) -> Option<String> {
         match program {
             Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
-            Some(p) => Some(p.replies.render(kind, &p.letterhead())),
+            Some(p) => Some(p.replies.render(kind, &p.letterhead)),
             None => Some(UNOWNED_OPT_OUT_REPLY.to_owned()),
         }
     }
@@ -185,18 +169,18 @@ impl ConsentService {
         // arrived, and a future time must not outrank later real events.
         let occurred_at = message.occurred_at.map_or(now, |at| at.min(now));
         let pid = self.crypto.blind_index(&message.from);
-        let pk = format!("PHONE#{pid}");
+        let pk = phone_pk(&pid);
         let change = scope.clone().map(|scope| ConsentChange {
             event_id: event_id.clone(),
             occurred_at,
             consent: if intent.is_opt_out() { Consent::OptOut } else { Consent::OptIn },
             scope,
         });
-        let sk = event_sort_key(occurred_at, &event_id);
+        let sk = event_sk(occurred_at, &event_id);
         let event = EventItem {
             pid: pid.clone(),
             event_id: event_id.clone(),
-            kind: intent_name(intent).to_owned(),
+            kind: serde_name(&intent),
             source: message.provider.to_owned(),
             program: program.map(|p| p.id.clone()),
             categories: Vec::new(),
@@ -210,7 +194,7 @@ impl ConsentService {
         let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, style));
         let outbox = match (&reply, style.inline) {
             (Some(body), false) => {
-                let sk = format!("OUTBOX#{event_id}");
+                let sk = outbox_sk(&event_id);
                 let from = match &message.to {
                     Some(clinic) => Some(self.crypto.seal(clinic.as_e164(), &pk, &sk, "from").await?),
                     None => None,
@@ -230,20 +214,16 @@ impl ConsentService {
         let outboxed = outbox.is_some();
         let pending = Pending {
             phone: Some(&message.from),
-            dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
+            dedup_key: dedup_pk(message.provider, &message.message_id),
             // A second key for a signature that covers no body (Plivo V2's
             // nonce): the same signed pair with another body is a replay.
-            extra_dedup_keys: message
-                .replay_key
-                .iter()
-                .map(|key| format!("DEDUP#{}#{key}", message.provider))
-                .collect(),
+            extra_dedup_keys: message.replay_key.iter().map(|key| dedup_pk(message.provider, key)).collect(),
             event,
             outbox,
             effect: change.as_ref().map_or(Effect::None, Effect::Apply),
         };
         if self.commit_event(pending).await? {
-            tracing::info!(pid = %pid, intent = intent_name(intent), "consent event recorded");
+            tracing::info!(pid = %pid, intent = %serde_name(&intent), "consent event recorded");
             Ok(InboundOutcome::Recorded { intent, outboxed, reply: if style.inline { reply } else { None } })
         } else {
             tracing::info!(pid = %pid, "duplicate delivery; already recorded");
@@ -256,7 +236,7 @@ impl ConsentService {
     /// Returns false when the dedup marker was already there.
     pub(crate) async fn commit_event(&self, pending: Pending<'_>) -> Result<bool, ServiceError> {
         let pid = pending.event.pid.clone();
-        let pk = format!("PHONE#{pid}");
+        let pk = phone_pk(&pid);
         let now = self.clock.now();
         for _ in 0..MAX_ATTEMPTS {
             // An event that changes no state (HELP, an audit entry) needs no
@@ -276,7 +256,7 @@ impl ConsentService {
                 let version = current.as_ref().map_or(1, |s| s.version + 1);
                 if phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
                     if let Some(number) = pending.phone {
-                        phone = Some(self.crypto.seal(number.as_e164(), &pk, "STATE", "phone").await?);
+                        phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
                     }
                 }
                 Some(StateItem {
@@ -317,7 +297,7 @@ impl ConsentService {
                 CommitOutcome::Duplicate => return Ok(false),
                 CommitOutcome::VersionConflict => continue,
                 CommitOutcome::Tampered => {
-                    self.integrity_alarm(&pid, "STATE was rolled back or deleted");
+                    self.integrity_alarm(&pid, "the state was rolled back or deleted");
                     return Err(ServiceError::Integrity);
                 }
             }
@@ -333,7 +313,7 @@ impl ConsentService {
 
     fn integrity_alarm(&self, pid: &str, what: &'static str) {
         self.counters.integrity_alarms.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(pid = %pid, alarm = "integrity", what, "STATE item failed its integrity check");
+        tracing::error!(pid = %pid, alarm = "integrity", what, "the state item failed its integrity check");
     }
 
     /// A store read: a malformed item (a key that disagrees with its data,
@@ -369,7 +349,7 @@ impl ConsentService {
         match self.verified(pid, again)? {
             Some(state) => Ok(Some(state)),
             None => {
-                self.integrity_alarm(pid, "STATE deleted while the number has events");
+                self.integrity_alarm(pid, "the state was deleted while the number has events");
                 Err(ServiceError::Integrity)
             }
         }
@@ -391,9 +371,9 @@ impl ConsentService {
 
     /// Checks what can be checked without the store: the program, the
     /// category, the number. Returns the number's blind index.
-    fn validate_query(&self, query: &AuthorizationQuery<'_>) -> Result<(String, &ProgramConfig), Decision> {
+    fn validate_query(&self, query: &AuthorizationQuery<'_>) -> Result<(String, &Program), Decision> {
         let program = self.programs.get(query.program).ok_or(Decision::deny(Reason::UnknownProgram))?;
-        if !program.categories.iter().any(|c| c == query.category) {
+        if !program.has_category(query.category) {
             return Err(Decision::deny(Reason::UnknownCategory));
         }
         let number = PhoneNumber::parse(query.to).map_err(|_| Decision::deny(Reason::InvalidNumber))?;
@@ -407,7 +387,7 @@ impl ConsentService {
         &self,
         pid: &str,
         read: Result<Option<StateItem>, StoreError>,
-        program: &ProgramConfig,
+        program: &Program,
         category: &str,
     ) -> Decision {
         let state = match self.stored(pid, read).and_then(|state| self.verified(pid, state)) {
@@ -441,7 +421,7 @@ impl ConsentService {
     /// `unavailable`.
     pub async fn authorize_many(&self, queries: &[AuthorizationQuery<'_>]) -> Vec<Decision> {
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(queries.len());
-        let mut lookups: Vec<(usize, String, &ProgramConfig)> = Vec::new();
+        let mut lookups: Vec<(usize, String, &Program)> = Vec::new();
         for (i, query) in queries.iter().enumerate() {
             match self.validate_query(query) {
                 Ok((pid, program)) => {
@@ -498,12 +478,11 @@ pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), Ser
     }
 }
 
-fn intent_name(intent: Intent) -> &'static str {
-    match intent {
-        Intent::OptOut => "opt_out",
-        Intent::OptOutAll => "opt_out_all",
-        Intent::OptIn => "opt_in",
-        Intent::Help => "help",
-        Intent::None => "none",
+/// The name serde gives a unit variant (`rename_all = "snake_case"`): the
+/// string stored for an intent or a capture source.
+pub(crate) fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
     }
 }

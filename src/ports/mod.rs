@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::crypto::WrappedKeys;
 use crate::domain::ConsentState;
+
+pub mod keys;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
@@ -50,6 +51,22 @@ pub trait KeyService: Send + Sync {
         wrapped: &[u8],
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
+}
+
+/// `KEYRING` / `v1`: the index and integrity keys, wrapped by the key
+/// service and kept in the store beside the data they protect (useless
+/// without the key service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKeys {
+    pub index_key: String,
+    /// Integrity keys by id; the newest (last) signs, any verifies.
+    pub integrity_keys: Vec<WrappedIntegrityKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedIntegrityKey {
+    pub id: String,
+    pub wrapped: String,
 }
 
 /// `PHONE#<pid>` / `STATE`: the current consent of one number.
@@ -96,13 +113,8 @@ pub struct EventItem {
 impl EventItem {
     /// Sort key: event time first, so the ledger reads in event order.
     pub fn sort_key(&self) -> String {
-        event_sort_key(self.occurred_at, &self.event_id)
+        keys::event_sk(self.occurred_at, &self.event_id)
     }
-}
-
-pub fn event_sort_key(occurred_at: OffsetDateTime, event_id: &str) -> String {
-    let at = occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    format!("EVENT#{at}#{event_id}")
 }
 
 /// `PHONE#<pid>` / `OUTBOX#<event_id>`: a reply that is due but cannot go
@@ -153,11 +165,6 @@ pub struct LedgerWrite {
     /// With no `state`: the version-1 state to create if the number has none
     /// (ignored when a `STATE` exists). The service always sets it then.
     pub initial_state: Option<StateItem>,
-}
-
-/// Sort key of the marker that a `STATE` of `version` was once written.
-pub fn state_version_key(version: u64) -> String {
-    format!("STATEV#{version:020}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
