@@ -14,7 +14,7 @@ use sms_consent::backends::{Backends, Calls};
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
-use sms_consent::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite};
+use sms_consent::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead};
 use sms_consent::providers::{InboundMessage, ReplyStyle};
 use sms_consent::service::{AuthorizationQuery, ConsentService, InboundOutcome};
 use time::OffsetDateTime;
@@ -282,6 +282,14 @@ impl Harness {
     pub fn pid(&self, number: &str) -> String {
         self.service.crypto().blind_index(&PhoneNumber::parse(number).unwrap())
     }
+
+    /// The stored STATE of a number, which must be there.
+    pub async fn state(&self, number: &str) -> StateItem {
+        match self.store.read_state(&self.pid(number)).await.unwrap() {
+            StateRead::Found(state) => state,
+            other => panic!("no STATE: {other:?}"),
+        }
+    }
 }
 
 macro_rules! contract {
@@ -353,7 +361,7 @@ macro_rules! contract {
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
                 let pid = h.pid(PATIENT);
-                let mut state = h.store.get_state(&pid).await.unwrap().unwrap();
+                let mut state = h.state(PATIENT).await;
                 let event = h.store.events(&pid).await.unwrap().remove(0);
                 // Raw write access: flip the opt-out, keep the old tag.
                 state.consent.marks.values_mut().for_each(|m| m.consent = sms_consent::domain::Consent::OptIn);
@@ -423,7 +431,7 @@ macro_rules! contract {
             }
 
             #[tokio::test]
-            async fn only_a_missing_state_in_an_opted_in_program_costs_a_second_read() {
+            async fn a_single_authorization_is_one_read_whatever_the_state() {
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("m1", PATIENT, "STOP ALL", None), INLINE).await.unwrap();
                 let count = || h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
@@ -442,12 +450,31 @@ macro_rules! contract {
                 assert_eq!(h.reasons(&[PATIENT, "+14158675398", "+14158675397"]).await, [Reason::OptedOut, Reason::Allowed, Reason::Allowed]);
                 let batch = cost(before);
                 if h.calls.is_some() {
-                    assert_eq!(stored, Some((1, 0)), "a stored STATE: one GetItem");
-                    assert_eq!(missing_opted_in, Some((2, 0)), "no STATE, opted-in program: GetItem and one Query");
-                    assert_eq!(missing_no_consent, Some((1, 0)), "no STATE, no-consent program: one GetItem");
+                    assert_eq!(stored, Some((1, 0)), "a stored STATE: one Query");
+                    assert_eq!(missing_opted_in, Some((1, 0)), "no STATE, opted-in program: one Query");
+                    assert_eq!(missing_no_consent, Some((1, 0)), "no STATE, no-consent program: one Query");
                     assert_eq!(batch, Some((3, 0)), "one BatchGetItem and a Query per missing number");
                 }
                 assert_eq!(h.alarms(), 0);
+            }
+
+            #[tokio::test]
+            async fn one_read_tells_a_state_a_new_number_and_a_deleted_state_apart() {
+                let mut h = super::$backend().await;
+                let (new, other) = ("+14158675399", "+14158675310");
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                h.service.handle_inbound(&sms("m2", other, "HELP", None), INLINE).await.unwrap();
+                assert_eq!(h.store.read_state(&h.pid(new)).await.unwrap(), StateRead::Absent);
+                assert!(matches!(h.store.read_state(&h.pid(PATIENT)).await.unwrap(), StateRead::Found(s) if s.version == 1));
+                assert!(matches!(h.store.read_state(&h.pid(other)).await.unwrap(), StateRead::Found(s) if s.consent.is_empty()));
+                // Delete the STATE of a number whose newest other item is an
+                // outbox item, and of one with only an event (and markers).
+                for number in [PATIENT, other] {
+                    let (pk, sk) = state_key(&h.pid(number));
+                    h.raw(vec![Raw::Delete { pk, sk }]).await;
+                    assert_eq!(h.store.read_state(&h.pid(number)).await.unwrap(), StateRead::MissingWithHistory);
+                }
+                assert_eq!(h.store.read_state(&h.pid(new)).await.unwrap(), StateRead::Absent);
             }
 
             #[tokio::test]
@@ -474,7 +501,7 @@ macro_rules! contract {
                 h.service.record_consent(&revocation, "tester").await.unwrap();
                 assert_eq!(h.service.erase(PATIENT, "dpo").await.unwrap(), 3, "the text and two evidence references");
                 assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "erasure keeps the suppression");
-                let state = h.store.get_state(&h.pid(PATIENT)).await.unwrap().unwrap();
+                let state = h.state(PATIENT).await;
                 assert!(state.phone.is_none());
                 assert!(h.service.outbox(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap().is_empty());
                 let (page, _) = h.service.history(PATIENT, None, "auditor").await.unwrap();
@@ -675,7 +702,7 @@ mod dynamodb_only {
 
         assert!(twiml.contains("You are unsubscribed"));
         assert_eq!(decision["reason"], "opted_out");
-        assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one GetItem");
+        assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one Query");
         assert_eq!(calls.kms.count() - kms, 0, "no KMS call");
     }
 

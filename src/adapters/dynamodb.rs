@@ -2,7 +2,7 @@
 //! An inbound event is one `TransactWriteItems` (dedup markers, event,
 //! outbox, state with a version condition and its version marker, or the
 //! default state created if absent); authorization is one consistent
-//! `GetItem`, a batch one `BatchGetItem`.
+//! `Query` (`Limit 1`), a batch one `BatchGetItem`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::ports::keys::{
     STATE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError, WrappedKeys,
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -133,17 +133,32 @@ impl DynamoStore {
 
 #[async_trait]
 impl ConsentStore for DynamoStore {
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
+    /// One consistent `Query`, newest first, for the first item at or below
+    /// `STATE`: the `STATE` itself if there is one, else the newest event or
+    /// outbox item, which proves the number has history.
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError> {
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(key(&phone_pk(pid), STATE_SK)))
             .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(1)
+            .key_condition_expression("#pk = :pk AND #sk <= :state")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .expression_attribute_values(":state", s(STATE_SK))
             .send()
             .await
             .map_err(unavailable)?;
-        out.item().map(decode_state).transpose()
+        match out.items().first() {
+            None => Ok(StateRead::Absent),
+            Some(item) if item.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == STATE_SK) => {
+                Ok(StateRead::Found(decode_state(item)?))
+            }
+            Some(_) => Ok(StateRead::MissingWithHistory),
+        }
     }
 
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
@@ -185,22 +200,6 @@ impl ConsentStore for DynamoStore {
             return Err(StoreError::Unavailable("batch read left keys unprocessed".into()));
         }
         Ok(pids.iter().map(|_| None).collect())
-    }
-
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .limit(1)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(phone_pk(pid)))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(!out.items().is_empty())
     }
 
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {

@@ -18,7 +18,7 @@ use crate::ports::keys::{
     OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError, WrappedKeys,
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -267,7 +267,7 @@ impl EmbeddedStore {
     }
 }
 
-fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
+fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(ITEMS).map_err(unavailable)?;
     let pk = phone_pk(pid);
@@ -277,25 +277,26 @@ fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError>
 
 #[async_trait]
 impl ConsentStore for EmbeddedStore {
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
-        let pid = pid.to_owned();
-        self.blocking(move |db| read_state(db, &pid)).await
-    }
-
-    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
-        let pids = pids.to_vec();
-        self.blocking(move |db| pids.iter().map(|pid| read_state(db, pid)).collect()).await
-    }
-
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
+    /// The last item of the number at or below `STATE`, in one read
+    /// transaction (a snapshot): the `STATE` if there is one.
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError> {
         let pk = phone_pk(pid);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let mut range = table.range((pk.as_str(), SK_MIN)..(pk.as_str(), SK_MAX)).map_err(unavailable)?;
-            Ok(range.next().transpose().map_err(unavailable)?.is_some())
+            let mut range = table.range((pk.as_str(), SK_MIN)..=(pk.as_str(), STATE_SK)).map_err(unavailable)?;
+            match range.next_back().transpose().map_err(unavailable)? {
+                None => Ok(StateRead::Absent),
+                Some((key, value)) if key.value().1 == STATE_SK => Ok(StateRead::Found(decode(value.value())?)),
+                Some(_) => Ok(StateRead::MissingWithHistory),
+            }
         })
         .await
+    }
+
+    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
+        let pids = pids.to_vec();
+        self.blocking(move |db| pids.iter().map(|pid| state_item(db, pid)).collect()).await
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

@@ -167,6 +167,17 @@ pub struct LedgerWrite {
     pub initial_state: Option<StateItem>,
 }
 
+/// What one read of a number's state found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRead {
+    Found(StateItem),
+    /// The number has no items: it is new.
+    Absent,
+    /// No `STATE`, but other items of the number (events, outbox): since
+    /// every commit keeps a `STATE` beside its events, it was deleted.
+    MissingWithHistory,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
@@ -191,18 +202,13 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    /// Strongly consistent read of one number's state.
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError>;
+    /// One strongly consistent read of one number's state, which also tells
+    /// a new number from a deleted `STATE`: the last item of the number at
+    /// or below `STATE` in sort order (see `keys`).
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError>;
     /// Strongly consistent read of many states (at most 100) in one call,
     /// in the order asked.
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError>;
-    /// Whether any item of the number exists (one strongly consistent read
-    /// of at most one item): where no `STATE` was found, a yes means the
-    /// `STATE` was deleted. The default fails closed.
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
-        let _ = pid;
-        Err(StoreError::Unavailable("this store cannot tell whether a number has items".into()))
-    }
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;

@@ -14,7 +14,9 @@ use crate::domain::{
     ReplyMode, Scope,
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
-use crate::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError};
+use crate::ports::{
+    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
+};
 use crate::providers::{InboundMessage, ReplyStyle};
 
 pub mod records;
@@ -328,45 +330,41 @@ impl ConsentService {
         }
     }
 
-    /// Reads one state and checks its integrity tag. A missing STATE of a
-    /// number that has other items was deleted: an alarm, never the default.
+    /// Reads one state (one store read) and checks its integrity tag. A
+    /// missing STATE of a number that has other items was deleted: an
+    /// alarm, never the default.
     async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        let state = self.stored(pid, self.store.get_state(pid).await)?;
-        match self.verified(pid, state)? {
-            Some(state) => Ok(Some(state)),
-            None => self.missing_state(pid).await,
-        }
+        let read = self.store.read_state(pid).await;
+        self.checked(pid, read).await
     }
 
-    /// No STATE was found: is the number new, or was its STATE deleted? One
-    /// more read; if the number has items, the STATE is read once more (it
-    /// may have been written in between) before raising the alarm.
-    async fn missing_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        if !self.stored(pid, self.store.has_items(pid).await)? {
-            return Ok(None);
-        }
-        let again = self.stored(pid, self.store.get_state(pid).await)?;
-        match self.verified(pid, again)? {
-            Some(state) => Ok(Some(state)),
-            None => {
-                self.integrity_alarm(pid, "the state was deleted while the number has events");
-                Err(ServiceError::Integrity)
-            }
+    /// Checks what a state read found. Only where a STATE is missing beside
+    /// other items is the number read once more before the alarm: a store
+    /// whose query may show part of a concurrent first write (an event
+    /// before its STATE) then shows all of it.
+    async fn checked(&self, pid: &str, read: Result<StateRead, StoreError>) -> Result<Option<StateItem>, ServiceError> {
+        match self.stored(pid, read)? {
+            StateRead::Found(state) => self.verified(pid, state).map(Some),
+            StateRead::Absent => Ok(None),
+            StateRead::MissingWithHistory => match self.stored(pid, self.store.read_state(pid).await)? {
+                StateRead::Found(state) => self.verified(pid, state).map(Some),
+                _ => {
+                    self.integrity_alarm(pid, "the state was deleted while the number has events");
+                    Err(ServiceError::Integrity)
+                }
+            },
         }
     }
 
     /// A state whose integrity tag fails, or that is stored under another
     /// number's key, is an alarm, never a decision. The tag is checked with
     /// the pid that was asked for (the key the item is stored under).
-    fn verified(&self, pid: &str, state: Option<StateItem>) -> Result<Option<StateItem>, ServiceError> {
-        let Some(state) = state else {
-            return Ok(None);
-        };
+    fn verified(&self, pid: &str, state: StateItem) -> Result<StateItem, ServiceError> {
         if state.pid != pid || !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
             self.integrity_alarm(pid, "tag or key mismatch");
             return Err(ServiceError::Integrity);
         }
-        Ok(Some(state))
+        Ok(state)
     }
 
     /// Checks what can be checked without the store: the program, the
@@ -380,21 +378,15 @@ impl ConsentService {
         Ok((self.crypto.blind_index(&number), program))
     }
 
-    /// Decides from a stored state, after checking its integrity tag. Only
-    /// where no STATE was found and the program's default allows does it
-    /// read again, to tell a new number from a deleted STATE.
+    /// Decides from a state read, after checking its integrity tag.
     async fn decide(
         &self,
         pid: &str,
-        read: Result<Option<StateItem>, StoreError>,
+        read: Result<StateRead, StoreError>,
         program: &Program,
         category: &str,
     ) -> Decision {
-        let state = match self.stored(pid, read).and_then(|state| self.verified(pid, state)) {
-            Ok(None) if program.default == DefaultConsent::OptedIn => self.missing_state(pid).await,
-            other => other,
-        };
-        match state {
+        match self.checked(pid, read).await {
             Ok(state) => state.map(|s| s.consent).unwrap_or_default().decide(&program.id, category, program.default),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");
@@ -403,16 +395,32 @@ impl ConsentService {
         }
     }
 
-    /// May this program send this category to this number now? One store
-    /// read (two for a number with no STATE in an opted-in program), no key
-    /// service call; any failure denies, with a reason.
+    /// May this program send this category to this number now? One
+    /// consistent store read whatever the number's state, no key service
+    /// call; any failure denies, with a reason.
     pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
         let (pid, program) = match self.validate_query(query) {
             Ok(valid) => valid,
             Err(denied) => return denied,
         };
-        let read = self.store.get_state(&pid).await;
+        let read = self.store.read_state(&pid).await;
         self.decide(&pid, read, program, query.category).await
+    }
+
+    /// A batch's answer for one number: a STATE it found, or where it found
+    /// none and the program's default allows, one more read to tell a new
+    /// number from a deleted STATE (a default that denies needs none).
+    async fn batch_read(
+        &self,
+        pid: &str,
+        state: Option<StateItem>,
+        program: &Program,
+    ) -> Result<StateRead, StoreError> {
+        match state {
+            Some(state) => Ok(StateRead::Found(state)),
+            None if program.default == DefaultConsent::OptedIn => self.store.read_state(pid).await,
+            None => Ok(StateRead::Absent),
+        }
     }
 
     /// Many decisions with one store read: a batch of up to 100 requests.
@@ -437,12 +445,12 @@ impl ConsentService {
             Ok(states) => {
                 // Concurrently: only a missing STATE in an opted-in program
                 // makes a further read.
-                let decided = futures::future::join_all(
-                    lookups
-                        .iter()
-                        .zip(states)
-                        .map(|((i, pid, program), state)| self.decide(pid, Ok(state), program, queries[*i].category)),
-                )
+                let decided = futures::future::join_all(lookups.iter().zip(states).map(
+                    |((i, pid, program), state)| async move {
+                        let read = self.batch_read(pid, state, program).await;
+                        self.decide(pid, read, program, queries[*i].category).await
+                    },
+                ))
                 .await;
                 for ((i, _, _), decision) in lookups.iter().zip(decided) {
                     decisions[*i] = Some(decision);

@@ -7,7 +7,9 @@ use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::http::{router, AppState};
-use sms_consent::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError, SystemClock};
+use sms_consent::ports::{
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead, StoreError, SystemClock,
+};
 use sms_consent::service::ConsentService;
 
 use crate::helpers::*;
@@ -71,7 +73,7 @@ struct BrokenStore;
 
 #[async_trait]
 impl ConsentStore for BrokenStore {
-    async fn get_state(&self, _: &str) -> Result<Option<StateItem>, StoreError> {
+    async fn read_state(&self, _: &str) -> Result<StateRead, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn commit(&self, _: LedgerWrite) -> Result<CommitOutcome, StoreError> {
