@@ -16,7 +16,7 @@ use crate::adapters::kms::KmsKeyService;
 use crate::adapters::local_keyring::{LocalKeyring, KEYRING_FILE};
 use crate::config::{Config, KeysBackend, StorageBackend};
 use crate::crypto::{CacheLimits, Crypto};
-use crate::ports::{ConsentStore, KeyService};
+use crate::ports::{ConsentStore, KeyService, WrappedKeys};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -151,28 +151,46 @@ impl Backends {
         Ok(Backends { store, keys, calls, dynamodb, kms, first_start })
     }
 
+    /// Reads the wrapped index and integrity keys from the store; where
+    /// there are none and `create` allows, makes them and stores them (the
+    /// first ones stored win a race). `None`: none there, none made.
+    async fn wrapped_keys(&self, create: bool) -> Result<Option<WrappedKeys>, BackendError> {
+        let store = |e: crate::ports::StoreError| BackendError(format!("keys: {e}"));
+        match self.store.wrapped_keys().await.map_err(store)? {
+            Some(wrapped) => Ok(Some(wrapped)),
+            None if create => {
+                let fresh =
+                    Crypto::generate_keys(self.keys.as_ref()).await.map_err(|e| BackendError(format!("keys: {e}")))?;
+                Ok(Some(self.store.put_wrapped_keys_if_absent(&fresh).await.map_err(store)?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Unwraps the index and integrity keys. Only a local box makes them,
     /// and only on its first start (no ledger, no keyring); on DynamoDB that
     /// is `provision`'s job, so a missing keyring item can never silently
     /// re-key (and orphan) the ledger.
     pub async fn crypto(&self, config: &Config) -> Result<Crypto, BackendError> {
         let embedded = config.storage.backend == StorageBackend::Embedded;
-        match Crypto::bootstrap(
-            self.keys.clone(),
-            self.store.as_ref(),
-            embedded && self.first_start,
-            CacheLimits::default(),
-        )
-        .await
-        {
-            Ok(crypto) => Ok(crypto),
-            Err(crate::crypto::CryptoError::NotProvisioned) if embedded => Err(BackendError(format!(
-                "the ledger {} holds no index and integrity keys (no KEYRING item) although this is not its first \
-                 start; refusing to start rather than start with an empty ledger: {RECOVERY}",
-                config.server.data_dir.join(DATABASE_FILE).display()
-            ))),
-            Err(e) => Err(BackendError(format!("keys: {e}"))),
-        }
+        let Some(wrapped) = self.wrapped_keys(embedded && self.first_start).await? else {
+            return Err(BackendError(if embedded {
+                format!(
+                    "the ledger {} holds no index and integrity keys (no KEYRING item) although this is not its \
+                     first start; refusing to start rather than start with an empty ledger: {RECOVERY}",
+                    config.server.data_dir.join(DATABASE_FILE).display()
+                )
+            } else {
+                "keys: the store holds no index and integrity keys: run `sms-consent provision` first".into()
+            }));
+        };
+        self.start_crypto(&wrapped).await
+    }
+
+    async fn start_crypto(&self, wrapped: &WrappedKeys) -> Result<Crypto, BackendError> {
+        Crypto::start(self.keys.clone(), wrapped, self.store.table(), CacheLimits::default())
+            .await
+            .map_err(|e| BackendError(format!("keys: {e}")))
     }
 
     /// Creates what the config names when it is missing: the table (TTL
@@ -189,9 +207,9 @@ impl Backends {
             report.push(ensure_key(client, key_id).await?);
         }
         let created = self.store.wrapped_keys().await.map_err(|e| BackendError(e.to_string()))?.is_none();
-        Crypto::bootstrap(self.keys.clone(), self.store.as_ref(), true, CacheLimits::default())
-            .await
-            .map_err(|e| BackendError(format!("keys: {e}")))?;
+        // Made only where none are stored; either way they must unwrap.
+        let wrapped = self.wrapped_keys(true).await?.ok_or_else(|| BackendError("keys: none stored".into()))?;
+        self.start_crypto(&wrapped).await?;
         report.push(if created {
             "created the wrapped index and integrity keys".into()
         } else {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
+pub use crate::domain::ReplyMode;
+use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
 use crate::providers::aws_sns::HttpSnsNetwork;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
 pub use crate::providers::twilio::TwilioConfig;
@@ -170,14 +171,6 @@ pub struct ProgramConfig {
     pub reply_mode: ReplyMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReplyMode {
-    #[default]
-    Service,
-    Provider,
-}
-
 impl ProgramConfig {
     pub fn letterhead(&self) -> Letterhead {
         Letterhead {
@@ -185,6 +178,20 @@ impl ProgramConfig {
             organization: self.organization.clone(),
             help_contact: self.help_contact.clone(),
             frequency: self.frequency.clone(),
+        }
+    }
+
+    /// The program as the service sees it. Numbers that do not parse are
+    /// left out (`validate` refuses them before anything is built).
+    pub fn program(&self) -> Program {
+        Program {
+            id: self.id.clone(),
+            letterhead: self.letterhead(),
+            numbers: self.numbers.iter().filter_map(|n| PhoneNumber::parse(n).ok()).collect(),
+            categories: self.categories.clone(),
+            default: self.default,
+            replies: self.replies.clone(),
+            reply_mode: self.reply_mode,
         }
     }
 }
@@ -373,6 +380,11 @@ impl Config {
     fn validate_providers(&self) -> Result<(), ConfigError> {
         let outside = Outside { sns_network: Arc::new(HttpSnsNetwork::new()) };
         providers::build_all(&self.providers, &outside).map(|_| ()).map_err(|e| bad(e.field, e.message))
+    }
+
+    /// Every configured program, for the service.
+    pub fn programs(&self) -> Programs {
+        Programs::new(self.programs.iter().map(ProgramConfig::program))
     }
 
     pub fn program(&self, id: &str) -> Option<&ProgramConfig> {

@@ -17,12 +17,12 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::domain::{ConsentState, PhoneNumber};
-use crate::ports::{ConsentStore, EncryptionContext, KeyError, KeyService, StoreError};
+use crate::ports::keys::{phone_pk, STATE_SK};
+use crate::ports::{EncryptionContext, KeyError, KeyService, WrappedIntegrityKey, WrappedKeys};
 
 const SEALED_VERSION: &str = "v1";
 const TAG_VERSION: &str = "t1";
@@ -50,27 +50,8 @@ pub enum CryptoError {
     Malformed,
     #[error("sealed value does not open for this record")]
     Mismatch,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the store holds no index and integrity keys: run `sms-consent provision` first")]
-    NotProvisioned,
     #[error("a value could not be serialised: {0}")]
     Serialise(String),
-}
-
-/// The index and integrity keys, wrapped by the key service and kept in the
-/// store beside the data they protect (useless without the key service).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WrappedKeys {
-    pub index_key: String,
-    /// Integrity keys by id; the newest (last) signs, any verifies.
-    pub integrity_keys: Vec<WrappedIntegrityKey>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WrappedIntegrityKey {
-    pub id: String,
-    pub wrapped: String,
 }
 
 fn purpose_context(purpose: &str) -> EncryptionContext {
@@ -78,18 +59,6 @@ fn purpose_context(purpose: &str) -> EncryptionContext {
         ("application".to_owned(), APPLICATION.to_owned()),
         ("purpose".to_owned(), purpose.to_owned()),
     ])
-}
-
-impl WrappedKeys {
-    /// Makes fresh index and integrity keys through the key service.
-    pub async fn generate(keys: &dyn KeyService) -> Result<Self, KeyError> {
-        let index = keys.generate_data_key(&purpose_context("blind-index")).await?;
-        let integrity = keys.generate_data_key(&purpose_context("integrity")).await?;
-        Ok(WrappedKeys {
-            index_key: STANDARD.encode(&index.wrapped),
-            integrity_keys: vec![WrappedIntegrityKey { id: "i1".into(), wrapped: STANDARD.encode(&integrity.wrapped) }],
-        })
-    }
 }
 
 /// Everything needed to seal, open, index and tag, built once per process.
@@ -111,26 +80,16 @@ struct CachedKey {
 }
 
 impl Crypto {
-    /// Reads the wrapped keys from the store and unwraps them. When the
-    /// store has none, `create` makes and stores them (first start of a
-    /// local box, or `provision`); otherwise starting fails, because new
-    /// keys would orphan every existing record (and an opt-out must never be
-    /// lost that way).
-    pub async fn bootstrap(
-        keys: Arc<dyn KeyService>,
-        store: &dyn ConsentStore,
-        create: bool,
-        limits: CacheLimits,
-    ) -> Result<Self, CryptoError> {
-        let wrapped = match store.wrapped_keys().await? {
-            Some(wrapped) => wrapped,
-            None if create => {
-                let fresh = WrappedKeys::generate(keys.as_ref()).await?;
-                store.put_wrapped_keys_if_absent(&fresh).await?
-            }
-            None => return Err(CryptoError::NotProvisioned),
-        };
-        Self::start(keys, &wrapped, store.table(), limits).await
+    /// Makes fresh index and integrity keys through the key service, wrapped
+    /// for the store. (Whether to make them is the wiring's decision: new
+    /// keys would orphan every record sealed under the old ones.)
+    pub async fn generate_keys(keys: &dyn KeyService) -> Result<WrappedKeys, KeyError> {
+        let index = keys.generate_data_key(&purpose_context("blind-index")).await?;
+        let integrity = keys.generate_data_key(&purpose_context("integrity")).await?;
+        Ok(WrappedKeys {
+            index_key: STANDARD.encode(&index.wrapped),
+            integrity_keys: vec![WrappedIntegrityKey { id: "i1".into(), wrapped: STANDARD.encode(&integrity.wrapped) }],
+        })
     }
 
     /// Unwraps the index and integrity keys (concurrently) and is ready.
@@ -270,7 +229,7 @@ impl Crypto {
         // A time outside what RFC 3339 can write (year < 0 or > 9999) does
         // not serialise: an error, never a panic.
         let consent = serde_json::to_vec(consent).map_err(|e| CryptoError::Serialise(e.to_string()))?;
-        mac.update(format!("PHONE#{pid}\u{1f}STATE\u{1f}{version}\u{1f}").as_bytes());
+        mac.update(format!("{}\u{1f}{STATE_SK}\u{1f}{version}\u{1f}", phone_pk(pid)).as_bytes());
         mac.update(&consent);
         Ok(mac.finalize().into_bytes().to_vec())
     }
@@ -298,5 +257,78 @@ impl Crypto {
             Ok(expected) => expected.ct_eq(&mac).into(),
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::local_keyring::LocalKeyring;
+    use crate::domain::{Consent, ConsentChange, ConsentState, PhoneNumber, Scope};
+    use std::path::Path;
+
+    async fn crypto_in(dir: &Path, wrapped: Option<&WrappedKeys>) -> (Crypto, WrappedKeys) {
+        let keyring = LocalKeyring::open_or_create(dir).unwrap();
+        let wrapped = match wrapped {
+            Some(wrapped) => wrapped.clone(),
+            None => Crypto::generate_keys(&keyring).await.unwrap(),
+        };
+        (Crypto::start(Arc::new(keyring), &wrapped, "embedded", CacheLimits::default()).await.unwrap(), wrapped)
+    }
+
+    #[tokio::test]
+    async fn the_same_wrapped_keys_reopen_to_the_same_index_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, wrapped) = crypto_in(dir.path(), None).await;
+        let sealed = first.seal("STOP", "PHONE#x", "EVENT#1", "text").await.unwrap();
+        let (second, _) = crypto_in(dir.path(), Some(&wrapped)).await;
+        let phone = PhoneNumber::parse("+14158675309").unwrap();
+        assert_eq!(first.blind_index(&phone), second.blind_index(&phone));
+        assert_eq!(second.open(&sealed, "PHONE#x", "EVENT#1", "text").await.unwrap(), "STOP");
+    }
+
+    #[tokio::test]
+    async fn a_ciphertext_moved_to_another_record_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto_in(dir.path(), None).await;
+        let sealed = crypto.seal("+14158675309", "PHONE#a", "STATE", "phone").await.unwrap();
+        assert!(crypto.open(&sealed, "PHONE#b", "STATE", "phone").await.is_err());
+        assert!(crypto.open(&sealed, "PHONE#a", "STATE", "text").await.is_err());
+        assert_eq!(crypto.open(&sealed, "PHONE#a", "STATE", "phone").await.unwrap(), "+14158675309");
+    }
+
+    #[tokio::test]
+    async fn a_changed_consent_breaks_the_integrity_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto_in(dir.path(), None).await;
+        let mut state = ConsentState::default();
+        state.apply(&ConsentChange {
+            event_id: "e".into(),
+            occurred_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            consent: Consent::OptOut,
+            scope: Scope::All,
+        });
+        let tag = crypto.tag("pid", 1, &state).unwrap();
+        assert!(crypto.verify_tag("pid", 1, &state, &tag));
+        assert!(!crypto.verify_tag("pid", 2, &state, &tag));
+        assert!(!crypto.verify_tag("other", 1, &state, &tag));
+        let mut flipped = state.clone();
+        flipped.marks.values_mut().for_each(|m| m.consent = Consent::OptIn);
+        assert!(!crypto.verify_tag("pid", 1, &flipped, &tag));
+    }
+
+    #[tokio::test]
+    async fn a_state_holding_an_unwritable_time_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto_in(dir.path(), None).await;
+        let mut state = ConsentState::default();
+        state.apply(&ConsentChange {
+            event_id: "e".into(),
+            occurred_at: time::macros::datetime!(-0001-06-01 0:00 UTC),
+            consent: Consent::OptOut,
+            scope: Scope::All,
+        });
+        assert!(matches!(crypto.tag("pid", 1, &state), Err(CryptoError::Serialise(_))));
+        assert!(!crypto.verify_tag("pid", 1, &state, "t1.i1.AAAA"));
     }
 }

@@ -130,7 +130,7 @@ pub fn assemble(
     clock: Arc<dyn Clock>,
     sns: Arc<dyn SnsNetwork>,
 ) -> Router {
-    let service = ConsentService::new(config, backends.store.clone(), Arc::new(crypto), clock);
+    let service = ConsentService::new(config.programs(), backends.store.clone(), Arc::new(crypto), clock);
     let state = AppState::new(config, service, sns, Authenticator::iam(&config.iam_principals));
     router_for(state, role)
 }

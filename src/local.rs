@@ -194,7 +194,7 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     if config.server.public_base_url.is_none() {
         config.server.public_base_url = Some(format!("http://{addr}"));
     }
-    let service = ConsentService::new(&config, backends.store.clone(), Arc::new(crypto), clock);
+    let service = ConsentService::new(config.programs(), backends.store.clone(), Arc::new(crypto), clock);
     let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
     let state = AppState::new(&config, service, sns_network, Authenticator::api_keys(&config.api_keys));
     let limits = ConnectionLimits::from_config(&config.server);

@@ -65,7 +65,7 @@ async fn function(role: Role) -> Function {
     // A second handle on the same store, to check what the function did.
     let check_crypto = backends.crypto(&config).await.unwrap();
     let service_check = Arc::new(sms_consent::service::ConsentService::new(
-        &config,
+        config.programs(),
         backends.store.clone(),
         Arc::new(check_crypto),
         Arc::new(Fixed),

@@ -2,7 +2,7 @@
 //! An inbound event is one `TransactWriteItems` (dedup markers, event,
 //! outbox, state with a version condition and its version marker, or the
 //! default state created if absent); authorization is one consistent
-//! `GetItem`, a batch one `BatchGetItem`.
+//! `Query` (`Limit 1`), a batch one `BatchGetItem`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,10 +17,12 @@ use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::embedded::{phone_pk, KEYRING_PK, KEYRING_SK};
-use crate::crypto::WrappedKeys;
+use crate::ports::keys::{
+    outbox_sk, phone_pk, pid_of, state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_PREFIX,
+    STATE_SK,
+};
 use crate::ports::{
-    state_version_key, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -31,8 +33,6 @@ const VERSION: &str = "version";
 /// idempotency markers are kept for ever, as events are, so a replay of a
 /// captured delivery at any age is a duplicate. (Kept for future use.)
 pub const TTL_ATTRIBUTE: &str = "expires_at";
-const STATE_SK: &str = "STATE";
-const DEDUP_SK: &str = "-";
 /// How often `UnprocessedKeys` of a batch read are asked for again.
 const BATCH_ATTEMPTS: u32 = 5;
 pub const MAX_BATCH: usize = 100;
@@ -68,12 +68,12 @@ fn item<T: Serialize>(pk: &str, sk: &str, value: &T) -> Result<HashMap<String, A
 }
 
 /// The pid of a `PHONE#<pid>` key attribute.
-fn pid_of(item: &HashMap<String, AttributeValue>) -> Result<String, StoreError> {
+fn pid_of_item(item: &HashMap<String, AttributeValue>) -> Result<String, StoreError> {
     item.get(PK)
         .and_then(|v| v.as_s().ok())
-        .and_then(|pk| pk.strip_prefix("PHONE#"))
+        .and_then(|pk| pid_of(pk))
         .map(str::to_owned)
-        .ok_or_else(|| StoreError::Corrupt("STATE item has no PHONE# key".into()))
+        .ok_or_else(|| StoreError::Corrupt("a state item has no PHONE# key".into()))
 }
 
 fn decode<T: DeserializeOwned>(item: &HashMap<String, AttributeValue>) -> Result<T, StoreError> {
@@ -90,7 +90,7 @@ fn decode_state(item: &HashMap<String, AttributeValue>) -> Result<StateItem, Sto
     let state: StateItem = decode(item)?;
     let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
     if version != Some(state.version) {
-        return Err(StoreError::Corrupt("STATE version attribute disagrees with its data".into()));
+        return Err(StoreError::Corrupt("a state's version attribute disagrees with its data".into()));
     }
     Ok(state)
 }
@@ -107,10 +107,6 @@ fn build(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactW
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore { client, table: table.into() }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     async fn query_prefix<T: DeserializeOwned>(&self, pid: &str, prefix: &str) -> Result<Vec<T>, StoreError> {
@@ -137,17 +133,32 @@ impl DynamoStore {
 
 #[async_trait]
 impl ConsentStore for DynamoStore {
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
+    /// One consistent `Query`, newest first, for the first item at or below
+    /// `STATE`: the `STATE` itself if there is one, else the newest event or
+    /// outbox item, which proves the number has history.
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError> {
         let out = self
             .client
-            .get_item()
+            .query()
             .table_name(&self.table)
-            .set_key(Some(key(&phone_pk(pid), STATE_SK)))
             .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(1)
+            .key_condition_expression("#pk = :pk AND #sk <= :state")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .expression_attribute_values(":state", s(STATE_SK))
             .send()
             .await
             .map_err(unavailable)?;
-        out.item().map(decode_state).transpose()
+        match out.items().first() {
+            None => Ok(StateRead::Absent),
+            Some(item) if item.get(SK).and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == STATE_SK) => {
+                Ok(StateRead::Found(decode_state(item)?))
+            }
+            Some(_) => Ok(StateRead::MissingWithHistory),
+        }
     }
 
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
@@ -176,7 +187,7 @@ impl ConsentStore for DynamoStore {
                 // Keyed by the key each item is stored under, never by the pid
                 // inside its data: the service checks that the two agree.
                 for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    found.insert(pid_of(item)?, decode_state(item)?);
+                    found.insert(pid_of_item(item)?, decode_state(item)?);
                 }
                 match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     Some(rest) if !rest.keys().is_empty() => {
@@ -191,22 +202,6 @@ impl ConsentStore for DynamoStore {
         Ok(pids.iter().map(|_| None).collect())
     }
 
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .limit(1)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(phone_pk(pid)))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(!out.items().is_empty())
-    }
-
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
         let pk = phone_pk(&write.event.pid);
         let mut items = Vec::new();
@@ -219,7 +214,7 @@ impl ConsentStore for DynamoStore {
         let dedup_count = items.len();
         items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)?))?);
         if let Some(outbox) = &write.outbox {
-            items.push(build(put(&self.table, item(&pk, &format!("OUTBOX#{}", outbox.event_id), outbox)?))?);
+            items.push(build(put(&self.table, item(&pk, &outbox_sk(&outbox.event_id), outbox)?))?);
         }
         let state_index = items.len();
         let mut marker_index = None;
@@ -237,7 +232,7 @@ impl ConsentStore for DynamoStore {
             // A version is written once: its marker already there means the
             // STATE was put back to an older version.
             marker_index = Some(items.len());
-            let marker = key(&pk, &state_version_key(state.version));
+            let marker = key(&pk, &state_version_sk(state.version));
             items.push(build(put(&self.table, marker).condition_expression("attribute_not_exists(PK)"))?);
         } else if let Some(initial) = &write.initial_state {
             // Every number with an event has a STATE: create the default one
@@ -281,11 +276,11 @@ impl ConsentStore for DynamoStore {
     }
 
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {
-        self.query_prefix(pid, "EVENT#").await
+        self.query_prefix(pid, EVENT_PREFIX).await
     }
 
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        self.query_prefix(pid, "OUTBOX#").await
+        self.query_prefix(pid, OUTBOX_PREFIX).await
     }
 
     async fn events_page(
@@ -306,7 +301,7 @@ impl ConsentStore for DynamoStore {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#sk", SK)
             .expression_attribute_values(":pk", s(phone_pk(pid)))
-            .expression_attribute_values(":prefix", s("EVENT#"));
+            .expression_attribute_values(":prefix", s(EVENT_PREFIX));
         if let Some(before) = before {
             query = query.set_exclusive_start_key(Some(key(&phone_pk(pid), before)));
         }
@@ -320,7 +315,7 @@ impl ConsentStore for DynamoStore {
         let pk = phone_pk(pid);
         let mut requests = Vec::new();
         let mut changed = 0;
-        for mut event in self.query_prefix::<EventItem>(pid, "EVENT#").await? {
+        for mut event in self.query_prefix::<EventItem>(pid, EVENT_PREFIX).await? {
             if event.text.take().is_some() | event.evidence.take().is_some() {
                 let put = PutRequest::builder()
                     .set_item(Some(item(&pk, &event.sort_key(), &event)?))
@@ -330,9 +325,9 @@ impl ConsentStore for DynamoStore {
                 changed += 1;
             }
         }
-        for outbox in self.query_prefix::<OutboxItem>(pid, "OUTBOX#").await? {
+        for outbox in self.query_prefix::<OutboxItem>(pid, OUTBOX_PREFIX).await? {
             let delete = DeleteRequest::builder()
-                .set_key(Some(key(&pk, &format!("OUTBOX#{}", outbox.event_id))))
+                .set_key(Some(key(&pk, &outbox_sk(&outbox.event_id))))
                 .build()
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             requests.push(WriteRequest::builder().delete_request(delete).build());

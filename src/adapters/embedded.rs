@@ -13,19 +13,17 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::crypto::WrappedKeys;
+use crate::ports::keys::{
+    outbox_sk, phone_pk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_END,
+    OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK,
+};
 use crate::ports::{
-    state_version_key, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
 const COMPACT_FILE: &str = "ledger.redb.compact";
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
-const STATE_SK: &str = "STATE";
-const DEDUP_SK: &str = "-";
-/// Where the wrapped index and integrity keys are kept.
-pub const KEYRING_PK: &str = "KEYRING";
-pub const KEYRING_SK: &str = "v1";
 
 /// What a recovery from a damaged or missing ledger takes, for start-up errors.
 pub const RECOVERY: &str = "restore the data directory (ledger.redb and keyring.json together) from a backup; \
@@ -52,10 +50,6 @@ struct DedupItem {
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
-}
-
-pub fn phone_pk(pid: &str) -> String {
-    format!("PHONE#{pid}")
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
@@ -184,11 +178,6 @@ impl EmbeddedStore {
         Ok(EmbeddedStore { inner: Arc::new(Inner { path, db: RwLock::new(Arc::new(db)) }) })
     }
 
-    /// The ledger file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -259,26 +248,26 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Every item of one number whose sort key starts with `prefix` (which
-    /// ends in '#'; '$' is the next byte), in sort-key order.
+    /// Every item of one number whose sort key is in `start..end`, in
+    /// sort-key order.
     async fn items<T: DeserializeOwned + Send + 'static>(
         &self,
         pid: &str,
-        prefix: &'static str,
+        start: &'static str,
+        end: &'static str,
     ) -> Result<Vec<T>, StoreError> {
         let pk = phone_pk(pid);
-        let end = format!("{}$", prefix.trim_end_matches('#'));
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let range = table.range((pk.as_str(), prefix)..(pk.as_str(), end.as_str())).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), start)..(pk.as_str(), end)).map_err(unavailable)?;
             range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
         })
         .await
     }
 }
 
-fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
+fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(ITEMS).map_err(unavailable)?;
     let pk = phone_pk(pid);
@@ -288,25 +277,26 @@ fn read_state(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError>
 
 #[async_trait]
 impl ConsentStore for EmbeddedStore {
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError> {
-        let pid = pid.to_owned();
-        self.blocking(move |db| read_state(db, &pid)).await
-    }
-
-    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
-        let pids = pids.to_vec();
-        self.blocking(move |db| pids.iter().map(|pid| read_state(db, pid)).collect()).await
-    }
-
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
+    /// The last item of the number at or below `STATE`, in one read
+    /// transaction (a snapshot): the `STATE` if there is one.
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError> {
         let pk = phone_pk(pid);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let mut range = table.range((pk.as_str(), "")..(pk.as_str(), "\u{10ffff}")).map_err(unavailable)?;
-            Ok(range.next().transpose().map_err(unavailable)?.is_some())
+            let mut range = table.range((pk.as_str(), SK_MIN)..=(pk.as_str(), STATE_SK)).map_err(unavailable)?;
+            match range.next_back().transpose().map_err(unavailable)? {
+                None => Ok(StateRead::Absent),
+                Some((key, value)) if key.value().1 == STATE_SK => Ok(StateRead::Found(decode(value.value())?)),
+                Some(_) => Ok(StateRead::MissingWithHistory),
+            }
         })
         .await
+    }
+
+    async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
+        let pids = pids.to_vec();
+        self.blocking(move |db| pids.iter().map(|pid| state_item(db, pid)).collect()).await
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
@@ -361,7 +351,7 @@ impl ConsentStore for EmbeddedStore {
                     if stored_version != write.expected_version {
                         return Ok(CommitOutcome::VersionConflict);
                     }
-                    let marker = state_version_key(state.version);
+                    let marker = state_version_sk(state.version);
                     if table.get((pk.as_str(), marker.as_str())).map_err(unavailable)?.is_some() {
                         return Ok(CommitOutcome::Tampered);
                     }
@@ -370,11 +360,11 @@ impl ConsentStore for EmbeddedStore {
                 } else if let (Some(initial), None) = (&write.initial_state, stored_version) {
                     // No STATE: a first event, or a deleted STATE. Any item of
                     // the number already there means a deletion.
-                    let (first, last) = ((pk.as_str(), ""), (pk.as_str(), "\u{10ffff}"));
+                    let (first, last) = ((pk.as_str(), SK_MIN), (pk.as_str(), SK_MAX));
                     if table.range(first..last).map_err(unavailable)?.next().is_some() {
                         return Ok(CommitOutcome::Tampered);
                     }
-                    let marker = state_version_key(initial.version);
+                    let marker = state_version_sk(initial.version);
                     table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
                     table.insert((pk.as_str(), STATE_SK), encode(initial)?.as_slice()).map_err(unavailable)?;
                 }
@@ -386,7 +376,7 @@ impl ConsentStore for EmbeddedStore {
                     .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event)?.as_slice())
                     .map_err(unavailable)?;
                 if let Some(outbox) = &write.outbox {
-                    let sk = format!("OUTBOX#{}", outbox.event_id);
+                    let sk = outbox_sk(&outbox.event_id);
                     table.insert((pk.as_str(), sk.as_str()), encode(outbox)?.as_slice()).map_err(unavailable)?;
                 }
             }
@@ -398,11 +388,11 @@ impl ConsentStore for EmbeddedStore {
     }
 
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {
-        self.items(pid, "EVENT#").await
+        self.items(pid, EVENT_PREFIX, EVENT_END).await
     }
 
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
-        self.items(pid, "OUTBOX#").await
+        self.items(pid, OUTBOX_PREFIX, OUTBOX_END).await
     }
 
     async fn events_page(
@@ -412,11 +402,11 @@ impl ConsentStore for EmbeddedStore {
         limit: usize,
     ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
         let pk = phone_pk(pid);
-        let end = before.unwrap_or("EVENT$").to_owned();
+        let end = before.unwrap_or(EVENT_END).to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let range = table.range((pk.as_str(), "EVENT#")..(pk.as_str(), end.as_str())).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), EVENT_PREFIX)..(pk.as_str(), end.as_str())).map_err(unavailable)?;
             let mut page = Vec::new();
             for entry in range.rev().take(limit) {
                 page.push(decode::<EventItem>(entry.map_err(unavailable)?.1.value())?);
@@ -437,7 +427,7 @@ impl ConsentStore for EmbeddedStore {
                 {
                     let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
                     let events: Vec<EventItem> = table
-                        .range((pk.as_str(), "EVENT#")..(pk.as_str(), "EVENT$"))
+                        .range((pk.as_str(), EVENT_PREFIX)..(pk.as_str(), EVENT_END))
                         .map_err(unavailable)?
                         .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
                         .collect::<Result<_, _>>()?;
@@ -450,7 +440,7 @@ impl ConsentStore for EmbeddedStore {
                         }
                     }
                     let outbox: Vec<String> = table
-                        .range((pk.as_str(), "OUTBOX#")..(pk.as_str(), "OUTBOX$"))
+                        .range((pk.as_str(), OUTBOX_PREFIX)..(pk.as_str(), OUTBOX_END))
                         .map_err(unavailable)?
                         .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(unavailable))
                         .collect::<Result<_, _>>()?;

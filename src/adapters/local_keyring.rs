@@ -163,78 +163,22 @@ impl KeyService for LocalKeyring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::embedded::EmbeddedStore;
-    use crate::crypto::{CacheLimits, Crypto};
-    use crate::domain::PhoneNumber;
-    use std::sync::Arc;
-
-    async fn crypto_in(dir: &Path) -> Crypto {
-        let keyring = LocalKeyring::open_or_create(dir).unwrap();
-        let store = EmbeddedStore::open(dir).unwrap();
-        Crypto::bootstrap(Arc::new(keyring), &store, true, CacheLimits::default()).await.unwrap()
-    }
 
     #[tokio::test]
     async fn the_keyring_file_is_private_and_reopens_to_the_same_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let first = crypto_in(dir.path()).await;
+        let first = LocalKeyring::open_or_create(dir.path()).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir.path().join(KEYRING_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let sealed = first.seal("STOP", "PHONE#x", "EVENT#1", "text").await.unwrap();
-        let second = crypto_in(dir.path()).await;
-        let phone = PhoneNumber::parse("+14158675309").unwrap();
-        assert_eq!(first.blind_index(&phone), second.blind_index(&phone));
-        assert_eq!(second.open(&sealed, "PHONE#x", "EVENT#1", "text").await.unwrap(), "STOP");
-    }
-
-    #[tokio::test]
-    async fn a_ciphertext_moved_to_another_record_fails_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let crypto = crypto_in(dir.path()).await;
-        let sealed = crypto.seal("+14158675309", "PHONE#a", "STATE", "phone").await.unwrap();
-        assert!(crypto.open(&sealed, "PHONE#b", "STATE", "phone").await.is_err());
-        assert!(crypto.open(&sealed, "PHONE#a", "STATE", "text").await.is_err());
-        assert_eq!(crypto.open(&sealed, "PHONE#a", "STATE", "phone").await.unwrap(), "+14158675309");
-    }
-
-    #[tokio::test]
-    async fn a_changed_consent_breaks_the_integrity_tag() {
-        use crate::domain::{Consent, ConsentChange, ConsentState, Scope};
-        let dir = tempfile::tempdir().unwrap();
-        let crypto = crypto_in(dir.path()).await;
-        let mut state = ConsentState::default();
-        state.apply(&ConsentChange {
-            event_id: "e".into(),
-            occurred_at: time::macros::datetime!(2026-01-01 0:00 UTC),
-            consent: Consent::OptOut,
-            scope: Scope::All,
-        });
-        let tag = crypto.tag("pid", 1, &state).unwrap();
-        assert!(crypto.verify_tag("pid", 1, &state, &tag));
-        assert!(!crypto.verify_tag("pid", 2, &state, &tag));
-        assert!(!crypto.verify_tag("other", 1, &state, &tag));
-        let mut flipped = state.clone();
-        flipped.marks.values_mut().for_each(|m| m.consent = Consent::OptIn);
-        assert!(!crypto.verify_tag("pid", 1, &flipped, &tag));
-    }
-
-    #[tokio::test]
-    async fn a_state_holding_an_unwritable_time_is_an_error_not_a_panic() {
-        use crate::domain::{Consent, ConsentChange, ConsentState, Scope};
-        let dir = tempfile::tempdir().unwrap();
-        let crypto = crypto_in(dir.path()).await;
-        let mut state = ConsentState::default();
-        state.apply(&ConsentChange {
-            event_id: "e".into(),
-            occurred_at: time::macros::datetime!(-0001-06-01 0:00 UTC),
-            consent: Consent::OptOut,
-            scope: Scope::All,
-        });
-        assert!(matches!(crypto.tag("pid", 1, &state), Err(crate::crypto::CryptoError::Serialise(_))));
-        assert!(!crypto.verify_tag("pid", 1, &state, "t1.i1.AAAA"));
+        let context = EncryptionContext::from([("purpose".to_owned(), "test".to_owned())]);
+        let key = first.generate_data_key(&context).await.unwrap();
+        let second = LocalKeyring::open(dir.path()).unwrap();
+        assert_eq!(*second.decrypt_data_key(&key.wrapped, &context).await.unwrap(), *key.plaintext);
+        let other = EncryptionContext::from([("purpose".to_owned(), "other".to_owned())]);
+        assert!(second.decrypt_data_key(&key.wrapped, &other).await.is_err());
     }
 }

@@ -13,8 +13,10 @@ use std::sync::OnceLock;
 
 use unicode_normalization::{char::is_combining_mark, UnicodeNormalization};
 
-/// What a message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a message asks for. Its serde name (`opt_out`, `opt_out_all`, ...)
+/// is the kind of the event it records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Intent {
     /// Stop messages from the program that owns the number it was sent to.
     OptOut,

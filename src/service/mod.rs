@@ -1,20 +1,22 @@
 //! Use cases over the ports: record what a patient texted, and decide
 //! whether a program may send. Authorization fails closed.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::config::{Config, ProgramConfig, ReplyMode};
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::inbound::{InboundMessage, ReplyStyle};
 use crate::domain::keywords::is_exact_keyword;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
-use crate::domain::{Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Reason, ReplyKind, Scope};
+use crate::domain::{
+    Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason, ReplyKind,
+    ReplyMode, Scope,
+};
+use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    event_sort_key, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StoreError,
+    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
 };
 
 pub mod records;
@@ -66,8 +68,7 @@ pub struct ConsentService {
     store: Arc<dyn ConsentStore>,
     crypto: Arc<Crypto>,
     clock: Arc<dyn Clock>,
-    programs: HashMap<String, ProgramConfig>,
-    owners: HashMap<String, String>,
+    programs: Programs,
     pub counters: Counters,
 }
 
@@ -100,23 +101,8 @@ pub struct AuthorizationQuery<'a> {
 }
 
 impl ConsentService {
-    pub fn new(config: &Config, store: Arc<dyn ConsentStore>, crypto: Arc<Crypto>, clock: Arc<dyn Clock>) -> Self {
-        let mut owners = HashMap::new();
-        for program in &config.programs {
-            for number in &program.numbers {
-                if let Ok(n) = PhoneNumber::parse(number) {
-                    owners.insert(n.as_e164().to_owned(), program.id.clone());
-                }
-            }
-        }
-        ConsentService {
-            store,
-            crypto,
-            clock,
-            programs: config.programs.iter().map(|p| (p.id.clone(), p.clone())).collect(),
-            owners,
-            counters: Counters::default(),
-        }
+    pub fn new(programs: Programs, store: Arc<dyn ConsentStore>, crypto: Arc<Crypto>, clock: Arc<dyn Clock>) -> Self {
+        ConsentService { store, crypto, clock, programs, counters: Counters::default() }
     }
 
     pub fn crypto(&self) -> &Crypto {
@@ -127,8 +113,8 @@ impl ConsentService {
         self.clock.now()
     }
 
-    fn owner_of(&self, number: Option<&PhoneNumber>) -> Option<&ProgramConfig> {
-        self.owners.get(number?.as_e164()).and_then(|id| self.programs.get(id))
+    fn owner_of(&self, number: Option<&PhoneNumber>) -> Option<&Program> {
+        self.programs.owner_of(number?)
     }
 
     /// The confirmation due, if this system is the one to send it: with
@@ -137,13 +123,13 @@ impl ConsentService {
     fn confirmation(
         &self,
         kind: ReplyKind,
-        program: Option<&ProgramConfig>,
+        program: Option<&Program>,
         text: &str,
         style: ReplyStyle,
     ) -> Option<String> {
         match program {
             Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
-            Some(p) => Some(p.replies.render(kind, &p.letterhead())),
+            Some(p) => Some(p.replies.render(kind, &p.letterhead)),
             None => Some(UNOWNED_OPT_OUT_REPLY.to_owned()),
         }
     }
@@ -185,18 +171,18 @@ impl ConsentService {
         // arrived, and a future time must not outrank later real events.
         let occurred_at = message.occurred_at.map_or(now, |at| at.min(now));
         let pid = self.crypto.blind_index(&message.from);
-        let pk = format!("PHONE#{pid}");
+        let pk = phone_pk(&pid);
         let change = scope.clone().map(|scope| ConsentChange {
             event_id: event_id.clone(),
             occurred_at,
             consent: if intent.is_opt_out() { Consent::OptOut } else { Consent::OptIn },
             scope,
         });
-        let sk = event_sort_key(occurred_at, &event_id);
+        let sk = event_sk(occurred_at, &event_id);
         let event = EventItem {
             pid: pid.clone(),
             event_id: event_id.clone(),
-            kind: intent_name(intent).to_owned(),
+            kind: serde_name(&intent),
             source: message.provider.to_owned(),
             program: program.map(|p| p.id.clone()),
             categories: Vec::new(),
@@ -210,7 +196,7 @@ impl ConsentService {
         let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, style));
         let outbox = match (&reply, style.inline) {
             (Some(body), false) => {
-                let sk = format!("OUTBOX#{event_id}");
+                let sk = outbox_sk(&event_id);
                 let from = match &message.to {
                     Some(clinic) => Some(self.crypto.seal(clinic.as_e164(), &pk, &sk, "from").await?),
                     None => None,
@@ -230,20 +216,16 @@ impl ConsentService {
         let outboxed = outbox.is_some();
         let pending = Pending {
             phone: Some(&message.from),
-            dedup_key: format!("DEDUP#{}#{}", message.provider, message.message_id),
+            dedup_key: dedup_pk(message.provider, &message.message_id),
             // A second key for a signature that covers no body (Plivo V2's
             // nonce): the same signed pair with another body is a replay.
-            extra_dedup_keys: message
-                .replay_key
-                .iter()
-                .map(|key| format!("DEDUP#{}#{key}", message.provider))
-                .collect(),
+            extra_dedup_keys: message.replay_key.iter().map(|key| dedup_pk(message.provider, key)).collect(),
             event,
             outbox,
             effect: change.as_ref().map_or(Effect::None, Effect::Apply),
         };
         if self.commit_event(pending).await? {
-            tracing::info!(pid = %pid, intent = intent_name(intent), "consent event recorded");
+            tracing::info!(pid = %pid, intent = %serde_name(&intent), "consent event recorded");
             Ok(InboundOutcome::Recorded { intent, outboxed, reply: if style.inline { reply } else { None } })
         } else {
             tracing::info!(pid = %pid, "duplicate delivery; already recorded");
@@ -256,7 +238,7 @@ impl ConsentService {
     /// Returns false when the dedup marker was already there.
     pub(crate) async fn commit_event(&self, pending: Pending<'_>) -> Result<bool, ServiceError> {
         let pid = pending.event.pid.clone();
-        let pk = format!("PHONE#{pid}");
+        let pk = phone_pk(&pid);
         let now = self.clock.now();
         for _ in 0..MAX_ATTEMPTS {
             // An event that changes no state (HELP, an audit entry) needs no
@@ -276,7 +258,7 @@ impl ConsentService {
                 let version = current.as_ref().map_or(1, |s| s.version + 1);
                 if phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
                     if let Some(number) = pending.phone {
-                        phone = Some(self.crypto.seal(number.as_e164(), &pk, "STATE", "phone").await?);
+                        phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
                     }
                 }
                 Some(StateItem {
@@ -317,7 +299,7 @@ impl ConsentService {
                 CommitOutcome::Duplicate => return Ok(false),
                 CommitOutcome::VersionConflict => continue,
                 CommitOutcome::Tampered => {
-                    self.integrity_alarm(&pid, "STATE was rolled back or deleted");
+                    self.integrity_alarm(&pid, "the state was rolled back or deleted");
                     return Err(ServiceError::Integrity);
                 }
             }
@@ -333,7 +315,7 @@ impl ConsentService {
 
     fn integrity_alarm(&self, pid: &str, what: &'static str) {
         self.counters.integrity_alarms.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(pid = %pid, alarm = "integrity", what, "STATE item failed its integrity check");
+        tracing::error!(pid = %pid, alarm = "integrity", what, "the state item failed its integrity check");
     }
 
     /// A store read: a malformed item (a key that disagrees with its data,
@@ -348,73 +330,63 @@ impl ConsentService {
         }
     }
 
-    /// Reads one state and checks its integrity tag. A missing STATE of a
-    /// number that has other items was deleted: an alarm, never the default.
+    /// Reads one state (one store read) and checks its integrity tag. A
+    /// missing STATE of a number that has other items was deleted: an
+    /// alarm, never the default.
     async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        let state = self.stored(pid, self.store.get_state(pid).await)?;
-        match self.verified(pid, state)? {
-            Some(state) => Ok(Some(state)),
-            None => self.missing_state(pid).await,
-        }
+        let read = self.store.read_state(pid).await;
+        self.checked(pid, read).await
     }
 
-    /// No STATE was found: is the number new, or was its STATE deleted? One
-    /// more read; if the number has items, the STATE is read once more (it
-    /// may have been written in between) before raising the alarm.
-    async fn missing_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
-        if !self.stored(pid, self.store.has_items(pid).await)? {
-            return Ok(None);
-        }
-        let again = self.stored(pid, self.store.get_state(pid).await)?;
-        match self.verified(pid, again)? {
-            Some(state) => Ok(Some(state)),
-            None => {
-                self.integrity_alarm(pid, "STATE deleted while the number has events");
-                Err(ServiceError::Integrity)
-            }
+    /// Checks what a state read found. Only where a STATE is missing beside
+    /// other items is the number read once more before the alarm: a store
+    /// whose query may show part of a concurrent first write (an event
+    /// before its STATE) then shows all of it.
+    async fn checked(&self, pid: &str, read: Result<StateRead, StoreError>) -> Result<Option<StateItem>, ServiceError> {
+        match self.stored(pid, read)? {
+            StateRead::Found(state) => self.verified(pid, state).map(Some),
+            StateRead::Absent => Ok(None),
+            StateRead::MissingWithHistory => match self.stored(pid, self.store.read_state(pid).await)? {
+                StateRead::Found(state) => self.verified(pid, state).map(Some),
+                _ => {
+                    self.integrity_alarm(pid, "the state was deleted while the number has events");
+                    Err(ServiceError::Integrity)
+                }
+            },
         }
     }
 
     /// A state whose integrity tag fails, or that is stored under another
     /// number's key, is an alarm, never a decision. The tag is checked with
     /// the pid that was asked for (the key the item is stored under).
-    fn verified(&self, pid: &str, state: Option<StateItem>) -> Result<Option<StateItem>, ServiceError> {
-        let Some(state) = state else {
-            return Ok(None);
-        };
+    fn verified(&self, pid: &str, state: StateItem) -> Result<StateItem, ServiceError> {
         if state.pid != pid || !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
             self.integrity_alarm(pid, "tag or key mismatch");
             return Err(ServiceError::Integrity);
         }
-        Ok(Some(state))
+        Ok(state)
     }
 
     /// Checks what can be checked without the store: the program, the
     /// category, the number. Returns the number's blind index.
-    fn validate_query(&self, query: &AuthorizationQuery<'_>) -> Result<(String, &ProgramConfig), Decision> {
+    fn validate_query(&self, query: &AuthorizationQuery<'_>) -> Result<(String, &Program), Decision> {
         let program = self.programs.get(query.program).ok_or(Decision::deny(Reason::UnknownProgram))?;
-        if !program.categories.iter().any(|c| c == query.category) {
+        if !program.has_category(query.category) {
             return Err(Decision::deny(Reason::UnknownCategory));
         }
         let number = PhoneNumber::parse(query.to).map_err(|_| Decision::deny(Reason::InvalidNumber))?;
         Ok((self.crypto.blind_index(&number), program))
     }
 
-    /// Decides from a stored state, after checking its integrity tag. Only
-    /// where no STATE was found and the program's default allows does it
-    /// read again, to tell a new number from a deleted STATE.
+    /// Decides from a state read, after checking its integrity tag.
     async fn decide(
         &self,
         pid: &str,
-        read: Result<Option<StateItem>, StoreError>,
-        program: &ProgramConfig,
+        read: Result<StateRead, StoreError>,
+        program: &Program,
         category: &str,
     ) -> Decision {
-        let state = match self.stored(pid, read).and_then(|state| self.verified(pid, state)) {
-            Ok(None) if program.default == DefaultConsent::OptedIn => self.missing_state(pid).await,
-            other => other,
-        };
-        match state {
+        match self.checked(pid, read).await {
             Ok(state) => state.map(|s| s.consent).unwrap_or_default().decide(&program.id, category, program.default),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");
@@ -423,16 +395,32 @@ impl ConsentService {
         }
     }
 
-    /// May this program send this category to this number now? One store
-    /// read (two for a number with no STATE in an opted-in program), no key
-    /// service call; any failure denies, with a reason.
+    /// May this program send this category to this number now? One
+    /// consistent store read whatever the number's state, no key service
+    /// call; any failure denies, with a reason.
     pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
         let (pid, program) = match self.validate_query(query) {
             Ok(valid) => valid,
             Err(denied) => return denied,
         };
-        let read = self.store.get_state(&pid).await;
+        let read = self.store.read_state(&pid).await;
         self.decide(&pid, read, program, query.category).await
+    }
+
+    /// A batch's answer for one number: a STATE it found, or where it found
+    /// none and the program's default allows, one more read to tell a new
+    /// number from a deleted STATE (a default that denies needs none).
+    async fn batch_read(
+        &self,
+        pid: &str,
+        state: Option<StateItem>,
+        program: &Program,
+    ) -> Result<StateRead, StoreError> {
+        match state {
+            Some(state) => Ok(StateRead::Found(state)),
+            None if program.default == DefaultConsent::OptedIn => self.store.read_state(pid).await,
+            None => Ok(StateRead::Absent),
+        }
     }
 
     /// Many decisions with one store read: a batch of up to 100 requests.
@@ -441,7 +429,7 @@ impl ConsentService {
     /// `unavailable`.
     pub async fn authorize_many(&self, queries: &[AuthorizationQuery<'_>]) -> Vec<Decision> {
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(queries.len());
-        let mut lookups: Vec<(usize, String, &ProgramConfig)> = Vec::new();
+        let mut lookups: Vec<(usize, String, &Program)> = Vec::new();
         for (i, query) in queries.iter().enumerate() {
             match self.validate_query(query) {
                 Ok((pid, program)) => {
@@ -457,12 +445,12 @@ impl ConsentService {
             Ok(states) => {
                 // Concurrently: only a missing STATE in an opted-in program
                 // makes a further read.
-                let decided = futures::future::join_all(
-                    lookups
-                        .iter()
-                        .zip(states)
-                        .map(|((i, pid, program), state)| self.decide(pid, Ok(state), program, queries[*i].category)),
-                )
+                let decided = futures::future::join_all(lookups.iter().zip(states).map(
+                    |((i, pid, program), state)| async move {
+                        let read = self.batch_read(pid, state, program).await;
+                        self.decide(pid, read, program, queries[*i].category).await
+                    },
+                ))
                 .await;
                 for ((i, _, _), decision) in lookups.iter().zip(decided) {
                     decisions[*i] = Some(decision);
@@ -498,12 +486,11 @@ pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), Ser
     }
 }
 
-fn intent_name(intent: Intent) -> &'static str {
-    match intent {
-        Intent::OptOut => "opt_out",
-        Intent::OptOutAll => "opt_out_all",
-        Intent::OptIn => "opt_in",
-        Intent::Help => "help",
-        Intent::None => "none",
+/// The name serde gives a unit variant (`rename_all = "snake_case"`): the
+/// string stored for an intent or a capture source.
+pub(crate) fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
     }
 }

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
+use super::{check_event_time, serde_name, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
-use crate::ports::{event_sort_key, EventItem};
+use crate::ports::keys::{event_dedup_pk, event_sk, is_event_sk, phone_pk};
+use crate::ports::EventItem;
 
 /// How far ahead of the server's clock a `captured_at` may be (clock skew).
 const CAPTURE_SKEW: Duration = Duration::minutes(5);
@@ -46,20 +47,6 @@ pub enum CaptureSource {
     PhoneCall,
     Email,
     Portal,
-}
-
-impl CaptureSource {
-    fn name(self) -> &'static str {
-        match self {
-            CaptureSource::WebForm => "web_form",
-            CaptureSource::FrontDesk => "front_desk",
-            CaptureSource::Ehr => "ehr",
-            CaptureSource::Import => "import",
-            CaptureSource::PhoneCall => "phone_call",
-            CaptureSource::Email => "email",
-            CaptureSource::Portal => "portal",
-        }
-    }
 }
 
 pub struct ConsentRecord<'a> {
@@ -149,7 +136,7 @@ impl ConsentService {
             None => Scope::Program { program: program.id.clone() },
             Some([]) => return Err(invalid("categories: give at least one, or omit it for all of the program's")),
             Some(categories) => {
-                if let Some(unknown) = categories.iter().find(|c| !program.categories.contains(c)) {
+                if let Some(unknown) = categories.iter().find(|c| !program.has_category(c)) {
                     return Err(invalid(format!("categories: {unknown:?} is not a category of {:?}", program.id)));
                 }
                 let mut categories = categories.to_vec();
@@ -177,8 +164,8 @@ impl ConsentService {
             None => format!("api:{caller}:{}", random_id()),
         };
         let pid = self.crypto.blind_index(&number);
-        let pk = format!("PHONE#{pid}");
-        let sk = event_sort_key(occurred_at, &event_id);
+        let pk = phone_pk(&pid);
+        let sk = event_sk(occurred_at, &event_id);
         let evidence = match record.evidence {
             Some(e) => Some(self.crypto.seal(e, &pk, &sk, "evidence").await?),
             None => None,
@@ -193,7 +180,7 @@ impl ConsentService {
             pid: pid.clone(),
             event_id: event_id.clone(),
             kind: record.kind.event_kind().to_owned(),
-            source: record.source.name().to_owned(),
+            source: serde_name(&record.source),
             program: Some(program.id.clone()),
             categories: match &scope {
                 Scope::Categories { categories, .. } => categories.clone(),
@@ -208,7 +195,7 @@ impl ConsentService {
         };
         let pending = Pending {
             phone: Some(&number),
-            dedup_key: format!("DEDUP#{event_id}"),
+            dedup_key: event_dedup_pk(&event_id),
             extra_dedup_keys: Vec::new(),
             event,
             outbox: None,
@@ -226,9 +213,9 @@ impl ConsentService {
     pub async fn consent_state(&self, to: &str) -> Result<Vec<CategoryState>, ServiceError> {
         let number = self.parse_number(to)?;
         let state = self.read_state(&self.crypto.blind_index(&number)).await?.map(|s| s.consent).unwrap_or_default();
-        let mut programs: Vec<_> = self.programs.values().collect();
-        programs.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(programs
+        Ok(self
+            .programs
+            .sorted()
             .into_iter()
             .flat_map(|p| {
                 let state = &state;
@@ -251,14 +238,14 @@ impl ConsentService {
         caller: &str,
     ) -> Result<(Vec<OpenedEvent>, Option<String>), ServiceError> {
         let number = self.parse_number(to)?;
-        if before.is_some_and(|b| !b.starts_with("EVENT#")) {
+        if before.is_some_and(|b| !is_event_sk(b)) {
             return Err(invalid("page_token: not a token this service gave"));
         }
         let pid = self.crypto.blind_index(&number);
         let audit = self.audit_event(&pid, "history_read", caller);
         self.commit_event(Pending {
             phone: None,
-            dedup_key: format!("DEDUP#{}", audit.event_id),
+            dedup_key: event_dedup_pk(&audit.event_id),
             extra_dedup_keys: Vec::new(),
             event: audit,
             outbox: None,
@@ -266,7 +253,7 @@ impl ConsentService {
         })
         .await?;
         let (events, next) = self.store.events_page(&pid, before, HISTORY_PAGE).await?;
-        let pk = format!("PHONE#{pid}");
+        let pk = phone_pk(&pid);
         let mut opened = Vec::with_capacity(events.len());
         for event in events {
             let sk = event.sort_key();
@@ -295,7 +282,7 @@ impl ConsentService {
         let audit = self.audit_event(&pid, "erasure", caller);
         let pending = Pending {
             phone: None,
-            dedup_key: format!("DEDUP#{}", audit.event_id),
+            dedup_key: event_dedup_pk(&audit.event_id),
             extra_dedup_keys: Vec::new(),
             event: audit,
             outbox: None,

@@ -7,7 +7,9 @@ use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::http::{router, AppState};
-use sms_consent::ports::{CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StoreError, SystemClock};
+use sms_consent::ports::{
+    CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead, StoreError, SystemClock,
+};
 use sms_consent::service::ConsentService;
 
 use crate::helpers::*;
@@ -71,7 +73,7 @@ struct BrokenStore;
 
 #[async_trait]
 impl ConsentStore for BrokenStore {
-    async fn get_state(&self, _: &str) -> Result<Option<StateItem>, StoreError> {
+    async fn read_state(&self, _: &str) -> Result<StateRead, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn commit(&self, _: LedgerWrite) -> Result<CommitOutcome, StoreError> {
@@ -97,13 +99,13 @@ impl ConsentStore for BrokenStore {
     async fn get_states(&self, _: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
-    async fn wrapped_keys(&self) -> Result<Option<sms_consent::crypto::WrappedKeys>, StoreError> {
+    async fn wrapped_keys(&self) -> Result<Option<sms_consent::ports::WrappedKeys>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     async fn put_wrapped_keys_if_absent(
         &self,
-        _: &sms_consent::crypto::WrappedKeys,
-    ) -> Result<sms_consent::crypto::WrappedKeys, StoreError> {
+        _: &sms_consent::ports::WrappedKeys,
+    ) -> Result<sms_consent::ports::WrappedKeys, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
     fn table(&self) -> &str {
@@ -115,13 +117,14 @@ async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::from_toml(&config_text()).unwrap();
     let keyring = LocalKeyring::open_or_create(dir.path()).unwrap();
-    let wrapped = sms_consent::crypto::WrappedKeys::generate(&keyring).await.unwrap();
+    let wrapped = Crypto::generate_keys(&keyring).await.unwrap();
     let crypto = Crypto::start(Arc::new(keyring), &wrapped, "broken", CacheLimits::default()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = config;
     config.server.public_base_url = Some(base.clone());
-    let service = ConsentService::new(&config, Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
+    let service =
+        ConsentService::new(config.programs(), Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
     let app = router(AppState::new(
         &config,
         service,

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::crypto::WrappedKeys;
 use crate::domain::ConsentState;
+
+pub mod keys;
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> OffsetDateTime;
@@ -50,6 +51,22 @@ pub trait KeyService: Send + Sync {
         wrapped: &[u8],
         context: &EncryptionContext,
     ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
+}
+
+/// `KEYRING` / `v1`: the index and integrity keys, wrapped by the key
+/// service and kept in the store beside the data they protect (useless
+/// without the key service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKeys {
+    pub index_key: String,
+    /// Integrity keys by id; the newest (last) signs, any verifies.
+    pub integrity_keys: Vec<WrappedIntegrityKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedIntegrityKey {
+    pub id: String,
+    pub wrapped: String,
 }
 
 /// `PHONE#<pid>` / `STATE`: the current consent of one number.
@@ -96,13 +113,8 @@ pub struct EventItem {
 impl EventItem {
     /// Sort key: event time first, so the ledger reads in event order.
     pub fn sort_key(&self) -> String {
-        event_sort_key(self.occurred_at, &self.event_id)
+        keys::event_sk(self.occurred_at, &self.event_id)
     }
-}
-
-pub fn event_sort_key(occurred_at: OffsetDateTime, event_id: &str) -> String {
-    let at = occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    format!("EVENT#{at}#{event_id}")
 }
 
 /// `PHONE#<pid>` / `OUTBOX#<event_id>`: a reply that is due but cannot go
@@ -155,9 +167,15 @@ pub struct LedgerWrite {
     pub initial_state: Option<StateItem>,
 }
 
-/// Sort key of the marker that a `STATE` of `version` was once written.
-pub fn state_version_key(version: u64) -> String {
-    format!("STATEV#{version:020}")
+/// What one read of a number's state found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateRead {
+    Found(StateItem),
+    /// The number has no items: it is new.
+    Absent,
+    /// No `STATE`, but other items of the number (events, outbox): since
+    /// every commit keeps a `STATE` beside its events, it was deleted.
+    MissingWithHistory,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,18 +202,13 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait ConsentStore: Send + Sync {
-    /// Strongly consistent read of one number's state.
-    async fn get_state(&self, pid: &str) -> Result<Option<StateItem>, StoreError>;
+    /// One strongly consistent read of one number's state, which also tells
+    /// a new number from a deleted `STATE`: the last item of the number at
+    /// or below `STATE` in sort order (see `keys`).
+    async fn read_state(&self, pid: &str) -> Result<StateRead, StoreError>;
     /// Strongly consistent read of many states (at most 100) in one call,
     /// in the order asked.
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError>;
-    /// Whether any item of the number exists (one strongly consistent read
-    /// of at most one item): where no `STATE` was found, a yes means the
-    /// `STATE` was deleted. The default fails closed.
-    async fn has_items(&self, pid: &str) -> Result<bool, StoreError> {
-        let _ = pid;
-        Err(StoreError::Unavailable("this store cannot tell whether a number has items".into()))
-    }
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;

@@ -1,0 +1,99 @@
+//! Every storage key of the single-table layout, in one place. Both stores,
+//! the service and the integrity tag build their keys here; the strings are
+//! the format at rest and never change.
+//!
+//! Items of one number (`PHONE#<pid>`) sort `EVENT#` < `OUTBOX#` < `STATE` <
+//! `STATEV#`, so the last item at or below `STATE` is the `STATE` itself
+//! when there is one, and otherwise the newest other item of the number.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const PHONE_PREFIX: &str = "PHONE#";
+/// Sort key of a number's current consent.
+pub const STATE_SK: &str = "STATE";
+/// The first sort key of a number's events, and the first key after them.
+pub const EVENT_PREFIX: &str = "EVENT#";
+pub const EVENT_END: &str = "EVENT$";
+/// The first sort key of a number's outbox items, and the first key after them.
+pub const OUTBOX_PREFIX: &str = "OUTBOX#";
+pub const OUTBOX_END: &str = "OUTBOX$";
+/// Below every sort key, and above every one (redb ranges over one number).
+pub const SK_MIN: &str = "";
+pub const SK_MAX: &str = "\u{10ffff}";
+/// The sort key of an idempotency marker (its partition key is the marker).
+pub const DEDUP_SK: &str = "-";
+/// Where the wrapped index and integrity keys are kept.
+pub const KEYRING_PK: &str = "KEYRING";
+pub const KEYRING_SK: &str = "v1";
+
+/// `PHONE#<pid>`: the partition of one number.
+pub fn phone_pk(pid: &str) -> String {
+    format!("{PHONE_PREFIX}{pid}")
+}
+
+/// The pid of a `PHONE#<pid>` partition key.
+pub fn pid_of(pk: &str) -> Option<&str> {
+    pk.strip_prefix(PHONE_PREFIX)
+}
+
+/// `EVENT#<occurred_at>#<event_id>`: event time first, so the ledger reads
+/// in event order.
+pub fn event_sk(occurred_at: OffsetDateTime, event_id: &str) -> String {
+    let at = occurred_at.format(&Rfc3339).unwrap_or_default();
+    format!("{EVENT_PREFIX}{at}#{event_id}")
+}
+
+/// Whether `sk` is an event's sort key (a history page cursor is one).
+pub fn is_event_sk(sk: &str) -> bool {
+    sk.starts_with(EVENT_PREFIX)
+}
+
+/// `OUTBOX#<event_id>`: a reply due for one number.
+pub fn outbox_sk(event_id: &str) -> String {
+    format!("{OUTBOX_PREFIX}{event_id}")
+}
+
+/// `STATEV#<version>`: the marker that a `STATE` of this version was once
+/// written (zero-padded, so versions sort in order).
+pub fn state_version_sk(version: u64) -> String {
+    format!("STATEV#{version:020}")
+}
+
+/// `DEDUP#<source>#<id>`: the replay key of one delivery of a source.
+pub fn dedup_pk(source: &str, id: &str) -> String {
+    format!("DEDUP#{source}#{id}")
+}
+
+/// `DEDUP#<event_id>`: the replay key of an event whose id already names
+/// its source (`api:<caller>:<id>`).
+pub fn event_dedup_pk(event_id: &str) -> String {
+    format!("DEDUP#{event_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_items_of_a_number_sort_events_outbox_state_then_version_markers() {
+        let at = time::macros::datetime!(2026-03-01 10:00 UTC);
+        let mut keys = [state_version_sk(2), STATE_SK.to_owned(), outbox_sk("x:1"), event_sk(at, "x:1")];
+        keys.sort();
+        assert_eq!(keys, [event_sk(at, "x:1"), outbox_sk("x:1"), STATE_SK.to_owned(), state_version_sk(2)]);
+        assert!(keys.iter().all(|k| k.as_str() > SK_MIN && k.as_str() < SK_MAX));
+        assert!(event_sk(at, "x").as_str() < EVENT_END && outbox_sk("x").as_str() < OUTBOX_END);
+    }
+
+    #[test]
+    fn the_formats_are_the_ones_at_rest() {
+        let at = time::macros::datetime!(2026-03-01 10:00 UTC);
+        assert_eq!(phone_pk("abc"), "PHONE#abc");
+        assert_eq!(pid_of("PHONE#abc"), Some("abc"));
+        assert_eq!(event_sk(at, "twilio:SM1"), "EVENT#2026-03-01T10:00:00Z#twilio:SM1");
+        assert_eq!(outbox_sk("twilio:SM1"), "OUTBOX#twilio:SM1");
+        assert_eq!(state_version_sk(3), "STATEV#00000000000000000003");
+        assert_eq!(dedup_pk("twilio", "SM1"), "DEDUP#twilio#SM1");
+        assert_eq!(event_dedup_pk("api:a:1"), "DEDUP#api:a:1");
+    }
+}
