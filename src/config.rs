@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 pub use crate::domain::ReplyMode;
 use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
-use crate::providers::aws_sns::HttpSnsNetwork;
+use crate::providers::aws_sns::SnsNetwork;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
 pub use crate::providers::twilio::TwilioConfig;
 pub use crate::providers::vonage::VonageSignatureMethod;
@@ -19,7 +19,7 @@ pub use crate::providers::vonage::VonageSignatureMethod;
 /// table (`providers::build_all`).
 pub use crate::providers::ProvidersConfig;
 pub use crate::providers::Secret;
-use crate::providers::{self, Outside};
+use crate::providers::{self, Outside, Provider};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".sms-consent";
@@ -311,7 +311,6 @@ impl Config {
                 .validate(&program.letterhead())
                 .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", kind.name()), e.to_string()))?;
         }
-        self.validate_providers()?;
         for (i, principal) in self.iam_principals.iter().enumerate() {
             if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {
                 return Err(bad(
@@ -375,11 +374,10 @@ impl Config {
         Ok(())
     }
 
-    /// Builds every configured provider once, as the server will: a key or
-    /// secret that does not decode is named here, at start.
-    fn validate_providers(&self) -> Result<(), ConfigError> {
-        let outside = Outside { sns_network: Arc::new(HttpSnsNetwork::new()) };
-        providers::build_all(&self.providers, &outside).map(|_| ()).map_err(|e| bad(e.field, e.message))
+    /// Builds every configured provider, once per process: a key or secret
+    /// that does not decode is named here (`providers.telnyx.public_keys[0]`).
+    pub fn providers(&self, sns_network: Arc<dyn SnsNetwork>) -> Result<Vec<Arc<dyn Provider>>, ConfigError> {
+        providers::build_all(&self.providers, &Outside { sns_network }).map_err(|e| bad(e.field, e.message))
     }
 
     /// Every configured program, for the service.

@@ -3,16 +3,15 @@
 //! Layers, as the README's Layout draws them: `domain` (pure rules) ←
 //! `providers` (webhook formats); `domain` ← `service` (use cases) ←
 //! `ports` and `crypto`; `adapters` implement the ports; `http`, `config`
-//! and the runtime wiring (`local`, `lambda`, `backends`) put them together.
+//! and the runtime wiring (`runtime`: one assembly, the local server, the
+//! Lambda functions, the backends chosen by config) put them together.
 
 pub mod adapters;
-pub mod backends;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
-pub mod lambda;
-pub mod local;
 pub mod ports;
 pub mod providers;
+pub mod runtime;
 pub mod service;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use serde_json::Value;
-use sms_consent::backends::Backends;
 use sms_consent::config::{KeysBackend, StorageBackend};
 use sms_consent::domain::Reason;
 use sms_consent::http::Role;
-use sms_consent::lambda::{assemble, compose, Settings};
 use sms_consent::ports::Clock;
+use sms_consent::runtime::backends::Backends;
+use sms_consent::runtime::lambda::{assemble, compose, Settings};
 use sms_consent::service::AuthorizationQuery;
 use time::OffsetDateTime;
 use tower::ServiceExt;
@@ -70,7 +70,8 @@ async fn function(role: Role) -> Function {
         Arc::new(check_crypto),
         Arc::new(Fixed),
     ));
-    let router = assemble(&config, role, &backends, crypto, Arc::new(Fixed), Arc::new(helpers::FakeSns::default()));
+    let router =
+        assemble(&config, role, &backends, crypto, Arc::new(Fixed), Arc::new(helpers::FakeSns::default())).unwrap();
     Function { router, service_check, _dir: dir }
 }
 

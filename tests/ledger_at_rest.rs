@@ -12,8 +12,8 @@ use std::sync::Arc;
 use helpers::*;
 use redb::{Database, ReadableTable, TableDefinition};
 use sms_consent::adapters::embedded::EmbeddedStore;
-use sms_consent::local::{self, Options};
 use sms_consent::ports::SystemClock;
+use sms_consent::runtime::local::{self, Options};
 
 const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
 

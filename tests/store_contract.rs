@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use aws_sdk_dynamodb::types::AttributeValue;
 use sms_consent::adapters::embedded::EmbeddedStore;
 use sms_consent::adapters::local_keyring::LocalKeyring;
-use sms_consent::backends::{Backends, Calls};
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
 use sms_consent::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead};
 use sms_consent::providers::{InboundMessage, ReplyStyle};
+use sms_consent::runtime::backends::{Backends, Calls};
 use sms_consent::service::{AuthorizationQuery, ConsentService, InboundOutcome};
 use time::OffsetDateTime;
 
@@ -687,7 +687,7 @@ mod dynamodb_only {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, &config).unwrap();
-        sms_consent::local::provision(&path).await.expect("provision on moto");
+        sms_consent::runtime::local::provision(&path).await.expect("provision on moto");
         (TestApp::spawn_with(&config).await, table)
     }
 
@@ -790,7 +790,7 @@ mod dynamodb_only {
         use tower::ServiceExt;
         let (table, alias, name) = (unique("lambda"), format!("alias/{}", unique("lambda")), unique("sms-consent"));
         let config = sms_consent::config::Config::from_toml(&moto_config(&table, &alias)).unwrap();
-        sms_consent::backends::Backends::open(&config).await.unwrap().provision(&config).await.unwrap();
+        sms_consent::runtime::backends::Backends::open(&config).await.unwrap().provision(&config).await.unwrap();
         let sdk = sdk_config(Some("us-east-1"), Some(&moto())).await;
         let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
         aws_sdk_ssm::Client::new(&sdk)
@@ -815,15 +815,15 @@ mod dynamodb_only {
         for (key, value) in [
             ("AWS_ENDPOINT_URL", moto()),
             ("AWS_REGION", "us-east-1".to_owned()),
-            (sms_consent::lambda::CONFIG_PARAMETER_ENV, format!("/{name}/config")),
-            (sms_consent::lambda::SECRETS_ENV, name.clone()),
-            (sms_consent::lambda::TABLE_ENV, table.clone()),
-            (sms_consent::lambda::KEY_ID_ENV, alias.clone()),
+            (sms_consent::runtime::lambda::CONFIG_PARAMETER_ENV, format!("/{name}/config")),
+            (sms_consent::runtime::lambda::SECRETS_ENV, name.clone()),
+            (sms_consent::runtime::lambda::TABLE_ENV, table.clone()),
+            (sms_consent::runtime::lambda::KEY_ID_ENV, alias.clone()),
         ] {
             std::env::set_var(key, value);
         }
 
-        let app = sms_consent::lambda::app(sms_consent::http::Role::Authorize).await.expect("cold start");
+        let app = sms_consent::runtime::lambda::app(sms_consent::http::Role::Authorize).await.expect("cold start");
 
         let event = std::fs::read_to_string(events.join("authorize-allowed.json")).unwrap();
         let request = lambda_http::request::from_str(&event).unwrap().map(|b| axum::body::Body::from(b.to_vec()));

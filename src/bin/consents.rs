@@ -1,6 +1,6 @@
-//! The consents Lambda function: wiring only (see `sms_consent::lambda`).
+//! The consents Lambda function: wiring only (see `sms_consent::runtime::lambda`).
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    sms_consent::lambda::run(sms_consent::http::Role::Consents).await
+    sms_consent::runtime::lambda::run(sms_consent::http::Role::Consents).await
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sms_consent::local::{self, Options};
+use std::sync::Arc;
+
+use sms_consent::providers::aws_sns::HttpSnsNetwork;
+use sms_consent::runtime::local::{self, Options};
+use sms_consent::runtime::StartError;
 
 #[derive(Parser)]
 #[command(name = "sms-consent", version, about = "The SMS consent ledger for healthcare")]
@@ -98,7 +102,10 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig { config } => match local::load_config(&config) {
+        // Everything a start checks, providers' keys included.
+        Command::CheckConfig { config } => match local::load_config(&config)
+            .and_then(|c| c.providers(Arc::new(HttpSnsNetwork::new())).map_err(StartError::from))
+        {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS

@@ -12,8 +12,7 @@ use axum::Router;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 
 use crate::config::Config;
-use crate::providers::aws_sns::SnsNetwork;
-use crate::providers::{self, Outside, Provider};
+use crate::providers::Provider;
 use crate::service::ConsentService;
 
 pub mod auth;
@@ -44,16 +43,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Over a validated config: `Config::validate` has built the same
-    /// providers already, so building them here cannot fail.
+    /// Over a validated config and the providers it names, built once
+    /// (`runtime::build`).
     pub fn new(
         config: &Config,
         service: ConsentService,
-        sns_network: Arc<dyn SnsNetwork>,
+        providers: Vec<Arc<dyn Provider>>,
         auth: Authenticator,
     ) -> Self {
-        let providers = providers::build_all(&config.providers, &Outside { sns_network })
-            .unwrap_or_else(|e| panic!("config was validated before the server starts: {e}"));
         AppState {
             service: Arc::new(service),
             public_base_url: config.server.public_base_url.as_deref().map(|u| u.trim_end_matches('/').into()),

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
-use sms_consent::local::{self, LocalServer, Options};
 use sms_consent::ports::SystemClock;
 use sms_consent::providers::aws_sns::SnsNetwork;
 use sms_consent::providers::{standard_webhooks, twilio};
+use sms_consent::runtime::local::{self, LocalServer, Options};
 use tempfile::TempDir;
 
 pub const CLINIC: &str = "+14155550100";

@@ -6,11 +6,11 @@ use serde_json::json;
 use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
-use sms_consent::http::{router, AppState};
+use sms_consent::http::Role;
 use sms_consent::ports::{
     CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead, StoreError, SystemClock,
 };
-use sms_consent::service::ConsentService;
+use sms_consent::runtime::{build, Parts};
 
 use crate::helpers::*;
 
@@ -123,14 +123,14 @@ async fn serve_over_broken_store() -> (String, tempfile::TempDir) {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = config;
     config.server.public_base_url = Some(base.clone());
-    let service =
-        ConsentService::new(config.programs(), Arc::new(BrokenStore), Arc::new(crypto), Arc::new(SystemClock));
-    let app = router(AppState::new(
-        &config,
-        service,
-        Arc::new(sms_consent::providers::aws_sns::HttpSnsNetwork::new()),
-        sms_consent::http::auth::Authenticator::api_keys(&config.api_keys),
-    ));
+    let parts = Parts {
+        store: Arc::new(BrokenStore),
+        crypto,
+        clock: Arc::new(SystemClock),
+        sns_network: Arc::new(sms_consent::providers::aws_sns::HttpSnsNetwork::new()),
+        auth: sms_consent::http::auth::Authenticator::api_keys(&config.api_keys),
+    };
+    let (_, app) = build(&config, Role::All, parts).unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, dir)
 }

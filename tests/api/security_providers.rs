@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sms_consent::config::VonageSignatureMethod;
-use sms_consent::local::{self, Options};
 use sms_consent::ports::SystemClock;
 use sms_consent::providers::aws_sns::SnsNetwork;
 use sms_consent::providers::{plivo, vonage};
+use sms_consent::runtime::local::{self, Options};
 
 use crate::helpers::*;
 use crate::providers::sns_message;

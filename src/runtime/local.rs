@@ -19,7 +19,6 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::adapters::local_keyring::write_private;
-use crate::backends::{Backends, Calls};
 use crate::config::{
     ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, ServerConfig,
     StandardWebhooksConfig, TwilioConfig,
@@ -27,26 +26,17 @@ use crate::config::{
 use crate::domain::{DefaultConsent, ReplyTemplates};
 use crate::http::auth::Authenticator;
 use crate::http::error::ApiError;
-use crate::http::{router, AppState};
+use crate::http::{AppState, Role};
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
 use crate::providers::twilio;
-use crate::service::ConsentService;
+use crate::runtime::backends::{Backends, Calls};
+use crate::runtime::{build, Parts, StartError};
 
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 pub const DEMO_PROGRAM: &str = "demo-clinic";
 pub const DEMO_CLINIC_NUMBER: &str = "+12025550100";
 pub const DEMO_PATIENT_NUMBER: &str = "+12025550123";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("config: {0}")]
-    Config(#[from] ConfigError),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("{0}")]
-    Other(String),
-}
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let context = context.into();
@@ -185,8 +175,8 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     };
     config.validate()?;
 
-    let backends = Backends::open(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
-    let crypto = backends.crypto(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
+    let backends = Backends::open(&config).await.map_err(StartError::other)?;
+    let crypto = backends.crypto(&config).await.map_err(StartError::other)?;
 
     let listener =
         TcpListener::bind(&config.server.listen).await.map_err(io(format!("listen on {}", config.server.listen)))?;
@@ -194,11 +184,16 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     if config.server.public_base_url.is_none() {
         config.server.public_base_url = Some(format!("http://{addr}"));
     }
-    let service = ConsentService::new(config.programs(), backends.store.clone(), Arc::new(crypto), clock);
-    let sns_network = options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new()));
-    let state = AppState::new(&config, service, sns_network, Authenticator::api_keys(&config.api_keys));
+    let parts = Parts {
+        store: backends.store.clone(),
+        crypto,
+        clock,
+        sns_network: options.sns_network.clone().unwrap_or_else(|| Arc::new(HttpSnsNetwork::new())),
+        auth: Authenticator::api_keys(&config.api_keys),
+    };
+    let (state, app) = build(&config, Role::All, parts)?;
     let limits = ConnectionLimits::from_config(&config.server);
-    let app = with_request_timeout(router(state.clone()), limits.request_timeout);
+    let app = with_request_timeout(app, limits.request_timeout);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, app, limits, rx));
     tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
@@ -319,8 +314,8 @@ async fn serve(
 pub async fn provision(path: &Path) -> Result<Vec<String>, StartError> {
     let config = load_config(path)?;
     create_private_dir(&config.server.data_dir)?;
-    let backends = Backends::open(&config).await.map_err(|e| StartError::Other(e.to_string()))?;
-    backends.provision(&config).await.map_err(|e| StartError::Other(e.to_string()))
+    let backends = Backends::open(&config).await.map_err(StartError::other)?;
+    backends.provision(&config).await.map_err(StartError::other)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), StartError> {
@@ -354,13 +349,6 @@ impl LocalServer {
         // Dropping the last handle closes the database file.
         drop(self.state);
         result
-    }
-
-    /// Waits for the server to stop on its own.
-    pub async fn wait(self) -> std::io::Result<()> {
-        let LocalServer { task, shutdown, .. } = self;
-        let _keep_open = shutdown;
-        task.await.map_err(std::io::Error::other)?
     }
 
     /// Text that tells a person what is running and how to try it.

@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::backends::Backends;
 use crate::config::Config;
 use crate::crypto::Crypto;
 use crate::http::auth::Authenticator;
-use crate::http::{router_for, AppState, Role};
+use crate::http::Role;
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
-use crate::service::ConsentService;
+use crate::runtime::backends::Backends;
+use crate::runtime::{build, Parts, StartError};
 
 pub const CONFIG_PARAMETER_ENV: &str = "SMS_CONSENT_CONFIG_PARAMETER";
 pub const SECRETS_ENV: &str = "SMS_CONSENT_SECRETS";
@@ -32,10 +32,6 @@ pub const TABLE_ENV: &str = "SMS_CONSENT_TABLE";
 pub const KEY_ID_ENV: &str = "SMS_CONSENT_KEY_ID";
 pub const PUBLIC_BASE_URL_ENV: &str = "SMS_CONSENT_PUBLIC_BASE_URL";
 pub const SNS_TOPIC_ARNS_ENV: &str = "SMS_CONSENT_SNS_TOPIC_ARNS";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
 
 /// Where a function finds its configuration.
 #[derive(Debug, Clone)]
@@ -50,7 +46,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> Result<Self, StartError> {
-        let required = |name: &str| std::env::var(name).map_err(|_| StartError(format!("{name} is not set")));
+        let required = |name: &str| std::env::var(name).map_err(|_| StartError::Other(format!("{name} is not set")));
         let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Ok(Settings {
             config_parameter: required(CONFIG_PARAMETER_ENV)?,
@@ -111,14 +107,15 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 /// The parameter's TOML, the secret's TOML over it, and the settings' table,
 /// key and URL over both; validated like any config.
 pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Result<Config, StartError> {
-    let parse = |text: &str, what: &str| text.parse::<toml::Table>().map_err(|e| StartError(format!("{what}: {e}")));
+    let parse =
+        |text: &str, what: &str| text.parse::<toml::Table>().map_err(|e| StartError::Other(format!("{what}: {e}")));
     let mut table = parse(parameter, "config parameter")?;
     if let Some(secret) = secret {
         merge(&mut table, parse(secret, "secrets")?);
     }
     merge(&mut table, settings.overlay());
-    Config::from_toml(&toml::to_string(&table).map_err(|e| StartError(e.to_string()))?)
-        .map_err(|e| StartError(format!("config: {e}")))
+    Config::from_toml(&toml::to_string(&table).map_err(|e| StartError::Other(e.to_string()))?)
+        .map_err(|e| StartError::Other(format!("config: {e}")))
 }
 
 /// The Router for one role over ready backends; callers are IAM principals.
@@ -128,11 +125,11 @@ pub fn assemble(
     backends: &Backends,
     crypto: Crypto,
     clock: Arc<dyn Clock>,
-    sns: Arc<dyn SnsNetwork>,
-) -> Router {
-    let service = ConsentService::new(config.programs(), backends.store.clone(), Arc::new(crypto), clock);
-    let state = AppState::new(config, service, sns, Authenticator::iam(&config.iam_principals));
-    router_for(state, role)
+    sns_network: Arc<dyn SnsNetwork>,
+) -> Result<Router, StartError> {
+    let auth = Authenticator::iam(&config.iam_principals);
+    let parts = Parts { store: backends.store.clone(), crypto, clock, sns_network, auth };
+    Ok(build(config, role, parts)?.1)
 }
 
 /// Cold start: one SDK config; the SSM parameter, the secret and the key
@@ -143,12 +140,13 @@ pub async fn app(role: Role) -> Result<Router, StartError> {
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let backends_config = settings.backends_config();
-    let backends = Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError(e.to_string()))?;
+    let backends =
+        Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError::Other(e.to_string()))?;
 
     let parameter = async {
         let out =
             ssm.get_parameter().name(&settings.config_parameter).with_decryption(true).send().await.map_err(|e| {
-                StartError(format!(
+                StartError::Other(format!(
                     "SSM parameter {}: {}",
                     settings.config_parameter,
                     aws_sdk_ssm::error::DisplayErrorContext(&e)
@@ -157,22 +155,22 @@ pub async fn app(role: Role) -> Result<Router, StartError> {
         out.parameter()
             .and_then(|p| p.value())
             .map(str::to_owned)
-            .ok_or_else(|| StartError("SSM parameter has no value".into()))
+            .ok_or_else(|| StartError::Other("SSM parameter has no value".into()))
     };
     let secret = async {
         let Some(id) = &settings.secret_id else {
             return Ok(None);
         };
         let out = secrets.get_secret_value().secret_id(id).send().await.map_err(|e| {
-            StartError(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
+            StartError::Other(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
         })?;
         Ok(out.secret_string().map(str::to_owned))
     };
-    let crypto = async { backends.crypto(&backends_config).await.map_err(|e| StartError(e.to_string())) };
+    let crypto = async { backends.crypto(&backends_config).await.map_err(|e| StartError::Other(e.to_string())) };
     let (parameter, secret, crypto) = tokio::try_join!(parameter, secret, crypto)?;
 
     let config = compose(&settings, &parameter, secret.as_deref())?;
-    Ok(assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new())))
+    assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
 }
 
 /// JSON logs to CloudWatch (no ANSI, no local time: Lambda stamps lines).
@@ -242,6 +240,6 @@ mod tests {
     #[test]
     fn a_bad_parameter_names_its_field() {
         let err = compose(&settings(), "[[programs]]\nid = \"x\"\n", None).unwrap_err();
-        assert!(err.0.contains("programs"), "{err}");
+        assert!(err.to_string().contains("programs"), "{err}");
     }
 }
