@@ -112,15 +112,18 @@ pub struct ErasureAnswer {
     pub events_scrubbed: usize,
 }
 
-fn token(sort_key: &str) -> String {
+/// The `page_token` handed out for the page after `sort_key`: the event's
+/// sort key, base64url (an opaque cursor, nothing to do with API keys).
+fn page_cursor(sort_key: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_key)
 }
 
-fn untoken(token: &str) -> Result<String, ApiError> {
+/// The sort key a `page_token` stands for.
+fn cursor_position(page_token: &str) -> Result<String, ApiError> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
+        .decode(page_token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| ApiError::BadRequest("page_token: not a token this service gave".into()))
@@ -206,7 +209,7 @@ pub async fn history(
     caller: Caller<scope::ReadHistory>,
     JsonBody(r): JsonBody<HistoryRequest>,
 ) -> Result<Json<HistoryAnswer>, ApiError> {
-    let before = r.page_token.as_deref().map(untoken).transpose()?;
+    let before = r.page_token.as_deref().map(cursor_position).transpose()?;
     let (events, next) = state.service.history(&r.to, before.as_deref(), &caller.name).await?;
     let events = events
         .into_iter()
@@ -224,7 +227,7 @@ pub async fn history(
             received_at: o.event.received_at,
         })
         .collect();
-    Ok(Json(HistoryAnswer { events, next_page_token: next.as_deref().map(token) }))
+    Ok(Json(HistoryAnswer { events, next_page_token: next.as_deref().map(page_cursor) }))
 }
 
 /// Erase a number on a data-subject request; it stays suppressed if opted out.
