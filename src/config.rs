@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 pub use crate::domain::ReplyMode;
-use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
+use crate::domain::{serde_name, DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
 use crate::providers::aws_sns::SnsNetwork;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
 pub use crate::providers::twilio::TwilioConfig;
@@ -196,7 +196,7 @@ impl ProgramConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiScope {
     Authorize,
@@ -309,7 +309,7 @@ impl Config {
             program
                 .replies
                 .validate(&program.letterhead())
-                .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", kind.name()), e.to_string()))?;
+                .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", serde_name(&kind)), e.to_string()))?;
         }
         for (i, principal) in self.iam_principals.iter().enumerate() {
             if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {

@@ -14,3 +14,12 @@ pub use keywords::Intent;
 pub use phone::{PhoneError, PhoneNumber};
 pub use program::{Program, Programs, ReplyMode};
 pub use replies::{Letterhead, ReplyKind, ReplyTemplates};
+
+/// The name serde gives a unit variant (`rename_all` applied): one source
+/// for the strings stored, logged and shown, instead of hand-written maps.
+pub fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}

@@ -27,14 +27,6 @@ pub enum ReplyKind {
 }
 
 impl ReplyKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReplyKind::OptOut => "opt_out",
-            ReplyKind::OptIn => "opt_in",
-            ReplyKind::Help => "help",
-        }
-    }
-
     /// What CTIA expects each reply to carry, as (placeholder or phrase, why).
     fn required(self) -> &'static [(&'static str, &'static str)] {
         match self {

@@ -12,15 +12,6 @@ use crate::config::{ApiKeyConfig, ApiScope, IamPrincipalConfig};
 use crate::providers::bearer;
 pub use crate::providers::sha256_hex;
 
-pub fn scope_name(scope: ApiScope) -> &'static str {
-    match scope {
-        ApiScope::Authorize => "authorize",
-        ApiScope::Record => "record",
-        ApiScope::ReadHistory => "read_history",
-        ApiScope::Erase => "erase",
-    }
-}
-
 pub struct ApiKey {
     pub name: String,
     hash: [u8; 32],
@@ -93,7 +84,7 @@ impl Authenticator {
                 let principal =
                     principals.iter().find(|p| principal_matches(&p.arn, arn)).ok_or(ApiError::UnmappedPrincipal)?;
                 if !principal.scopes.contains(&scope) {
-                    return Err(ApiError::Forbidden(scope_name(scope)));
+                    return Err(ApiError::Forbidden(scope));
                 }
                 Ok(Caller { name: &principal.arn })
             }
@@ -149,7 +140,7 @@ fn authenticate<'a>(keys: &'a [ApiKey], headers: &HeaderMap, scope: ApiScope) ->
         .fold(None, |found, key| if bool::from(key.hash.ct_eq(&presented)) { Some(key) } else { found })
         .ok_or(ApiError::Unauthenticated)?;
     if !key.scopes.contains(&scope) {
-        return Err(ApiError::Forbidden(scope_name(scope)));
+        return Err(ApiError::Forbidden(scope));
     }
     Ok(Caller { name: &key.name })
 }

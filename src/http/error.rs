@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::config::ApiScope;
+use crate::domain::serde_name;
 use crate::providers::{PayloadError, SignatureError};
 use crate::service::ServiceError;
 
@@ -15,8 +17,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or unknown API key")]
     Unauthenticated,
-    #[error("the caller lacks the {0} scope")]
-    Forbidden(&'static str),
+    #[error("the caller lacks the {} scope", serde_name(.0))]
+    Forbidden(ApiScope),
     #[error("this IAM principal is not mapped to any scope in [[iam_principals]]")]
     UnmappedPrincipal,
     #[error("webhook signature refused: {0}")]

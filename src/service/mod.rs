@@ -10,6 +10,7 @@ use crate::crypto::{Crypto, CryptoError};
 use crate::domain::inbound::{InboundMessage, ReplyStyle};
 use crate::domain::keywords::is_exact_keyword;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
+use crate::domain::serde_name;
 use crate::domain::{
     Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason, ReplyKind,
     ReplyMode, Scope,
@@ -483,14 +484,5 @@ pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), Ser
         Ok(())
     } else {
         Err(ServiceError::Invalid(format!("{what} must be between {EARLIEST_YEAR} and {LATEST_YEAR}")))
-    }
-}
-
-/// The name serde gives a unit variant (`rename_all = "snake_case"`): the
-/// string stored for an intent or a capture source.
-pub(crate) fn serde_name<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
     }
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use super::{check_event_time, serde_name, ConsentService, Effect, Pending, ServiceError};
+use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
+use crate::domain::serde_name;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
 use crate::ports::keys::{event_dedup_pk, event_sk, is_event_sk, phone_pk};
 use crate::ports::EventItem;
