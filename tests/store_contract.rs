@@ -529,7 +529,7 @@ macro_rules! contract {
                 assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
                 assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
                 if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
-                    assert_eq!(calls.dynamodb.count() - dynamodb, 2, "one GetItem per authorization");
+                    assert_eq!(calls.dynamodb.count() - dynamodb, 2, "one consistent read (Query, Limit 1) per authorization");
                     assert_eq!(calls.kms.count() - kms, 0, "no KMS call on the authorization path");
                 }
                 assert!(!h.table.is_empty());
