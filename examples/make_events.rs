@@ -39,6 +39,12 @@ impl Clock {
 
 /// An API Gateway HTTP API v2 event around one request.
 fn event(clock: &Clock, method: &str, path: &str, query: &str, headers: Value, body: &str, iam: Option<&str>) -> Value {
+    // The template routes every provider through `/webhooks/{provider}`.
+    let provider = path.strip_prefix("/webhooks/");
+    let route = match provider {
+        Some(_) => format!("{method} /webhooks/{{provider}}"),
+        None => format!("{method} {path}"),
+    };
     let mut context = json!({
         "accountId": "123456789012",
         "apiId": "abcdef1234",
@@ -46,7 +52,7 @@ fn event(clock: &Clock, method: &str, path: &str, query: &str, headers: Value, b
         "domainPrefix": "abcdef1234",
         "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "sample-event" },
         "requestId": format!("req-{}", &hex::encode(Sha256::digest(format!("{path}{body}")))[..16]),
-        "routeKey": format!("{method} {path}"),
+        "routeKey": route,
         "stage": "$default",
         "time": clock.now.format(time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000")).unwrap(),
         "timeEpoch": clock.unix() * 1000,
@@ -56,16 +62,20 @@ fn event(clock: &Clock, method: &str, path: &str, query: &str, headers: Value, b
             "accessKey": "ASIAEXAMPLEEXAMPLE", "accountId": "123456789012", "callerId": "AROAEXAMPLEEXAMPLE:session",
             "cognitoIdentity": null, "principalOrgId": null, "userArn": arn, "userId": "AROAEXAMPLEEXAMPLE:session" } });
     }
-    json!({
+    let mut event = json!({
         "version": "2.0",
-        "routeKey": format!("{method} {path}"),
+        "routeKey": route,
         "rawPath": path,
         "rawQueryString": query,
         "headers": headers,
         "requestContext": context,
         "body": body,
         "isBase64Encoded": false,
-    })
+    });
+    if let Some(provider) = provider {
+        event["pathParameters"] = json!({ "provider": provider });
+    }
+    event
 }
 
 fn form(params: &[(String, String)]) -> String {
