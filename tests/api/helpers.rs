@@ -173,6 +173,24 @@ impl TestApp {
         self.server = Some(start(&self.config_path, &self.data_dir(), self.sns.clone()).await);
     }
 
+    /// Posts a Vonage Messages API webhook with a JWT signed over `claims`.
+    pub async fn vonage_jwt(&self, claims: &Value, body: String) -> Response {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(VONAGE_JWT_SECRET.as_bytes()),
+        )
+        .unwrap();
+        self.client
+            .post(self.url("/webhooks/vonage"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Posts an inbound SMS exactly as Twilio would sign it.
     pub async fn twilio_sms(&self, sid: &str, from: &str, to: &str, body: &str) -> Response {
         let params = twilio_params(sid, from, to, body);

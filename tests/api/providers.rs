@@ -156,20 +156,7 @@ impl TestApp {
                     "text": text, "sms": {"num_messages": "1"}, "message_type": "text"}).to_string();
                 let claims = json!({"iat": now(), "jti": format!("jti-{id}"), "iss": "Vonage", "payload_hash": hex::encode(Sha256::digest(body.as_bytes())),
                     "api_key": "abcd1234", "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"});
-                let token = jsonwebtoken::encode(
-                    &jsonwebtoken::Header::default(),
-                    &claims,
-                    &jsonwebtoken::EncodingKey::from_secret(VONAGE_JWT_SECRET.as_bytes()),
-                )
-                .unwrap();
-                self.client
-                    .post(self.url("/webhooks/vonage"))
-                    .bearer_auth(token)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
+                self.vonage_jwt(&claims, body).await
             }
             Provider::Sinch => {
                 let body = json!({"type": "mo_text", "id": id, "from": bare(from), "to": bare(to), "body": text,

@@ -148,23 +148,6 @@ fn vonage_body(id: &str, text: &str) -> String {
     .to_string()
 }
 
-async fn vonage_jwt(app: &TestApp, claims: &Value, body: String) -> reqwest::Response {
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(VONAGE_JWT_SECRET.as_bytes()),
-    )
-    .unwrap();
-    app.client
-        .post(app.url("/webhooks/vonage"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_vonage_jwt_without_payload_hash_carries_no_body() {
     let app = TestApp::spawn().await;
@@ -172,7 +155,7 @@ async fn a_vonage_jwt_without_payload_hash_carries_no_body() {
     // payload_hash: it must not vouch for an arbitrary STOP.
     let claims = json!({"iat": now(), "jti": "jti-1", "iss": "Vonage", "api_key": "abcd1234"});
 
-    let response = vonage_jwt(&app, &claims, vonage_body("v-1", "STOP")).await;
+    let response = app.vonage_jwt(&claims, vonage_body("v-1", "STOP")).await;
 
     assert_problem(response, 401).await;
     assert_eq!(app.ledger_len(PATIENT).await, 0);
@@ -193,13 +176,13 @@ async fn a_vonage_jwt_for_another_account_or_application_is_refused_when_configu
     };
 
     let (claims, body) = signed("v-1", "ffff0000", "aaaaaaaa-bbbb-cccc-dddd-0123456789ab");
-    assert_problem(vonage_jwt(&app, &claims, body).await, 401).await;
+    assert_problem(app.vonage_jwt(&claims, body).await, 401).await;
     let (claims, body) = signed("v-2", "abcd1234", "00000000-0000-0000-0000-000000000000");
-    assert_problem(vonage_jwt(&app, &claims, body).await, 401).await;
+    assert_problem(app.vonage_jwt(&claims, body).await, 401).await;
     assert_eq!(app.ledger_len(PATIENT).await, 0);
 
     let (claims, body) = signed("v-3", "abcd1234", "aaaaaaaa-bbbb-cccc-dddd-0123456789ab");
-    assert_eq!(vonage_jwt(&app, &claims, body).await.status(), 200);
+    assert_eq!(app.vonage_jwt(&claims, body).await.status(), 200);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
 }
 
