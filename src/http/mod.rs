@@ -73,10 +73,6 @@ pub enum Role {
     Consents,
 }
 
-pub fn router(state: AppState) -> Router {
-    router_for(state, Role::All)
-}
-
 pub fn router_for(state: AppState, role: Role) -> Router {
     let serves = |r: Role| role == Role::All || role == r;
     let mut app = Router::new().route("/healthz", get(healthz));
