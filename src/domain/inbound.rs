@@ -47,3 +47,38 @@ impl std::fmt::Debug for InboundMessage {
             .finish_non_exhaustive()
     }
 }
+
+/// A provider's word that a number will not take messages: a status
+/// callback or delivery receipt carrying its opt-out or block code, or an
+/// error answer to one of our sends. It becomes an opt-out event with
+/// source `provider_block`.
+#[derive(Clone)]
+pub struct ProviderBlock {
+    /// Route name of the provider (`twilio`, `telnyx`, ...).
+    pub provider: &'static str,
+    /// The provider's id of the message it could not deliver (a status
+    /// callback's message id, or our reply's event id for a send error):
+    /// the event's identity, so a repeated callback is applied once.
+    pub message_id: String,
+    /// The patient the provider will not deliver to.
+    pub number: PhoneNumber,
+    /// The clinic number the message was sent from, when the provider names
+    /// it: the opt-out is then scoped to the program owning it, otherwise to
+    /// every program.
+    pub clinic: Option<PhoneNumber>,
+    /// The provider's own code, as it wrote it (`21610`, `40300`, ...).
+    pub code: String,
+    /// The provider's timestamp, when its payload has one.
+    pub occurred_at: Option<OffsetDateTime>,
+}
+
+/// Never prints the numbers.
+impl std::fmt::Debug for ProviderBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderBlock")
+            .field("provider", &self.provider)
+            .field("message_id", &self.message_id)
+            .field("code", &self.code)
+            .finish_non_exhaustive()
+    }
+}

@@ -9,7 +9,7 @@ pub mod program;
 pub mod replies;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
-pub use inbound::{InboundMessage, ReplyStyle};
+pub use inbound::{InboundMessage, ProviderBlock, ReplyStyle};
 pub use keywords::Intent;
 pub use phone::{PhoneError, PhoneNumber};
 pub use program::{Program, Programs, ReplyMode};

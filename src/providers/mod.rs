@@ -13,15 +13,17 @@ use http::{HeaderMap, Method};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use time::OffsetDateTime;
 
-pub use crate::domain::inbound::{InboundMessage, ReplyStyle};
+pub use crate::domain::inbound::{InboundMessage, ProviderBlock, ReplyStyle};
 use crate::domain::PhoneNumber;
 pub use secret::Secret;
+pub use send::{OutboundMessage, SendError, Sent};
 
 pub mod aws_sns;
 pub mod bandwidth;
 pub mod bird;
 pub mod plivo;
 mod secret;
+pub mod send;
 pub mod sinch;
 pub mod standard_webhooks;
 pub mod telnyx;
@@ -36,9 +38,8 @@ pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 /// config section by [`Configured::from_config`], then shared by every
 /// request.
 ///
-/// Outbound sending (a message through the provider's API) goes here too
-/// when it comes: one more method on this trait, implemented in each
-/// provider's module next to its `receive`.
+/// Outbound, `send` delivers a reply through the provider's own API when
+/// its `[providers.<section>.send]` table is configured (see `send`).
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Its route and reply style.
@@ -68,6 +69,19 @@ pub trait Provider: Send + Sync {
     /// acknowledgement unless the provider takes its reply inline.
     fn answer(&self, outcome: &Outcome<'_>) -> Answer {
         Answer::json(outcome)
+    }
+
+    /// Whether it can send through its own API (its `send` table is set).
+    fn sends(&self) -> bool {
+        false
+    }
+
+    /// Sends one message through the provider's API and reads its answer:
+    /// its message id, or why not (`SendError`: temporary, refused, or the
+    /// provider's opt-out code).
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        let _ = message;
+        Err(SendError::NotConfigured("the provider has no send table"))
     }
 }
 
@@ -139,6 +153,9 @@ pub enum Received {
     Ignored(&'static str),
     /// An SNS subscription for an allowed topic, now confirmed.
     SubscriptionConfirmed,
+    /// A status callback or delivery receipt carrying the provider's
+    /// opt-out or block code: the number is recorded as opted out.
+    ProviderOptOut(ProviderBlock),
 }
 
 impl Received {
@@ -147,7 +164,7 @@ impl Received {
         match self {
             Received::Message(message) => vec![message],
             Received::Messages(messages) => messages,
-            Received::Ignored(_) | Received::SubscriptionConfirmed => Vec::new(),
+            Received::Ignored(_) | Received::SubscriptionConfirmed | Received::ProviderOptOut(_) => Vec::new(),
         }
     }
 }
