@@ -4,6 +4,7 @@
 pub mod consent;
 pub mod inbound;
 pub mod keywords;
+pub mod outbound;
 pub mod phone;
 pub mod program;
 pub mod replies;
