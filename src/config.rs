@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -20,6 +21,7 @@ pub use crate::providers::vonage::VonageSignatureMethod;
 pub use crate::providers::ProvidersConfig;
 pub use crate::providers::Secret;
 use crate::providers::{self, Outside, Provider};
+use crate::service::outbox::OutboxSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = ".sms-consent";
@@ -42,6 +44,73 @@ pub struct Config {
     /// On Lambda: the IAM principals (role or user ARNs) allowed on `/v1`.
     #[serde(default)]
     pub iam_principals: Vec<IamPrincipalConfig>,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+}
+
+/// `[outbox]`: how replies that wait in the outbox are delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// A reply not sent this long after its event is not sent (`expired`).
+    pub max_age_seconds: u64,
+    /// Attempts before a reply that keeps failing temporarily is `failed`.
+    pub max_attempts: u32,
+    /// How long a worker holds a reply it is sending.
+    pub lease_seconds: u64,
+    /// The first retry's delay and the most any retry waits (doubling, with
+    /// jitter; never sooner than the provider's `Retry-After`).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Local process only: how often the worker looks for due replies
+    /// (a new reply wakes it at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        let settings = OutboxSettings::default();
+        OutboxConfig {
+            max_age_seconds: settings.max_age.as_secs(),
+            max_attempts: settings.max_attempts,
+            lease_seconds: settings.lease.as_secs(),
+            retry_initial_ms: settings.retry_initial.as_millis() as u64,
+            retry_max_ms: settings.retry_max.as_millis() as u64,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn settings(&self) -> OutboxSettings {
+        OutboxSettings {
+            max_age: Duration::from_secs(self.max_age_seconds),
+            max_attempts: self.max_attempts,
+            lease: Duration::from_secs(self.lease_seconds),
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 6] = [
+            ("outbox.max_age_seconds", self.max_age_seconds, 1..=86_400),
+            ("outbox.max_attempts", u64::from(self.max_attempts), 1..=100),
+            ("outbox.lease_seconds", self.lease_seconds, 1..=3600),
+            ("outbox.retry_initial_ms", self.retry_initial_ms, 1..=3_600_000),
+            ("outbox.retry_max_ms", self.retry_max_ms, 1..=3_600_000),
+            ("outbox.poll_interval_ms", self.poll_interval_ms, 10..=3_600_000),
+        ];
+        for (field, value, range) in ranges {
+            if !range.contains(&value) {
+                return Err(bad(field, format!("must be between {} and {}", range.start(), range.end())));
+            }
+        }
+        if self.retry_initial_ms > self.retry_max_ms {
+            return Err(bad("outbox.retry_initial_ms", "must not exceed outbox.retry_max_ms"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +311,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.outbox.validate()?;
         self.server.listen.parse::<SocketAddr>().map_err(|_| {
             bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen))
         })?;

@@ -12,10 +12,14 @@ use sms_consent::adapters::embedded::EmbeddedStore;
 use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
+use sms_consent::domain::outbound::{OutboundMessage, SendError, Sent};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
-use sms_consent::ports::{Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, StateItem, StateRead};
+use sms_consent::ports::{
+    Clock, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead,
+};
 use sms_consent::providers::{InboundMessage, ReplyStyle};
 use sms_consent::runtime::backends::{Backends, Calls};
+use sms_consent::service::outbox::{Attempt, Dispatch, OutboxSettings, OutboxWorker, Skip};
 use sms_consent::service::{AuthorizationQuery, ConsentService, InboundOutcome};
 use time::OffsetDateTime;
 
@@ -127,6 +131,62 @@ pub async fn dynamodb() -> Harness {
     let service = ConsentService::new(config.programs(), backends.store.clone(), crypto.clone(), clock.clone());
     let (store, calls) = (backends.store.clone(), Some(backends.calls.clone()));
     Harness { service, store, calls, table, clock, crypto, config, embedded: None, _dir: dir }
+}
+
+/// A provider's send API as the worker sees it, scripted: counts the calls
+/// and keeps what each carried (a mock only to count; the real providers'
+/// requests are tested against fakes of their APIs).
+#[derive(Default)]
+pub struct Scripted {
+    /// Answers in order; once spent, every send is accepted.
+    answers: Mutex<std::collections::VecDeque<Result<Sent, SendError>>>,
+    /// (to, from, body) of each send.
+    pub sent: Mutex<Vec<(String, Option<String>, String)>>,
+    /// How long each send takes.
+    delay: std::time::Duration,
+}
+
+impl Scripted {
+    pub fn new(answers: Vec<Result<Sent, SendError>>) -> Arc<Self> {
+        Arc::new(Scripted { answers: Mutex::new(answers.into()), ..Default::default() })
+    }
+
+    pub fn slow(delay: std::time::Duration) -> Arc<Self> {
+        Arc::new(Scripted { delay, ..Default::default() })
+    }
+
+    pub fn calls(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    pub fn bodies(&self) -> Vec<String> {
+        self.sent.lock().unwrap().iter().map(|(_, _, body)| body.clone()).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Dispatch for Scripted {
+    fn can_send(&self, provider: &str) -> bool {
+        provider == "standard-webhooks"
+    }
+
+    async fn send(&self, _provider: &str, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        let record =
+            (message.to.as_e164().to_owned(), message.from.map(|f| f.as_e164().to_owned()), message.body.to_owned());
+        self.sent.lock().unwrap().push(record);
+        tokio::time::sleep(self.delay).await;
+        let n = self.calls();
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Ok(Sent { message_id: Some(format!("provider-{n}")) }))
+    }
+}
+
+/// Fast retries for tests; the clock is the test's.
+pub fn test_settings() -> OutboxSettings {
+    OutboxSettings { max_attempts: 3, retry_initial: std::time::Duration::from_secs(1), ..OutboxSettings::default() }
 }
 
 /// The consent record of one number as the table holds it: its `data` JSON.
@@ -283,6 +343,19 @@ impl Harness {
         self.service.crypto().blind_index(&PhoneNumber::parse(number).unwrap())
     }
 
+    /// A worker over this harness's store, as another process would run one.
+    pub fn worker(&self, dispatch: Arc<dyn Dispatch>, settings: OutboxSettings) -> OutboxWorker {
+        let service =
+            ConsentService::new(self.config.programs(), self.store.clone(), self.crypto.clone(), self.clock.clone());
+        OutboxWorker::new(Arc::new(service), dispatch, settings)
+    }
+
+    /// The one outbox item of an event of `PATIENT`'s.
+    pub async fn reply(&self, message_id: &str) -> OutboxItem {
+        let id = format!("standard-webhooks:{message_id}");
+        self.store.outbox_item(&self.pid(PATIENT), &id).await.unwrap().expect("the outbox item is there")
+    }
+
     /// The stored STATE of a number, which must be there.
     pub async fn state(&self, number: &str) -> StateItem {
         match self.store.read_state(&self.pid(number)).await.unwrap() {
@@ -390,7 +463,188 @@ macro_rules! contract {
                 let outbox = h.service.outbox(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap();
                 assert_eq!(outbox.len(), 1);
                 assert!(outbox[0].body.contains("Help at 555-0100"));
-                assert!(!outbox[0].to.contains("4158675309"), "the recipient is sealed");
+                assert!(!outbox[0].to.as_deref().unwrap().contains("4158675309"), "the recipient is sealed");
+            }
+
+            #[tokio::test]
+            async fn outbox_items_change_by_compare_and_set_and_only_pending_due_ones_are_listed() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                let (pid, id) = (h.pid(PATIENT), "standard-webhooks:m1".to_owned());
+                let key = (pid.clone(), id.clone());
+                let now = h.clock.now();
+                let minute = time::Duration::minutes(1);
+                assert!(h.store.due_outbox(now, 100).await.unwrap().contains(&key));
+                let item = h.reply("m1").await;
+                assert_eq!((item.delivery.status, item.delivery.revision), (DeliveryStatus::Pending, 0));
+                assert_eq!(item.program.as_deref(), Some("clinic"));
+                let mut later = item.clone();
+                later.delivery.revision = 1;
+                later.delivery.next_attempt_at = Some(now + minute);
+                assert!(h.store.update_outbox(&later, 0).await.unwrap());
+                assert!(!h.store.update_outbox(&later, 0).await.unwrap(), "a stale revision writes nothing");
+                assert!(!h.store.due_outbox(now, 100).await.unwrap().contains(&key), "not due before its next attempt");
+                assert!(h.store.due_outbox(now + 2 * minute, 100).await.unwrap().contains(&key));
+                let mut done = later.clone();
+                done.delivery.revision = 2;
+                done.delivery.status = DeliveryStatus::Sent;
+                assert!(h.store.update_outbox(&done, 1).await.unwrap());
+                assert!(!h.store.due_outbox(now + 2 * minute, 100).await.unwrap().contains(&key), "a sent reply is not due");
+                assert_eq!(h.reply("m1").await, done);
+                let mut stranger = done.clone();
+                stranger.event_id = "standard-webhooks:none".into();
+                assert!(!h.store.update_outbox(&stranger, 2).await.unwrap(), "no item, no write");
+                assert!(h.store.outbox_item(&pid, "standard-webhooks:none").await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn a_reply_is_sent_once_with_its_numbers_and_a_second_worker_finds_it_done() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                let dispatch = Scripted::new(vec![]);
+                assert_eq!(h.worker(dispatch.clone(), test_settings()).run_due(100).await.unwrap(), 1);
+                assert_eq!(h.worker(dispatch.clone(), test_settings()).run_due(100).await.unwrap(), 0, "a restarted worker");
+                let sent = dispatch.sent.lock().unwrap().clone();
+                assert_eq!(sent.len(), 1);
+                assert_eq!((sent[0].0.as_str(), sent[0].1.as_deref()), (PATIENT, Some(CLINIC)));
+                assert!(sent[0].2.contains("Help at 555-0100"));
+                let item = h.reply("m1").await;
+                assert_eq!(item.delivery.status, DeliveryStatus::Sent);
+                assert_eq!(item.delivery.provider_message_id.as_deref(), Some("provider-1"));
+                assert_eq!(item.delivery.attempts, 1);
+                assert!(item.delivery.finished_at.is_some() && item.delivery.lease_owner.is_none());
+            }
+
+            #[tokio::test]
+            async fn two_workers_racing_for_one_reply_send_it_once() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                let dispatch = Scripted::slow(std::time::Duration::from_millis(300));
+                let (a, b) = (h.worker(dispatch.clone(), test_settings()), h.worker(dispatch.clone(), test_settings()));
+                let pid = h.pid(PATIENT);
+                let (x, y) = tokio::join!(a.deliver(&pid, "standard-webhooks:m1"), b.deliver(&pid, "standard-webhooks:m1"));
+                let mut outcomes = [x.unwrap(), y.unwrap()];
+                outcomes.sort_by_key(|o| format!("{o:?}"));
+                assert!(matches!(outcomes[0], Attempt::Finished(DeliveryStatus::Sent)), "{outcomes:?}");
+                assert!(matches!(outcomes[1], Attempt::Skipped(Skip::Busy { .. })), "{outcomes:?}");
+                assert_eq!(dispatch.calls(), 1);
+            }
+
+            #[tokio::test]
+            async fn temporary_failures_back_off_respect_retry_after_and_end_as_failed() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                let temporary = |after: Option<u64>| Err(SendError::Temporary {
+                    reason: "the provider answered 503".into(),
+                    retry_after: after.map(std::time::Duration::from_secs),
+                });
+                let dispatch = Scripted::new(vec![temporary(Some(30)), temporary(None), temporary(None)]);
+                let worker = h.worker(dispatch.clone(), test_settings());
+                let (pid, id) = (h.pid(PATIENT), "standard-webhooks:m1");
+                let start = h.clock.now();
+                let Attempt::Retry { at } = worker.deliver(&pid, id).await.unwrap() else { panic!("a retry") };
+                assert!(at >= start + time::Duration::seconds(30), "Retry-After is respected");
+                assert!(matches!(worker.deliver(&pid, id).await.unwrap(), Attempt::Skipped(Skip::NotDue { .. })));
+                let item = h.reply("m1").await;
+                assert_eq!((item.delivery.status, item.delivery.attempts), (DeliveryStatus::Pending, 1));
+                assert_eq!(item.delivery.error.as_deref(), Some("the provider answered 503"));
+                h.clock.advance(time::Duration::seconds(31));
+                let Attempt::Retry { at } = worker.deliver(&pid, id).await.unwrap() else { panic!("a retry") };
+                let wait = at - h.clock.now();
+                assert!(wait >= time::Duration::seconds(1) && wait <= time::Duration::seconds(2), "backoff {wait}");
+                h.clock.advance(time::Duration::seconds(3));
+                assert_eq!(worker.deliver(&pid, id).await.unwrap(), Attempt::Finished(DeliveryStatus::Failed));
+                let item = h.reply("m1").await;
+                assert_eq!((item.delivery.status, item.delivery.attempts), (DeliveryStatus::Failed, 3));
+                assert!(item.delivery.error.as_deref().unwrap().starts_with("gave up after 3 attempts"));
+                assert_eq!(dispatch.calls(), 3);
+                assert_eq!(worker.run_due(100).await.unwrap(), 0, "a failed reply is not tried again");
+            }
+
+            #[tokio::test]
+            async fn a_refusal_fails_the_reply_and_an_opted_out_answer_records_a_provider_block() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("help", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                let refused = Err(SendError::refused("the provider answered 400: invalid sender"));
+                let dispatch = Scripted::new(vec![refused]);
+                h.worker(dispatch.clone(), test_settings()).run_due(100).await.unwrap();
+                let item = h.reply("help").await;
+                assert_eq!(item.delivery.status, DeliveryStatus::Failed);
+                assert!(item.delivery.error.as_deref().unwrap().contains("invalid sender"));
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed, "a refusal is not an opt-out");
+
+                h.clock.advance(time::Duration::seconds(1));
+                h.service.handle_inbound(&sms("start", PATIENT, "START", None), OUTBOX).await.unwrap();
+                let blocked = Err(SendError::OptedOut { code: "21610".into(), reason: "unsubscribed recipient".into() });
+                h.worker(Scripted::new(vec![blocked]), test_settings()).run_due(100).await.unwrap();
+                assert_eq!(h.reply("start").await.delivery.status, DeliveryStatus::Failed);
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "the provider's opt-out denies from now on");
+                let events = h.service.events(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap();
+                let block = events.iter().find(|e| e.source == "provider_block").expect("a provider_block event");
+                assert_eq!(block.kind, "opt_out");
+                assert_eq!(block.code.as_deref(), Some("standard-webhooks:21610"));
+                assert_eq!(block.program.as_deref(), Some("clinic"));
+            }
+
+            #[tokio::test]
+            async fn a_stale_opt_in_reply_is_superseded_by_a_later_stop_but_help_after_a_stop_is_answered() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("start", PATIENT, "START", Some("2026-03-01T10:00:00Z")), OUTBOX).await.unwrap();
+                h.service.handle_inbound(&sms("stop", PATIENT, "STOP", Some("2026-03-01T10:01:00Z")), OUTBOX).await.unwrap();
+                h.service.handle_inbound(&sms("help", PATIENT, "HELP", Some("2026-03-01T10:02:00Z")), OUTBOX).await.unwrap();
+                let dispatch = Scripted::new(vec![]);
+                h.worker(dispatch.clone(), test_settings()).run_due(100).await.unwrap();
+                let start = h.reply("start").await;
+                assert_eq!(start.delivery.status, DeliveryStatus::Superseded);
+                assert_eq!(start.delivery.error.as_deref(), Some("a later opt-out arrived before it was sent"));
+                assert_eq!(h.reply("stop").await.delivery.status, DeliveryStatus::Sent);
+                assert_eq!(h.reply("help").await.delivery.status, DeliveryStatus::Sent);
+                let bodies = dispatch.bodies();
+                assert_eq!(bodies.len(), 2);
+                assert!(bodies.iter().all(|b| !b.contains("resubscribed")), "{bodies:?}");
+            }
+
+            #[tokio::test]
+            async fn a_reply_past_its_moment_expires_unsent() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                h.clock.advance(time::Duration::minutes(6));
+                let dispatch = Scripted::new(vec![]);
+                h.worker(dispatch.clone(), test_settings()).run_due(100).await.unwrap();
+                let item = h.reply("m1").await;
+                assert_eq!(item.delivery.status, DeliveryStatus::Expired);
+                assert_eq!(item.delivery.error.as_deref(), Some("not sent within 300 s of the event"));
+                assert_eq!(dispatch.calls(), 0);
+            }
+
+            #[tokio::test]
+            async fn erasure_deletes_pending_replies_and_keeps_sent_ones_without_the_numbers() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                h.worker(Scripted::new(vec![]), test_settings()).run_due(100).await.unwrap();
+                h.service.handle_inbound(&sms("m2", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                h.service.erase(PATIENT, "dpo").await.unwrap();
+                let outbox = h.service.outbox(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap();
+                assert_eq!(outbox.len(), 1, "the pending reply is gone");
+                assert_eq!(outbox[0].event_id, "standard-webhooks:m1");
+                assert_eq!(outbox[0].delivery.status, DeliveryStatus::Sent);
+                assert!(outbox[0].to.is_none() && outbox[0].from.is_none());
+                assert!(h.store.due_outbox(h.clock.now(), 100).await.unwrap().is_empty());
+            }
+
+            #[tokio::test]
+            async fn the_history_shows_what_became_of_each_reply() {
+                let h = super::$backend().await;
+                h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+                h.worker(Scripted::new(vec![]), test_settings()).run_due(100).await.unwrap();
+                h.service.handle_inbound(&sms("m2", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                h.service.handle_inbound(&sms("m3", PATIENT, "START", None), INLINE).await.unwrap();
+                let (page, _) = h.service.history(PATIENT, None, "auditor").await.unwrap();
+                let reply = |id: &str| page.iter().find(|e| e.event.event_id == format!("standard-webhooks:{id}")).unwrap().reply.clone();
+                let sent = reply("m1").expect("the HELP reply");
+                assert_eq!((sent.delivery.status, sent.delivery.provider_message_id.as_deref()), (DeliveryStatus::Sent, Some("provider-1")));
+                assert_eq!(reply("m2").expect("the STOP reply").delivery.status, DeliveryStatus::Pending);
+                assert!(reply("m3").is_none(), "an inline reply has no outbox record");
             }
 
             #[tokio::test]
@@ -561,7 +815,7 @@ macro_rules! contract {
                     event: EventItem {
                         pid: pid.clone(), event_id: format!("test:{dedup}"), kind: "help".into(), source: "test".into(),
                         program: None, categories: Vec::new(), text: None, evidence: None, caller: None,
-                        signature_verified: true, occurred_at: at, received_at: at,
+                        code: None, signature_verified: true, occurred_at: at, received_at: at,
                     },
                     outbox: None,
                     state: None,

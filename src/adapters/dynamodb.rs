@@ -22,13 +22,20 @@ use crate::ports::keys::{
     STATE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
+    CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
+    WrappedKeys,
 };
 
 const PK: &str = "PK";
 const SK: &str = "SK";
 const DATA: &str = "data";
 const VERSION: &str = "version";
+/// An outbox item's delivery revision, status and next attempt (epoch
+/// seconds), as their own attributes: the compare-and-set conditions on the
+/// first, and a polling worker's scan filters on the other two.
+const REVISION: &str = "revision";
+const OUTBOX_STATUS: &str = "outbox_status";
+const NEXT_ATTEMPT: &str = "next_attempt";
 /// The table's TTL attribute (epoch seconds). No item carries it today:
 /// idempotency markers are kept for ever, as events are, so a replay of a
 /// captured delivery at any age is a duplicate. (Kept for future use.)
@@ -93,6 +100,27 @@ fn decode_state(item: &HashMap<String, AttributeValue>) -> Result<StateItem, Sto
         return Err(StoreError::Corrupt("a state's version attribute disagrees with its data".into()));
     }
     Ok(state)
+}
+
+/// An outbox item with its revision, status and next attempt attributes.
+fn outbox_item(item: &OutboxItem) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut attributes = self::item(&phone_pk(&item.pid), &outbox_sk(&item.event_id), item)?;
+    attributes.insert(REVISION.into(), AttributeValue::N(item.delivery.revision.to_string()));
+    let status = serde_json::to_value(item.delivery.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+    attributes.insert(OUTBOX_STATUS.into(), s(status.unwrap_or_default()));
+    let next = item.delivery.next_attempt_at.map_or(0, |at| at.unix_timestamp());
+    attributes.insert(NEXT_ATTEMPT.into(), AttributeValue::N(next.to_string()));
+    Ok(attributes)
+}
+
+/// An outbox item whose revision attribute agrees with its data.
+fn decode_outbox(attributes: &HashMap<String, AttributeValue>) -> Result<OutboxItem, StoreError> {
+    let item: OutboxItem = decode(attributes)?;
+    let revision = attributes.get(REVISION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+    if revision.unwrap_or(0) != item.delivery.revision {
+        return Err(StoreError::Corrupt("an outbox item's revision attribute disagrees with its data".into()));
+    }
+    Ok(item)
 }
 
 fn put(table: &str, item: HashMap<String, AttributeValue>) -> aws_sdk_dynamodb::types::builders::PutBuilder {
@@ -214,7 +242,7 @@ impl ConsentStore for DynamoStore {
         let dedup_count = items.len();
         items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)?))?);
         if let Some(outbox) = &write.outbox {
-            items.push(build(put(&self.table, item(&pk, &outbox_sk(&outbox.event_id), outbox)?))?);
+            items.push(build(put(&self.table, outbox_item(outbox)?))?);
         }
         let state_index = items.len();
         let mut marker_index = None;
@@ -283,6 +311,82 @@ impl ConsentStore for DynamoStore {
         self.query_prefix(pid, OUTBOX_PREFIX).await
     }
 
+    async fn outbox_item(&self, pid: &str, event_id: &str) -> Result<Option<OutboxItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&phone_pk(pid), &outbox_sk(event_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(decode_outbox).transpose()
+    }
+
+    async fn update_outbox(&self, item: &OutboxItem, expected: u64) -> Result<bool, StoreError> {
+        // Items written before revisions were kept have no attribute: 0.
+        let condition = if expected == 0 {
+            "attribute_exists(PK) AND (attribute_not_exists(#r) OR #r = :expected)"
+        } else {
+            "#r = :expected"
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(outbox_item(item)?))
+            .condition_expression(condition)
+            .expression_attribute_names("#r", REVISION)
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// A consistent `Scan` filtered to pending outbox items that are due:
+    /// for a worker polling the table outside Lambda (on AWS the stream
+    /// feeds the outbox function and nothing scans).
+    async fn due_outbox(&self, now: time::OffsetDateTime, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let pending = serde_json::to_value(DeliveryStatus::Pending)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("begins_with(#sk, :prefix) AND #st = :pending AND #next <= :now")
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_names("#st", OUTBOX_STATUS)
+            .expression_attribute_names("#next", NEXT_ATTEMPT)
+            .expression_attribute_values(":prefix", s(OUTBOX_PREFIX))
+            .expression_attribute_values(":pending", s(pending))
+            .expression_attribute_values(":now", AttributeValue::N(now.unix_timestamp().to_string()))
+            .projection_expression("#sk, PK")
+            .into_paginator()
+            .items()
+            .send();
+        let mut due = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            let pid = pid_of_item(&item)?;
+            let sk = item.get(SK).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            if let Some(event_id) = sk.strip_prefix(OUTBOX_PREFIX) {
+                due.push((pid, event_id.to_owned()));
+            }
+            if due.len() >= limit {
+                break;
+            }
+        }
+        Ok(due)
+    }
+
     async fn events_page(
         &self,
         pid: &str,
@@ -325,12 +429,25 @@ impl ConsentStore for DynamoStore {
                 changed += 1;
             }
         }
-        for outbox in self.query_prefix::<OutboxItem>(pid, OUTBOX_PREFIX).await? {
-            let delete = DeleteRequest::builder()
-                .set_key(Some(key(&pk, &outbox_sk(&outbox.event_id))))
-                .build()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            requests.push(WriteRequest::builder().delete_request(delete).build());
+        // Pending replies are deleted; the others keep their status but
+        // not the numbers.
+        for mut outbox in self.query_prefix::<OutboxItem>(pid, OUTBOX_PREFIX).await? {
+            let request = if outbox.delivery.status == DeliveryStatus::Pending {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key(&pk, &outbox_sk(&outbox.event_id))))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                WriteRequest::builder().delete_request(delete).build()
+            } else if outbox.to.take().is_some() | outbox.from.take().is_some() {
+                let put = PutRequest::builder()
+                    .set_item(Some(outbox_item(&outbox)?))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                WriteRequest::builder().put_request(put).build()
+            } else {
+                continue;
+            };
+            requests.push(request);
         }
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();

@@ -14,11 +14,12 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ports::keys::{
-    outbox_sk, phone_pk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_END,
-    OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK,
+    outbox_due_sk, outbox_sk, phone_pk, split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX,
+    KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, WrappedKeys,
+    CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
+    WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -46,6 +47,30 @@ struct Inner {
 #[derive(Serialize, Deserialize)]
 struct DedupItem {
     event_id: String,
+}
+
+/// An entry of the pending-outbox index: when the item is next due.
+#[derive(Serialize, Deserialize)]
+struct DueEntry {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    next_attempt_at: Option<time::OffsetDateTime>,
+}
+
+type Items<'t> = redb::Table<'t, (&'static str, &'static str), &'static [u8]>;
+
+/// Writes an outbox item and keeps the pending index in step with it.
+fn put_outbox(table: &mut Items<'_>, item: &OutboxItem) -> Result<(), StoreError> {
+    let pk = phone_pk(&item.pid);
+    let sk = outbox_sk(&item.event_id);
+    table.insert((pk.as_str(), sk.as_str()), encode(item)?.as_slice()).map_err(unavailable)?;
+    let due = outbox_due_sk(&item.pid, &item.event_id);
+    if item.delivery.status == DeliveryStatus::Pending {
+        let entry = DueEntry { next_attempt_at: item.delivery.next_attempt_at };
+        table.insert((OUTBOX_DUE_PK, due.as_str()), encode(&entry)?.as_slice()).map_err(unavailable)?;
+    } else {
+        table.remove((OUTBOX_DUE_PK, due.as_str())).map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -376,8 +401,7 @@ impl ConsentStore for EmbeddedStore {
                     .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event)?.as_slice())
                     .map_err(unavailable)?;
                 if let Some(outbox) = &write.outbox {
-                    let sk = outbox_sk(&outbox.event_id);
-                    table.insert((pk.as_str(), sk.as_str()), encode(outbox)?.as_slice()).map_err(unavailable)?;
+                    put_outbox(&mut table, outbox)?;
                 }
             }
             // redb's default durability fsyncs before commit returns.
@@ -393,6 +417,64 @@ impl ConsentStore for EmbeddedStore {
 
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError> {
         self.items(pid, OUTBOX_PREFIX, OUTBOX_END).await
+    }
+
+    async fn outbox_item(&self, pid: &str, event_id: &str) -> Result<Option<OutboxItem>, StoreError> {
+        let (pk, sk) = (phone_pk(pid), outbox_sk(event_id));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let item = table.get((pk.as_str(), sk.as_str())).map_err(unavailable)?;
+            item.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn update_outbox(&self, item: &OutboxItem, expected: u64) -> Result<bool, StoreError> {
+        let item = item.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                let (pk, sk) = (phone_pk(&item.pid), outbox_sk(&item.event_id));
+                let stored = table
+                    .get((pk.as_str(), sk.as_str()))
+                    .map_err(unavailable)?
+                    .map(|v| decode::<OutboxItem>(v.value()))
+                    .transpose()?;
+                if stored.is_none_or(|stored| stored.delivery.revision != expected) {
+                    return Ok(false);
+                }
+                put_outbox(&mut table, &item)?;
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn due_outbox(&self, now: time::OffsetDateTime, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let mut due = Vec::new();
+            for entry in table.range((OUTBOX_DUE_PK, SK_MIN)..(OUTBOX_DUE_PK, SK_MAX)).map_err(unavailable)? {
+                let (key, value) = entry.map_err(unavailable)?;
+                let when: DueEntry = decode(value.value())?;
+                if when.next_attempt_at.is_some_and(|at| at > now) {
+                    continue;
+                }
+                let sk = key.value().1;
+                let (pid, event_id) = split_outbox_due_sk(sk)
+                    .ok_or_else(|| StoreError::Corrupt("a malformed outbox index key".into()))?;
+                due.push((pid.to_owned(), event_id.to_owned()));
+                if due.len() >= limit {
+                    break;
+                }
+            }
+            Ok(due)
+        })
+        .await
     }
 
     async fn events_page(
@@ -439,13 +521,21 @@ impl ConsentStore for EmbeddedStore {
                             changed += 1;
                         }
                     }
-                    let outbox: Vec<String> = table
+                    // Pending replies are deleted; the others keep their
+                    // status but not the numbers.
+                    let outbox: Vec<OutboxItem> = table
                         .range((pk.as_str(), OUTBOX_PREFIX)..(pk.as_str(), OUTBOX_END))
                         .map_err(unavailable)?
-                        .map(|entry| entry.map(|(k, _)| k.value().1.to_owned()).map_err(unavailable))
+                        .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
                         .collect::<Result<_, _>>()?;
-                    for sk in outbox {
-                        table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
+                    for mut item in outbox {
+                        if item.delivery.status == DeliveryStatus::Pending {
+                            table.remove((pk.as_str(), outbox_sk(&item.event_id).as_str())).map_err(unavailable)?;
+                            let due = outbox_due_sk(&item.pid, &item.event_id);
+                            table.remove((OUTBOX_DUE_PK, due.as_str())).map_err(unavailable)?;
+                        } else if item.to.take().is_some() | item.from.take().is_some() {
+                            put_outbox(&mut table, &item)?;
+                        }
                     }
                 }
                 txn.commit().map_err(unavailable)?;

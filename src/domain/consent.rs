@@ -176,6 +176,18 @@ impl ConsentState {
         }
     }
 
+    /// Whether an opt-out at or after `at` covers the whole program (or,
+    /// with no program, every program): then a reply to an event at `at`
+    /// that is not itself the opt-out's confirmation must not go out. An
+    /// opt-out wins a tie, as everywhere.
+    pub fn opted_out_since(&self, program: Option<&str>, at: OffsetDateTime) -> bool {
+        let program_mark = program.and_then(|p| self.marks.get(&program_key(p)));
+        [self.marks.get(GLOBAL_KEY), program_mark]
+            .into_iter()
+            .flatten()
+            .any(|mark| mark.consent == Consent::OptOut && mark.occurred_at >= at)
+    }
+
     /// True when no consent event has been recorded.
     pub fn is_empty(&self) -> bool {
         self.marks.is_empty()
@@ -310,5 +322,33 @@ mod tests {
             }
             prop_assert_eq!(in_order, permuted);
         }
+    }
+
+    #[test]
+    fn a_later_opt_out_of_the_program_or_all_supersedes_a_reply() {
+        let t = |m: i64| time::macros::datetime!(2026-03-01 10:00 UTC) + time::Duration::minutes(m);
+        let change = |id: &str, m: i64, consent: Consent, scope: Scope| ConsentChange {
+            event_id: id.into(),
+            occurred_at: t(m),
+            consent,
+            scope,
+        };
+        let lakeside = || Scope::Program { program: "lakeside".into() };
+        let mut state = ConsentState::default();
+        state.apply(&change("start", 0, Consent::OptIn, lakeside()));
+        assert!(!state.opted_out_since(Some("lakeside"), t(0)), "its own opt-in does not supersede it");
+        state.apply(&change("stop", 2, Consent::OptOut, lakeside()));
+        assert!(state.opted_out_since(Some("lakeside"), t(0)), "a later STOP does");
+        assert!(state.opted_out_since(Some("lakeside"), t(2)), "an opt-out wins a tie");
+        assert!(
+            !state.opted_out_since(Some("lakeside"), t(3)),
+            "an earlier STOP does not (HELP after STOP is answered)"
+        );
+        assert!(!state.opted_out_since(Some("other"), t(0)), "another program's STOP does not");
+        let billing = Scope::Categories { program: "other".into(), categories: vec!["billing".into()] };
+        state.apply(&change("revoke", 4, Consent::OptOut, billing));
+        assert!(!state.opted_out_since(Some("other"), t(0)), "one category's revocation does not");
+        state.apply(&change("stop-all", 5, Consent::OptOut, Scope::All));
+        assert!(state.opted_out_since(Some("other"), t(0)) && state.opted_out_since(None, t(0)), "STOP ALL does");
     }
 }

@@ -12,6 +12,7 @@ use super::error::{ApiError, ProblemResponses};
 use super::extract::{scope, Caller, JsonBody};
 use super::AppState;
 use crate::domain::Reason;
+use crate::ports::{DeliveryStatus, OutboxItem};
 use crate::service::records::{CaptureSource, ConsentRecord, RecordKind, RecordOutcome};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -96,6 +97,49 @@ pub struct LedgerEvent {
     pub occurred_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    /// For a `provider_block` event: the provider and its code (`telnyx:40300`).
+    pub code: Option<String>,
+    /// For an event whose confirmation went through the outbox (the
+    /// provider's webhook answer could not carry it): what became of it.
+    pub reply: Option<ReplyRecord>,
+}
+
+/// What became of a confirmation sent through a provider's API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyRecord {
+    pub status: DeliveryStatus,
+    /// The provider it goes through.
+    pub provider: String,
+    /// The confirmation's text (a template: no PHI).
+    pub body: String,
+    /// Send attempts made.
+    pub attempts: u32,
+    /// When it was sent, failed, expired or was superseded; null while pending.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// The provider's id of the message sent.
+    pub provider_message_id: Option<String>,
+    /// Why it failed, expired or was superseded, or the last temporary error.
+    pub error: Option<String>,
+    /// While pending after a temporary failure: the next attempt.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+impl From<OutboxItem> for ReplyRecord {
+    fn from(item: OutboxItem) -> Self {
+        let d = item.delivery;
+        ReplyRecord {
+            status: d.status,
+            provider: item.provider,
+            body: item.body,
+            attempts: d.attempts,
+            finished_at: d.finished_at,
+            provider_message_id: d.provider_message_id,
+            error: d.error,
+            next_attempt_at: d.next_attempt_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -225,6 +269,8 @@ pub async fn history(
             signature_verified: o.event.signature_verified,
             occurred_at: o.event.occurred_at,
             received_at: o.event.received_at,
+            code: o.event.code,
+            reply: o.reply.map(ReplyRecord::from),
         })
         .collect();
     Ok(Json(HistoryAnswer { events, next_page_token: next.as_deref().map(page_cursor) }))

@@ -81,6 +81,10 @@ async fn handle(state: AppState, provider: Arc<dyn Provider>, request: Request) 
     let received = provider.receive(&delivery.request(&state)).await?;
     let answer = match received {
         Received::SubscriptionConfirmed => provider.answer(&Outcome { status: "subscription_confirmed", reply: None }),
+        Received::ProviderOptOut(block) => {
+            let status = if state.service.handle_provider_block(&block).await? { "recorded" } else { "duplicate" };
+            provider.answer(&Outcome { status, reply: None })
+        }
         Received::Ignored(what) => {
             tracing::debug!(what, "webhook acknowledged; nothing to record");
             provider.answer(&outcome(&[]))

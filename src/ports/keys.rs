@@ -54,6 +54,20 @@ pub fn outbox_sk(event_id: &str) -> String {
     format!("{OUTBOX_PREFIX}{event_id}")
 }
 
+/// The embedded store's index of pending outbox items (DynamoDB needs
+/// none: its stream feeds the worker): one item per pending reply,
+/// `OUTBOX-DUE` / `<pid>#<event_id>`, removed when the reply is finished.
+pub const OUTBOX_DUE_PK: &str = "OUTBOX-DUE";
+
+pub fn outbox_due_sk(pid: &str, event_id: &str) -> String {
+    format!("{pid}#{event_id}")
+}
+
+/// The (pid, event id) of an `OUTBOX-DUE` sort key (a pid has no `#`).
+pub fn split_outbox_due_sk(sk: &str) -> Option<(&str, &str)> {
+    sk.split_once('#')
+}
+
 /// `STATEV#<version>`: the marker that a `STATE` of this version was once
 /// written (zero-padded, so versions sort in order).
 pub fn state_version_sk(version: u64) -> String {
@@ -95,5 +109,7 @@ mod tests {
         assert_eq!(state_version_sk(3), "STATEV#00000000000000000003");
         assert_eq!(dedup_pk("twilio", "SM1"), "DEDUP#twilio#SM1");
         assert_eq!(event_dedup_pk("api:a:1"), "DEDUP#api:a:1");
+        assert_eq!(outbox_due_sk("abc", "telnyx:m#1"), "abc#telnyx:m#1");
+        assert_eq!(split_outbox_due_sk("abc#telnyx:m#1"), Some(("abc", "telnyx:m#1")));
     }
 }

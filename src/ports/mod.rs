@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::domain::ConsentState;
+use crate::domain::{ConsentState, ReplyKind};
 
 pub mod keys;
 
@@ -103,6 +103,10 @@ pub struct EventItem {
     /// The API caller that recorded it, read it or erased it.
     #[serde(default)]
     pub caller: Option<String>,
+    /// For a `provider_block` event: the provider and its own code
+    /// (`telnyx:40300`). No PHI.
+    #[serde(default)]
+    pub code: Option<String>,
     pub signature_verified: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
@@ -118,7 +122,7 @@ impl EventItem {
 }
 
 /// `PHONE#<pid>` / `OUTBOX#<event_id>`: a reply that is due but cannot go
-/// inline in the webhook's answer.
+/// inline in the webhook's answer, and what became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
     pub pid: String,
@@ -126,12 +130,77 @@ pub struct OutboxItem {
     pub provider: String,
     /// The rendered reply (templates carry no PHI).
     pub body: String,
-    /// Sealed E.164 of the patient, and of the clinic number to send from
-    /// (unknown when the provider named only a channel).
-    pub to: String,
+    /// Sealed E.164 of the patient (`None` once erased), and of the clinic
+    /// number to send from (unknown when the provider named only a channel).
+    pub to: Option<String>,
     pub from: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub due_at: OffsetDateTime,
+    /// Which confirmation it is: only an opt-out's may follow an opt-out.
+    /// (`None` in items written before it was kept: treated as not one.)
+    #[serde(default)]
+    pub kind: Option<ReplyKind>,
+    /// The program whose reply it is, when one owns the clinic number.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// When the event it confirms happened (a later STOP supersedes it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub event_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// Where a reply stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting to be sent (or to be sent again, after a temporary failure).
+    #[default]
+    Pending,
+    /// The provider accepted it.
+    Sent,
+    /// The provider refused it for good, or every attempt failed.
+    Failed,
+    /// Not sent: its moment passed (older than `outbox.max_age_seconds`).
+    Expired,
+    /// Not sent: a later opt-out arrived before it went out.
+    Superseded,
+}
+
+/// The delivery record of one outbox item. Every change is written only if
+/// the stored `revision` is still the one read (compare and set), so two
+/// workers never both claim an item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub status: DeliveryStatus,
+    pub revision: u64,
+    /// Send attempts made so far.
+    pub attempts: u32,
+    /// A pending item is not tried before this (backoff); `None`: now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The worker holding the item, and until when (a lease that lapses
+    /// lets another worker take over a crashed one's item).
+    pub lease_owner: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub lease_until: Option<OffsetDateTime>,
+    /// When it reached its final status.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// The provider's id of the message sent.
+    pub provider_message_id: Option<String>,
+    /// Why it failed, expired or was superseded, or the last temporary error.
+    pub error: Option<String>,
+}
+
+impl OutboxItem {
+    /// Whether a worker may claim it at `now`: pending, due, not leased.
+    pub fn claimable(&self, now: OffsetDateTime) -> bool {
+        let d = &self.delivery;
+        d.status == DeliveryStatus::Pending
+            && d.next_attempt_at.is_none_or(|at| at <= now)
+            && d.lease_until.is_none_or(|until| until <= now)
+    }
 }
 
 /// One atomic write: the idempotency markers, the event, an outbox item where
@@ -212,8 +281,17 @@ pub trait ConsentStore: Send + Sync {
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
-    /// Replies due for one number.
+    /// The outbox items of one number, whatever their status.
     async fn outbox(&self, pid: &str) -> Result<Vec<OutboxItem>, StoreError>;
+    /// One outbox item (strongly consistent).
+    async fn outbox_item(&self, pid: &str, event_id: &str) -> Result<Option<OutboxItem>, StoreError>;
+    /// Replaces an outbox item if the stored one is still at revision
+    /// `expected` (the caller sets `item.delivery.revision` to the next
+    /// one). False, and nothing written, when it changed or is gone.
+    async fn update_outbox(&self, item: &OutboxItem, expected: u64) -> Result<bool, StoreError>;
+    /// Up to `limit` pending items due at `now`, as (pid, event id): what a
+    /// polling worker sends (on AWS the table's stream feeds the worker).
+    async fn due_outbox(&self, now: OffsetDateTime, limit: usize) -> Result<Vec<(String, String)>, StoreError>;
     /// One page of the ledger, newest first: events whose sort key is below
     /// `before` (all when `None`), at most `limit`; and the cursor of the next
     /// page when there may be one.
@@ -224,7 +302,8 @@ pub trait ConsentStore: Send + Sync {
         limit: usize,
     ) -> Result<(Vec<EventItem>, Option<String>), StoreError>;
     /// Erasure: removes the sealed texts and evidence from every event of the
-    /// number (kinds and times stay) and deletes its outbox items. Safe to
+    /// number (kinds and times stay), deletes its pending outbox items and
+    /// removes the numbers from the others (their status stays). Safe to
     /// repeat. Returns how many events it changed.
     async fn scrub(&self, pid: &str) -> Result<usize, StoreError>;
     /// The wrapped index and integrity keys, if provisioned.

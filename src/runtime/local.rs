@@ -15,7 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::adapters::local_keyring::write_private;
@@ -31,7 +31,7 @@ use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
 use crate::providers::twilio;
 use crate::runtime::backends::{Backends, Calls};
-use crate::runtime::{build, Parts, StartError};
+use crate::runtime::{build, outbox, Parts, StartError};
 
 pub const CREDENTIALS_FILE: &str = "dev-credentials.json";
 pub const DEMO_PROGRAM: &str = "demo-clinic";
@@ -140,6 +140,9 @@ pub struct LocalServer {
     pub calls: Calls,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// The outbox worker's loop, and how to stop it.
+    outbox_stop: watch::Sender<bool>,
+    outbox_task: JoinHandle<()>,
 }
 
 pub fn load_config(path: &Path) -> Result<Config, StartError> {
@@ -196,8 +199,21 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     let app = with_request_timeout(app, limits.request_timeout);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, app, limits, rx));
+    let (outbox_stop, stopped) = watch::channel(false);
+    let poll = Duration::from_millis(config.outbox.poll_interval_ms);
+    let outbox_task = tokio::spawn(outbox::run_local(outbox::worker(&state, &config), poll, stopped));
     tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
-    Ok(LocalServer { addr, config, dev_credentials, state, calls: backends.calls.clone(), shutdown: Some(tx), task })
+    Ok(LocalServer {
+        addr,
+        config,
+        dev_credentials,
+        state,
+        calls: backends.calls.clone(),
+        shutdown: Some(tx),
+        task,
+        outbox_stop,
+        outbox_task,
+    })
 }
 
 /// How the local server protects itself from slow or idle clients.
@@ -346,6 +362,9 @@ impl LocalServer {
             let _ = tx.send(());
         }
         let result = (&mut self.task).await.map_err(std::io::Error::other)?;
+        // The worker finishes the reply it is sending, then stops.
+        let _ = self.outbox_stop.send(true);
+        (&mut self.outbox_task).await.map_err(std::io::Error::other)?;
         // Dropping the last handle closes the database file.
         drop(self.state);
         result

@@ -17,6 +17,7 @@ use crate::service::ConsentService;
 pub mod backends;
 pub mod lambda;
 pub mod local;
+pub mod outbox;
 
 /// Why a process did not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]

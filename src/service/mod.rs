@@ -20,6 +20,7 @@ use crate::ports::{
     Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
 };
 
+pub mod outbox;
 pub mod records;
 
 /// The earliest and latest event times the ledger takes (RFC 3339 can
@@ -71,6 +72,9 @@ pub struct ConsentService {
     clock: Arc<dyn Clock>,
     programs: Programs,
     pub counters: Counters,
+    /// Woken when a reply is written to the outbox (the local worker waits
+    /// on it between polls).
+    pub outbox_ready: tokio::sync::Notify,
 }
 
 /// What an event does to the number's state.
@@ -103,7 +107,14 @@ pub struct AuthorizationQuery<'a> {
 
 impl ConsentService {
     pub fn new(programs: Programs, store: Arc<dyn ConsentStore>, crypto: Arc<Crypto>, clock: Arc<dyn Clock>) -> Self {
-        ConsentService { store, crypto, clock, programs, counters: Counters::default() }
+        ConsentService {
+            store,
+            crypto,
+            clock,
+            programs,
+            counters: Counters::default(),
+            outbox_ready: tokio::sync::Notify::new(),
+        }
     }
 
     pub fn crypto(&self) -> &Crypto {
@@ -190,6 +201,7 @@ impl ConsentService {
             text: Some(self.crypto.seal(&message.text, &pk, &sk, "text").await?),
             evidence: None,
             caller: None,
+            code: None,
             signature_verified: true,
             occurred_at,
             received_at: now,
@@ -207,9 +219,13 @@ impl ConsentService {
                     event_id: event_id.clone(),
                     provider: message.provider.to_owned(),
                     body: body.clone(),
-                    to: self.crypto.seal(message.from.as_e164(), &pk, &sk, "to").await?,
+                    to: Some(self.crypto.seal(message.from.as_e164(), &pk, &sk, "to").await?),
                     from,
                     due_at: now,
+                    kind: reply_kind,
+                    program: program.map(|p| p.id.clone()),
+                    event_at: Some(occurred_at),
+                    delivery: Default::default(),
                 })
             }
             _ => None,
@@ -227,6 +243,9 @@ impl ConsentService {
         };
         if self.commit_event(pending).await? {
             tracing::info!(pid = %pid, intent = %serde_name(&intent), "consent event recorded");
+            if outboxed {
+                self.outbox_ready.notify_one();
+            }
             Ok(InboundOutcome::Recorded { intent, outboxed, reply: if style.inline { reply } else { None } })
         } else {
             tracing::info!(pid = %pid, "duplicate delivery; already recorded");

@@ -10,7 +10,7 @@ use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::serde_name;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
 use crate::ports::keys::{event_dedup_pk, event_sk, is_event_sk, phone_pk};
-use crate::ports::EventItem;
+use crate::ports::{EventItem, OutboxItem};
 
 /// How far ahead of the server's clock a `captured_at` may be (clock skew).
 const CAPTURE_SKEW: Duration = Duration::minutes(5);
@@ -84,6 +84,8 @@ pub struct OpenedEvent {
     pub event: EventItem,
     pub text: Option<String>,
     pub evidence: Option<String>,
+    /// The confirmation that went through the outbox, if one did.
+    pub reply: Option<OutboxItem>,
 }
 
 fn invalid(message: impl Into<String>) -> ServiceError {
@@ -114,6 +116,7 @@ impl ConsentService {
             text: None,
             evidence: None,
             caller: Some(caller.to_owned()),
+            code: None,
             signature_verified: false,
             occurred_at: now,
             received_at: now,
@@ -190,6 +193,7 @@ impl ConsentService {
             text: None,
             evidence,
             caller: Some(caller.to_owned()),
+            code: None,
             signature_verified: false,
             occurred_at,
             received_at: now,
@@ -254,6 +258,8 @@ impl ConsentService {
         })
         .await?;
         let (events, next) = self.store.events_page(&pid, before, HISTORY_PAGE).await?;
+        let mut replies: std::collections::HashMap<String, OutboxItem> =
+            self.store.outbox(&pid).await?.into_iter().map(|item| (item.event_id.clone(), item)).collect();
         let pk = phone_pk(&pid);
         let mut opened = Vec::with_capacity(events.len());
         for event in events {
@@ -266,7 +272,8 @@ impl ConsentService {
                 Some(sealed) => Some(self.crypto.open(sealed, &pk, &sk, "evidence").await?),
                 None => None,
             };
-            opened.push(OpenedEvent { event, text, evidence });
+            let reply = replies.remove(&event.event_id);
+            opened.push(OpenedEvent { event, text, evidence, reply });
         }
         tracing::info!(pid = %pid, caller, "history read");
         Ok((opened, next))

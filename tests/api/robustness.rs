@@ -85,6 +85,15 @@ impl ConsentStore for BrokenStore {
     async fn outbox(&self, _: &str) -> Result<Vec<sms_consent::ports::OutboxItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn outbox_item(&self, _: &str, _: &str) -> Result<Option<sms_consent::ports::OutboxItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn update_outbox(&self, _: &sms_consent::ports::OutboxItem, _: u64) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn due_outbox(&self, _: time::OffsetDateTime, _: usize) -> Result<Vec<(String, String)>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn events_page(
         &self,
         _: &str,
