@@ -1087,3 +1087,58 @@ mod dynamodb_only {
         assert!(String::from_utf8_lossy(&body).contains(r#""reason":"allowed""#));
     }
 }
+
+/// The `outbox` Lambda function's handler over DynamoDB on moto: a stream
+/// batch (as the event source mapping delivers it) is delivered item by
+/// item; what is not final by the deadline is reported for Lambda to retry.
+#[tokio::test]
+async fn the_outbox_function_delivers_a_stream_batch_and_reports_what_is_not_final() {
+    use lambda_http::aws_lambda_events::event::dynamodb::Event;
+    let h = dynamodb().await;
+    h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+    h.clock.advance(time::Duration::seconds(1));
+    h.service.handle_inbound(&sms("m2", PATIENT, "HELP", None), OUTBOX).await.unwrap();
+    let pid = h.pid(PATIENT);
+    let record = |sk: &str, sequence: &str| {
+        serde_json::json!({
+            "eventID": sequence, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1_763_800_000,
+                "Keys": {"PK": {"S": format!("PHONE#{pid}")}, "SK": {"S": sk}},
+                "SequenceNumber": sequence, "SizeBytes": 120, "StreamViewType": "KEYS_ONLY"
+            },
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-22T00:00:00.000"
+        })
+    };
+    let event: Event = serde_json::from_value(serde_json::json!({"Records": [
+        record("OUTBOX#standard-webhooks:m1", "100"),
+        record("OUTBOX#standard-webhooks:m2", "200"),
+        record("OUTBOX#standard-webhooks:gone", "300"),
+    ]}))
+    .unwrap();
+    // The first send is throttled for an hour: past this invocation's deadline.
+    let throttled =
+        Err(SendError::Temporary { reason: "429".into(), retry_after: Some(std::time::Duration::from_secs(3600)) });
+    let dispatch = Scripted::new(vec![throttled]);
+    let worker = h.worker(dispatch.clone(), test_settings());
+    let deadline = h.clock.now() + time::Duration::seconds(60);
+    let response = sms_consent::runtime::lambda::handle_stream(&worker, event, deadline).await;
+    let failed: Vec<Option<String>> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [Some("100".to_owned())], "only the throttled reply is retried by Lambda");
+    let m1 = h.reply("m1").await;
+    assert_eq!((m1.delivery.status, m1.delivery.attempts), (DeliveryStatus::Pending, 1));
+    assert_eq!(h.reply("m2").await.delivery.status, DeliveryStatus::Sent);
+    assert_eq!(dispatch.calls(), 2);
+    // Lambda's retry of the batch, an hour on: m1 goes, m2 is not sent twice.
+    h.clock.advance(time::Duration::seconds(3601));
+    let event: Event = serde_json::from_value(serde_json::json!({"Records": [
+        record("OUTBOX#standard-webhooks:m1", "100"), record("OUTBOX#standard-webhooks:m2", "200"),
+    ]}))
+    .unwrap();
+    let response =
+        sms_consent::runtime::lambda::handle_stream(&worker, event, h.clock.now() + time::Duration::seconds(60)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.reply("m1").await.delivery.status, DeliveryStatus::Expired, "an hour late: not sent");
+    assert_eq!(dispatch.calls(), 2);
+}

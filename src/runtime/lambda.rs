@@ -21,10 +21,15 @@ use crate::config::Config;
 use crate::crypto::Crypto;
 use crate::http::auth::Authenticator;
 use crate::http::Role;
+use crate::ports::keys::{pid_of, OUTBOX_PREFIX};
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
 use crate::runtime::backends::Backends;
-use crate::runtime::{build, Parts, StartError};
+use crate::runtime::{build, outbox, Parts, StartError};
+use crate::service::outbox::{Attempt, OutboxWorker, Skip};
+use aws_lambda_events::event::dynamodb::Event as DynamoEvent;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_http::LambdaEvent;
 
 pub const CONFIG_PARAMETER_ENV: &str = "SMS_CONSENT_CONFIG_PARAMETER";
 pub const SECRETS_ENV: &str = "SMS_CONSENT_SECRETS";
@@ -135,6 +140,13 @@ pub fn assemble(
 /// Cold start: one SDK config; the SSM parameter, the secret and the key
 /// unwrapping all at once; then the Router.
 pub async fn app(role: Role) -> Result<Router, StartError> {
+    let (config, backends, crypto) = load().await?;
+    assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
+}
+
+/// What every function reads at a cold start, all at once: the config
+/// parameter, the secrets, and the index and integrity keys.
+async fn load() -> Result<(Config, Backends, Crypto), StartError> {
     let settings = Settings::from_env()?;
     let sdk = crate::adapters::aws::sdk_config(None, None).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
@@ -170,7 +182,87 @@ pub async fn app(role: Role) -> Result<Router, StartError> {
     let (parameter, secret, crypto) = tokio::try_join!(parameter, secret, crypto)?;
 
     let config = compose(&settings, &parameter, secret.as_deref())?;
-    assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
+    Ok((config, backends, crypto))
+}
+
+/// The `outbox` function's worker, over the same assembly.
+pub async fn outbox_worker() -> Result<OutboxWorker, StartError> {
+    let (config, backends, crypto) = load().await?;
+    let parts = Parts {
+        store: backends.store.clone(),
+        crypto,
+        clock: Arc::new(SystemClock),
+        sns_network: Arc::new(HttpSnsNetwork::new()),
+        auth: Authenticator::iam(&[]),
+    };
+    let (state, _) = build(&config, Role::Webhook, parts)?;
+    Ok(outbox::worker(&state, &config))
+}
+
+/// Time kept back from an invocation's deadline to record outcomes.
+const DEADLINE_MARGIN: time::Duration = time::Duration::seconds(10);
+
+/// One batch of the table's stream (filtered by the event source mapping
+/// to new `OUTBOX#` items): each item is delivered, retrying temporary
+/// failures in place until the invocation's deadline; an item still not
+/// final (a retry due later, a lease held elsewhere, a store error) is
+/// reported by its sequence number so Lambda retries it (bounded by the
+/// mapping's retries, then its dead-letter queue).
+pub async fn handle_stream(
+    worker: &OutboxWorker,
+    event: DynamoEvent,
+    deadline: time::OffsetDateTime,
+) -> DynamoDbEventResponse {
+    let mut failures = Vec::new();
+    for record in event.records {
+        let sequence = record.change.sequence_number.clone();
+        // The keys in DynamoDB's JSON form: {"PK": {"S": "PHONE#…"}, …}.
+        let keys = serde_json::to_value(&record.change.keys).unwrap_or_default();
+        let key = |name: &str| keys.get(name).and_then(|v| v.get("S")).and_then(|v| v.as_str()).map(str::to_owned);
+        let target = key("PK")
+            .and_then(|pk| pid_of(&pk).map(str::to_owned))
+            .zip(key("SK").and_then(|sk| sk.strip_prefix(OUTBOX_PREFIX).map(str::to_owned)));
+        let Some((pid, event_id)) = target else {
+            tracing::warn!("a stream record that is not an outbox item; skipped");
+            continue;
+        };
+        let done = match worker.deliver_until(&pid, &event_id, deadline).await {
+            Ok(Attempt::Finished(_)) | Ok(Attempt::Skipped(Skip::Gone | Skip::Done(_) | Skip::NoSender)) => true,
+            Ok(other) => {
+                tracing::warn!(pid = %pid, outcome = ?other, "reply not final in this invocation; Lambda will retry");
+                false
+            }
+            Err(error) => {
+                tracing::error!(pid = %pid, %error, "reply delivery failed; Lambda will retry");
+                false
+            }
+        };
+        if !done {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = sequence;
+            failures.push(failure);
+        }
+    }
+    let mut response = DynamoDbEventResponse::default();
+    response.batch_item_failures = failures;
+    response
+}
+
+/// The whole of the `outbox` function's `main`.
+pub async fn run_outbox() -> Result<(), lambda_http::Error> {
+    init_logs();
+    let worker = outbox_worker().await.map_err(|e| {
+        tracing::error!(error = %e, "cold start failed");
+        e
+    })?;
+    let worker = &worker;
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(move |event: LambdaEvent<DynamoEvent>| async move {
+        let deadline = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.context.deadline) * 1_000_000)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+            - DEADLINE_MARGIN;
+        Ok::<_, lambda_http::Error>(handle_stream(worker, event.payload, deadline).await)
+    }))
+    .await
 }
 
 /// JSON logs to CloudWatch (no ANSI, no local time: Lambda stamps lines).
