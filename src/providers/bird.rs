@@ -2,7 +2,14 @@
 //! keyed with the signing key; `iss`, `nbf`/`exp`, `jti`, `url_hash` and
 //! `payload_hash` checked) or the newer `messagebird-signature` HMAC over
 //! timestamp, URL (legacy: sorted query) and the body's SHA-256. Replies go
-//! to the outbox.
+//! out through the Channels API when `[providers.bird.send]` is configured.
+//!
+//! Opt-outs: Bird documents no failure code or reason meaning "the
+//! recipient opted out" for SMS; its failed-message statuses carry generic
+//! failure codes (11xxx–15xxx) and the SMS platform's delivery reasons
+//! (https://docs.bird.com/api/channels-api/message-status-and-interactions/message-failure-codes
+//! and .../message-failure-sources/sms-platform-extended-error-codes), so
+//! status callbacks stay ignored and no send error is read as an opt-out.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -12,8 +19,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::send::{self, HttpAnswer, OutboundMessage, SendError, Sent};
 use super::{
-    check_timestamp, decode_hmac_jwt, form_pairs, param, parse_rfc3339, phone, required, same_bytes, secrets,
+    bad, check_timestamp, decode_hmac_jwt, form_pairs, param, parse_rfc3339, phone, required, same_bytes, secrets,
     sha256_hex, Configured, InboundMessage, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received,
     Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest, GET_AND_POST,
 };
@@ -26,6 +34,8 @@ pub const TIMESTAMP_HEADER: &str = "messagebird-request-timestamp";
 const JWT_LEEWAY_SECONDS: i64 = 1;
 pub const REPLY_STYLE: ReplyStyle = ReplyStyle { inline: false, auto_reply_keywords: &[] };
 const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
+/// The Bird API.
+pub const DEFAULT_BASE_URL: &str = "https://api.bird.com";
 
 #[derive(Deserialize)]
 struct Claims {
@@ -218,12 +228,91 @@ pub fn receive(keys: &[Secret], request: &WebhookRequest<'_>) -> Result<Received
 /// Bird / MessageBird, built from `[providers.bird]`.
 pub struct Bird {
     signing_keys: Vec<Secret>,
+    send: Option<BirdSend>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BirdConfig {
     pub signing_keys: Vec<Secret>,
+    /// Replies through the Channels API.
+    pub send: Option<BirdSendConfig>,
+}
+
+/// `[providers.bird.send]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirdSendConfig {
+    pub workspace_id: String,
+    /// The SMS channel the replies go out on (it owns the sending number).
+    pub channel_id: String,
+    pub access_key: Secret,
+    /// Defaults to `DEFAULT_BASE_URL`.
+    pub base_url: Option<String>,
+}
+
+struct BirdSend {
+    workspace_id: String,
+    channel_id: String,
+    access_key: Secret,
+    base_url: String,
+}
+
+/// An id that goes into the path: letters, digits and `-`.
+fn path_id(value: &str, field: &str) -> Result<String, ProviderConfigError> {
+    let value = value.trim();
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(bad(field, "must be an id (letters, digits and '-')"));
+    }
+    Ok(value.to_owned())
+}
+
+impl BirdSend {
+    fn from_config(config: &BirdSendConfig) -> Result<Self, ProviderConfigError> {
+        let workspace_id = path_id(&config.workspace_id, "send.workspace_id")?;
+        let channel_id = path_id(&config.channel_id, "send.channel_id")?;
+        if config.access_key.expose().trim().is_empty() {
+            return Err(bad("send.access_key", "must not be empty"));
+        }
+        if let Some(url) = &config.base_url {
+            send::check_base_url(url, "send.base_url")?;
+        }
+        Ok(BirdSend {
+            workspace_id,
+            channel_id,
+            access_key: config.access_key.clone(),
+            base_url: send::base_url(config.base_url.as_deref(), DEFAULT_BASE_URL),
+        })
+    }
+
+    /// Sends through the channel, which owns the number: `from` is not used.
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        let body = serde_json::json!({
+            "receiver": { "contacts": [{ "identifierValue": message.to.as_e164() }] },
+            "body": { "type": "text", "text": { "text": message.body } },
+        });
+        let url = format!("{}/workspaces/{}/channels/{}/messages", self.base_url, self.workspace_id, self.channel_id);
+        let request = send::client()
+            .post(url)
+            .header(http::header::AUTHORIZATION, format!("AccessKey {}", self.access_key.expose()))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        let answer = send::execute(request).await?;
+        let refusal = describe(&answer);
+        let answer = answer.accepted(|_| None).map_err(|e| match e {
+            SendError::Refused { .. } => SendError::Refused { reason: refusal },
+            other => other,
+        })?;
+        let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
+        Ok(Sent { message_id: id })
+    }
+}
+
+/// A refusal's reason: the status and Bird's error `code`, never its
+/// `message` or `details` (which may quote the number).
+fn describe(answer: &HttpAnswer) -> String {
+    let code = answer.json::<serde_json::Value>().and_then(|v| v["code"].as_str().map(str::to_owned));
+    format!("the provider answered {}: {}", answer.status, code.unwrap_or_default())
 }
 
 impl Configured for Bird {
@@ -231,7 +320,8 @@ impl Configured for Bird {
 
     fn from_config(config: &BirdConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
         secrets(&config.signing_keys, "signing_keys")?;
-        Ok(Bird { signing_keys: config.signing_keys.clone() })
+        let send = config.send.as_ref().map(BirdSend::from_config).transpose()?;
+        Ok(Bird { signing_keys: config.signing_keys.clone(), send })
     }
 }
 
@@ -243,6 +333,17 @@ impl Provider for Bird {
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
         receive(&self.signing_keys, request)
+    }
+
+    fn sends(&self) -> bool {
+        self.send.is_some()
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        match &self.send {
+            Some(send) => send.send(message).await,
+            None => Err(SendError::NotConfigured("no [providers.bird.send] table")),
+        }
     }
 }
 
@@ -344,6 +445,110 @@ mod tests {
             [(r#"signing_keys = [""]"#, "signing_keys[0]"), (r#"signing_keys = []"#, "signing_keys")]
         {
             let error = crate::providers::tests::build::<Bird>(&section.replace("\\n", "\n")).err().expect(section);
+            assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
+
+    // --- Replies ---
+
+    use crate::domain::PhoneNumber;
+    use crate::providers::send::fake::{FakeApi, Reply};
+    use serde_json::json;
+
+    fn with_send(base_url: &str) -> Bird {
+        crate::providers::tests::build::<Bird>(&format!(
+            "signing_keys = [\"sk\"]\n[send]\nworkspace_id = \"2b6a3a45-ws\"\nchannel_id = \"8a5b6c7d-ch\"\n\
+             access_key = \"acc3ss\"\nbase_url = \"{base_url}\"\n"
+        ))
+        .unwrap()
+    }
+
+    async fn send_one(provider: &Bird) -> Result<Sent, SendError> {
+        let patient = PhoneNumber::parse("+14158675309").unwrap();
+        let clinic = PhoneNumber::parse("+14155550100").unwrap();
+        provider
+            .send(&OutboundMessage {
+                to: &patient,
+                from: Some(&clinic),
+                body: "Lakeside: you are unsubscribed.",
+                reference: "ev-1",
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_posted_to_the_channel_as_documented_and_its_id_read() {
+        let fake = FakeApi::start(vec![Reply::json(
+            202,
+            json!({"id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "channelId": "8a5b6c7d-ch", "status": "accepted",
+                "direction": "outgoing", "createdAt": "2026-07-01T09:00:00Z"}),
+        )])
+        .await;
+        let provider = with_send(&fake.base_url);
+        assert!(provider.sends());
+        assert_eq!(
+            send_one(&provider).await.unwrap().message_id.as_deref(),
+            Some("3fa85f64-5717-4562-b3fc-2c963f66afa6")
+        );
+        let seen = fake.seen();
+        assert_eq!(seen[0].method, http::Method::POST);
+        assert_eq!(seen[0].uri, "/workspaces/2b6a3a45-ws/channels/8a5b6c7d-ch/messages");
+        assert_eq!(seen[0].header("authorization"), Some("AccessKey acc3ss"));
+        assert_eq!(seen[0].header("content-type"), Some("application/json"));
+        assert_eq!(
+            seen[0].json(),
+            json!({"receiver": {"contacts": [{"identifierValue": "+14158675309"}]},
+                "body": {"type": "text", "text": {"text": "Lakeside: you are unsubscribed."}}})
+        );
+        assert!(!String::from_utf8_lossy(&seen[0].body).contains("4155550100"), "the channel owns the sender");
+    }
+
+    #[tokio::test]
+    async fn error_answers_are_refused_or_temporary() {
+        let fake = FakeApi::start(vec![
+            Reply::json(
+                422,
+                json!({"code": "InvalidPayload", "message": "receiver '+14158675309' is not valid",
+                    "details": {"receiver": ["invalid"]}}),
+            ),
+            Reply::json(429, json!({"code": "TooManyRequests"})).with_header("retry-after", "9"),
+            Reply::json(503, json!({})),
+        ])
+        .await;
+        let provider = with_send(&fake.base_url);
+        let Err(SendError::Refused { reason }) = send_one(&provider).await else { panic!() };
+        assert!(reason.contains("InvalidPayload"), "{reason}");
+        assert!(!reason.contains("4158675309"), "{reason}");
+        assert_eq!(
+            send_one(&provider).await,
+            Err(SendError::Temporary {
+                reason: "the provider answered 429 Too Many Requests".into(),
+                retry_after: Some(std::time::Duration::from_secs(9))
+            })
+        );
+        assert!(matches!(send_one(&provider).await, Err(SendError::Temporary { .. })));
+        let plain = crate::providers::tests::build::<Bird>(r#"signing_keys = ["k"]"#).unwrap();
+        assert!(!plain.sends());
+        assert!(matches!(send_one(&plain).await, Err(SendError::NotConfigured(_))));
+    }
+
+    #[test]
+    fn a_failed_status_event_stays_ignored() {
+        let h = HeaderMap::new();
+        let failed = br#"{"service":"channels","event":"sms.outbound","payload":{"id":"3fa85f64","direction":"outgoing","status":"delivery_failed","reason":"details: unknown subscriber; reason: unknown_subscriber; code: 1","failure":{"code":15005,"source":{"name":"sms-messagebird","code":"1"}}}}"#;
+        assert!(matches!(parse(&hmac_request(&h, "https://x/", failed, 0)).unwrap(), Received::Ignored(_)));
+    }
+
+    #[test]
+    fn a_bad_send_table_names_its_field() {
+        let head = "signing_keys = [\"k\"]\n[send]\n";
+        for (section, field) in [
+            ("workspace_id = \"\"\nchannel_id = \"c\"\naccess_key = \"a\"", "send.workspace_id"),
+            ("workspace_id = \"w\"\nchannel_id = \"c/../x\"\naccess_key = \"a\"", "send.channel_id"),
+            ("workspace_id = \"w\"\nchannel_id = \"c\"\naccess_key = \"\"", "send.access_key"),
+            ("workspace_id = \"w\"\nchannel_id = \"c\"\naccess_key = \"a\"\nbase_url = \"ftp://x\"", "send.base_url"),
+        ] {
+            let error = crate::providers::tests::build::<Bird>(&format!("{head}{section}")).err().expect(section);
             assert_eq!(error.field, field, "{section}: {error}");
         }
     }
