@@ -42,3 +42,122 @@ fn a_circular_dependency_is_refused_before_any_rule_runs() {
     assert!(!passed, "{output}");
     assert!(output.contains("circular dependency"), "{output}");
 }
+
+/// The template after the SAM transform, as CloudFormation will see it.
+fn transformed() -> serde_json::Value {
+    let out = tempfile::Builder::new().suffix(".json").tempfile().expect("a temporary file");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new(format!("{root}/.tools/sam/bin/python"))
+        .args(["scripts/sam_transform.py", "infra/template.yaml"])
+        .arg(out.path())
+        .current_dir(root)
+        .status()
+        .expect("the SAM transform runs (tools from ./scripts/test)");
+    assert!(status.success());
+    serde_json::from_str(&std::fs::read_to_string(out.path()).unwrap()).expect("JSON")
+}
+
+fn of_type<'a>(template: &'a serde_json::Value, kind: &str) -> Vec<(&'a String, &'a serde_json::Value)> {
+    template["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
+}
+
+#[test]
+fn the_outbox_function_takes_only_new_outbox_items_from_the_stream_and_gives_up_into_its_queue() {
+    let template = transformed();
+    let function = &template["Resources"]["OutboxFunction"];
+    assert_eq!(function["Type"], "AWS::Lambda::Function");
+    assert_eq!(function["Properties"]["Timeout"], 120);
+    assert!(function["Properties"]["ReservedConcurrentExecutions"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(function["Properties"]["Role"]["Fn::GetAtt"][0], "OutboxRole");
+    let mappings: Vec<_> = of_type(&template, "AWS::Lambda::EventSourceMapping")
+        .into_iter()
+        .filter(|(_, m)| m["Properties"]["FunctionName"]["Ref"] == "OutboxFunction")
+        .collect();
+    assert_eq!(mappings.len(), 1, "one stream trigger");
+    let mapping = &mappings[0].1["Properties"];
+    assert_eq!(mapping["EventSourceArn"]["Fn::GetAtt"], serde_json::json!(["ConsentTable", "StreamArn"]));
+    assert_eq!(mapping["StartingPosition"], "LATEST");
+    assert_eq!(mapping["FunctionResponseTypes"], serde_json::json!(["ReportBatchItemFailures"]));
+    assert_eq!(mapping["BisectBatchOnFunctionError"], true);
+    assert_eq!(mapping["MaximumRetryAttempts"], 5);
+    assert_eq!(mapping["MaximumRecordAgeInSeconds"], 3600);
+    assert_eq!(
+        mapping["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"],
+        serde_json::json!(["OutboxDeadLetterQueue", "Arn"])
+    );
+    let filters = mapping["FilterCriteria"]["Filters"].as_array().unwrap();
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value = serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        pattern,
+        serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"Keys": {"SK": {"S": [{"prefix": "OUTBOX#"}]}}}})
+    );
+    // The stream still carries keys only, and still feeds the STATE-deletion pipe.
+    let table = &template["Resources"]["ConsentTable"]["Properties"];
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "KEYS_ONLY");
+    assert_eq!(template["Resources"]["StateDeletionPipe"]["Properties"]["Source"]["Fn::GetAtt"][0], "ConsentTable");
+    // The queue is encrypted with the stack's key, keeps 14 days, and is alarmed.
+    let queue = &template["Resources"]["OutboxDeadLetterQueue"]["Properties"];
+    assert_eq!(queue["KmsMasterKeyId"]["Ref"], "DataKey");
+    assert_eq!(queue["MessageRetentionPeriod"], 1_209_600);
+    let alarmed = |metric: &str, dimension: &serde_json::Value| {
+        of_type(&template, "AWS::CloudWatch::Alarm").iter().any(|(_, a)| {
+            a["Properties"]["MetricName"] == metric && a["Properties"]["Dimensions"][0]["Value"] == *dimension
+        })
+    };
+    assert!(alarmed(
+        "ApproximateNumberOfMessagesVisible",
+        &serde_json::json!({"Fn::GetAtt": ["OutboxDeadLetterQueue", "QueueName"]})
+    ));
+    assert!(alarmed("Errors", &serde_json::json!({"Ref": "OutboxFunction"})));
+}
+
+#[test]
+fn the_outbox_role_may_not_delete_or_scan_and_sends_only_through_end_user_messaging() {
+    let template = transformed();
+    let role = &template["Resources"]["OutboxRole"]["Properties"];
+    assert!(role.get("Policies").is_none(), "no inline policy");
+    let mut statements = Vec::new();
+    for policy in role["ManagedPolicyArns"].as_array().unwrap() {
+        if let Some(name) = policy["Ref"].as_str() {
+            let document = &template["Resources"][name]["Properties"]["PolicyDocument"];
+            statements.extend(document["Statement"].as_array().unwrap().iter().cloned());
+        }
+    }
+    let actions: Vec<String> = statements
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    for forbidden in ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:*", "*"] {
+        assert!(!actions.iter().any(|a| a == forbidden), "{forbidden} granted: {actions:?}");
+    }
+    for needed in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:TransactWriteItems",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:DescribeStream",
+        "dynamodb:ListStreams",
+        "sms-voice:SendTextMessage",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+        "secretsmanager:GetSecretValue",
+    ] {
+        assert!(actions.iter().any(|a| a == needed), "{needed} missing: {actions:?}");
+    }
+    assert!(statements.iter().all(|s| s["Resource"] != "*"), "every statement names its resources");
+    // Its data keys, as the webhook's: granted by the key policy, with the
+    // encryption-context condition.
+    let key = &template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"];
+    let data_keys = key.as_array().unwrap().iter().find(|s| s["Sid"] == "FunctionsMakeAndOpenDataKeys").unwrap();
+    assert!(data_keys["Principal"]["AWS"].as_array().unwrap().iter().any(|p| p["Fn::GetAtt"][0] == "OutboxRole"));
+    assert_eq!(data_keys["Condition"]["StringEquals"]["kms:EncryptionContext:application"], "sms-consent");
+}

@@ -104,6 +104,8 @@ async fn every_sample_event_gets_the_expected_answer() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|f| f.ends_with(".json"))
+        // The outbox function's stream events are not HTTP requests: its own tests invoke them.
+        .filter(|f| !f.starts_with("outbox-"))
         .collect();
     files.sort();
     assert!(files.len() >= 40, "a STOP, START, HELP and tampered event per provider, and the API events");
