@@ -6,6 +6,7 @@ mod consents;
 mod durability;
 mod helpers;
 mod providers;
+mod replies;
 mod robustness;
 mod security_providers;
 mod standard_webhooks;

@@ -17,13 +17,13 @@ fn now() -> i64 {
 
 /// Event times for payloads that carry one: now, plus a second for each
 /// message sent, so that messages sent in order are ordered in time.
-fn event_time() -> time::OffsetDateTime {
+pub fn event_time() -> time::OffsetDateTime {
     use std::sync::atomic::{AtomicI64, Ordering};
     static SENT: AtomicI64 = AtomicI64::new(0);
     time::OffsetDateTime::now_utc() + time::Duration::seconds(SENT.fetch_add(1, Ordering::SeqCst))
 }
 
-fn rfc3339(at: time::OffsetDateTime) -> String {
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).unwrap()
 }
 
