@@ -106,8 +106,14 @@ async fn main() -> ExitCode {
         Command::CheckConfig { config } => match local::load_config(&config)
             .and_then(|c| c.providers(Arc::new(HttpSnsNetwork::new())).map_err(StartError::from))
         {
-            Ok(_) => {
+            Ok(providers) => {
                 println!("{}: ok", config.display());
+                for provider in sms_consent::runtime::outbox::unsent_providers(&providers) {
+                    println!(
+                        "note: {provider} has no send table: its replies will wait in the outbox \
+                         (see \"Replies\" in the README)"
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -513,4 +513,11 @@ fn check_config_names_a_provider_key_that_does_not_decode() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The providers whose replies cannot go inline and that have no send
+    // table are named: their replies will wait in the outbox.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for waiting in ["telnyx", "vonage", "sinch", "bandwidth", "bird", "aws-sns"] {
+        assert!(stdout.contains(&format!("note: {waiting} has no send table")), "{stdout}");
+    }
+    assert!(!stdout.contains("twilio has no") && !stdout.contains("plivo has no"), "{stdout}");
 }
