@@ -4,16 +4,22 @@
 //! body, so one observed pair would carry any body: it is refused unless
 //! config turns it on (`accept_v2_signatures`), and then its nonce is the
 //! message's `replay_key`, accepted once. Replies are Plivo XML.
+//!
+//! With a `send` table it also sends through the Message API, and a message
+//! status callback carrying error 200 (the destination opted out) becomes a
+//! provider opt-out.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::send::{self, HttpAnswer};
 use super::{
-    digits_phone, form_pairs, param, required, same_bytes, secrets, xml_escape, Answer, Configured, InboundMessage,
-    Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
-    SignatureError, WebhookRequest, GET_AND_POST,
+    bad, digits_phone, form_pairs, param, required, same_bytes, secrets, xml_escape, Answer, Configured,
+    InboundMessage, OutboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderBlock,
+    ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SendError, Sent, SignatureError, WebhookRequest,
+    GET_AND_POST,
 };
 
 pub const NAME: &str = "plivo";
@@ -30,6 +36,18 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     ],
 };
 const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
+
+/// Plivo's REST API.
+pub const DEFAULT_BASE_URL: &str = "https://api.plivo.com";
+
+/// Plivo's SMS error codes that mean the destination will not take our
+/// messages: 200, a destination that replied STOP to the sending number
+/// (Plivo blocks every later message to it and marks it failed with 200).
+/// Plivo reports it in the message status callback's `ErrorCode`; its send
+/// API accepts the message (202) and fails it afterwards, and its error
+/// answers carry no code. https://www.plivo.com/docs/messaging/troubleshooting/error-codes
+/// and https://support.plivo.com/support/solutions/articles/17000089602
+pub const OPT_OUT_CODES: &[&str] = &["200"];
 
 fn hmac(token: &str, message: &str) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(token.as_bytes()).expect("any key length");
@@ -156,12 +174,13 @@ pub fn params(request: &WebhookRequest<'_>) -> Vec<(String, String)> {
     }
 }
 
-/// Reads Plivo's incoming-message webhook; delivery reports are ignored.
+/// Reads Plivo's incoming-message webhook; a delivery report is a provider
+/// opt-out when it carries an opt-out `ErrorCode`, and is otherwise ignored.
 pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Result<Received, PayloadError> {
     let query = request.query_pairs();
     let get = |name: &str| param(params, name).or_else(|| param(&query, name));
     if get("Text").is_none() && get("Status").is_some() {
-        return Ok(Received::Ignored("delivery report"));
+        return delivery_report(&get);
     }
     Ok(Received::Message(InboundMessage {
         provider: NAME,
@@ -174,6 +193,95 @@ pub fn parse(request: &WebhookRequest<'_>, params: &[(String, String)]) -> Resul
     }))
 }
 
+/// A message status callback for one of our messages: `MessageUUID`, `Status`
+/// (`queued`, `sent`, `failed`, `delivered`, `undelivered`), `ErrorCode`,
+/// `From` (our number) and `To` (the patient), digits without `+`.
+/// https://www.plivo.com/docs/messaging/concepts/callbacks
+fn delivery_report<'a>(get: &dyn Fn(&str) -> Option<&'a str>) -> Result<Received, PayloadError> {
+    let failed = matches!(get("Status"), Some("failed" | "undelivered"));
+    let Some(code) = get("ErrorCode").map(str::trim).filter(|c| failed && OPT_OUT_CODES.contains(c)) else {
+        return Ok(Received::Ignored("delivery report"));
+    };
+    Ok(Received::ProviderOptOut(ProviderBlock {
+        provider: NAME,
+        message_id: required(get("MessageUUID"), "MessageUUID")?.to_owned(),
+        number: digits_phone(required(get("To"), "To")?, "To")?,
+        // A sender id or short code is no number: the opt-out then counts
+        // for every program.
+        clinic: get("From").and_then(|from| crate::domain::PhoneNumber::parse_digits(from).ok()),
+        code: code.to_owned(),
+        occurred_at: None,
+    }))
+}
+
+/// Plivo's error answers carry no opt-out code (see `OPT_OUT_CODES`).
+fn opted_out(_: &HttpAnswer) -> Option<String> {
+    None
+}
+
+/// Plivo's `error` text can quote the numbers: a refusal keeps it with every
+/// run of digits masked.
+fn describe(status: http::StatusCode, answer: Option<&serde_json::Value>) -> String {
+    let error = answer.and_then(|v| v.get("error")).map(|e| match e {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    });
+    match error {
+        Some(error) => {
+            let mut masked = String::with_capacity(error.len());
+            for c in error.chars().take(200) {
+                if c.is_ascii_digit() {
+                    if !masked.ends_with('#') {
+                        masked.push('#');
+                    }
+                } else {
+                    masked.push(c);
+                }
+            }
+            format!("Plivo answered {status}: {masked}")
+        }
+        None => format!("Plivo answered {status}"),
+    }
+}
+
+/// Sends one message through the Message API: `POST
+/// /v1/Account/{auth_id}/Message/`, HTTP Basic with the Auth ID and token,
+/// JSON `src`, `dst`, `text` (numbers in E.164 with `+`); 202 with
+/// `message_uuid`, a list. https://www.plivo.com/docs/messaging/api/message/send-a-message
+pub async fn send_message(config: &PlivoSendConfig, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+    let Some(from) = message.from else {
+        return Err(SendError::refused("no sender: the reply names no clinic number to send from"));
+    };
+    let body = serde_json::json!({
+        "src": from.as_e164(),
+        "dst": message.to.as_e164(),
+        "text": message.body,
+    });
+    let url = format!(
+        "{}/v1/Account/{}/Message/",
+        send::base_url(config.base_url.as_deref(), DEFAULT_BASE_URL),
+        config.auth_id
+    );
+    let request = send::client()
+        .post(url)
+        .basic_auth(&config.auth_id, Some(config.auth_token.expose()))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    let answer = send::execute(request).await?;
+    let status = answer.status;
+    let parsed = answer.json::<serde_json::Value>();
+    answer.accepted(opted_out).map_err(|e| match e {
+        SendError::Refused { .. } => SendError::refused(describe(status, parsed.as_ref())),
+        other => other,
+    })?;
+    let id = parsed.as_ref().and_then(|v| v.get("message_uuid")).and_then(|ids| match ids {
+        serde_json::Value::Array(ids) => ids.first().and_then(|id| id.as_str()).map(str::to_owned),
+        serde_json::Value::String(id) => Some(id.clone()),
+        _ => None,
+    });
+    Ok(Sent { message_id: id })
+}
+
 /// The `replay_key` of a message that came with a V2 signature.
 pub fn v2_replay_key(nonce: &str) -> String {
     format!("plivo-v2-nonce:{nonce}")
@@ -183,8 +291,14 @@ pub fn receive(tokens: &[Secret], accept_v2: bool, request: &WebhookRequest<'_>)
     let params = params(request);
     let verified = verify(tokens, accept_v2, request, &params)?;
     let mut parsed = parse(request, &params)?;
-    if let (Verified::V2 { nonce }, Received::Message(message)) = (verified, &mut parsed) {
-        message.replay_key = Some(v2_replay_key(&nonce));
+    match (verified, &mut parsed) {
+        (Verified::V2 { nonce }, Received::Message(message)) => message.replay_key = Some(v2_replay_key(&nonce)),
+        // A V2 signature does not cover the body, so the number in it could
+        // be anyone's: an opt-out is taken only from a V3-signed report.
+        (Verified::V2 { .. }, Received::ProviderOptOut(_)) => {
+            return Ok(Received::Ignored("delivery report under a V2 signature, which does not cover the body"))
+        }
+        _ => {}
     }
     Ok(parsed)
 }
@@ -209,6 +323,7 @@ pub fn reply(message: Option<(&str, &InboundMessage)>) -> String {
 pub struct Plivo {
     auth_tokens: Vec<Secret>,
     accept_v2_signatures: bool,
+    send: Option<PlivoSendConfig>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -220,6 +335,35 @@ pub struct PlivoConfig {
     /// cannot send V3. Each V2 nonce is then accepted once.
     #[serde(default)]
     pub accept_v2_signatures: bool,
+    /// The Message API, for replies sent on their own.
+    #[serde(default)]
+    pub send: Option<PlivoSendConfig>,
+}
+
+/// `[providers.plivo.send]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlivoSendConfig {
+    /// The account's (or subaccount's) Auth ID: the user and the URL's account.
+    pub auth_id: String,
+    pub auth_token: Secret,
+    /// Defaults to `DEFAULT_BASE_URL`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+fn check_send(config: &PlivoSendConfig) -> Result<(), ProviderConfigError> {
+    // The Auth ID goes into the URL path: letters and digits only.
+    if config.auth_id.is_empty() || !config.auth_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(bad("send.auth_id", "must be a non-empty Auth ID (letters and digits)"));
+    }
+    if config.auth_token.expose().is_empty() {
+        return Err(bad("send.auth_token", "must not be empty"));
+    }
+    if let Some(base_url) = &config.base_url {
+        send::check_base_url(base_url, "send.base_url")?;
+    }
+    Ok(())
 }
 
 impl Configured for Plivo {
@@ -227,7 +371,14 @@ impl Configured for Plivo {
 
     fn from_config(config: &PlivoConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
         secrets(&config.auth_tokens, "auth_tokens")?;
-        Ok(Plivo { auth_tokens: config.auth_tokens.clone(), accept_v2_signatures: config.accept_v2_signatures })
+        if let Some(send) = &config.send {
+            check_send(send)?;
+        }
+        Ok(Plivo {
+            auth_tokens: config.auth_tokens.clone(),
+            accept_v2_signatures: config.accept_v2_signatures,
+            send: config.send.clone(),
+        })
     }
 }
 
@@ -244,6 +395,17 @@ impl Provider for Plivo {
     /// Plivo XML, with the confirmation inline.
     fn answer(&self, outcome: &Outcome<'_>) -> Answer {
         Answer::xml(reply(outcome.reply))
+    }
+
+    fn sends(&self) -> bool {
+        self.send.is_some()
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        match &self.send {
+            Some(config) => send_message(config, message).await,
+            None => Err(SendError::NotConfigured("providers.plivo.send is not set")),
+        }
     }
 }
 
@@ -388,6 +550,183 @@ mod tests {
         {
             let error = crate::providers::tests::build::<Plivo>(&section.replace("\\n", "\n")).err().expect(section);
             assert_eq!(error.field, field, "{section}: {error}");
+        }
+    }
+    use crate::domain::PhoneNumber;
+    use crate::providers::send::fake::{FakeApi, Reply};
+
+    const AUTH_ID: &str = "MAXXXXXXXXXXXXXXXXXX";
+
+    fn sender(base_url: &str) -> Plivo {
+        crate::providers::tests::build::<Plivo>(&format!(
+            "auth_tokens = [\"hook-token\"]\n[send]\nauth_id = \"{AUTH_ID}\"\nauth_token = \"api-token\"\nbase_url = \"{base_url}\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn numbers() -> (PhoneNumber, PhoneNumber) {
+        (PhoneNumber::parse("+14158675309").unwrap(), PhoneNumber::parse("+14155550100").unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_posted_as_plivo_documents_it_and_its_uuid_read() {
+        let fake = FakeApi::start(vec![Reply::json(
+            202,
+            serde_json::json!({"api_id": "db342550-e8b2-11e4-b423-22000ac8a2f8", "message": "message(s) queued",
+                "message_uuid": ["db3ce55a-7f1d-11e1-8ea7-1231380bc196"]}),
+        )])
+        .await;
+        let plivo = sender(&fake.base_url);
+        assert!(plivo.sends());
+        let (to, from) = numbers();
+        let message =
+            OutboundMessage { to: &to, from: Some(&from), body: "Lakeside: you are unsubscribed.", reference: "ev-1" };
+        assert_eq!(
+            plivo.send(&message).await,
+            Ok(Sent { message_id: Some("db3ce55a-7f1d-11e1-8ea7-1231380bc196".into()) })
+        );
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 1);
+        let request = &seen[0];
+        assert_eq!(request.method, http::Method::POST);
+        assert_eq!(request.uri, format!("/v1/Account/{AUTH_ID}/Message/"));
+        let basic = format!("Basic {}", STANDARD.encode(format!("{AUTH_ID}:api-token")));
+        assert_eq!(request.header("authorization"), Some(basic.as_str()));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(
+            request.json(),
+            serde_json::json!({"src": "+14155550100", "dst": "+14158675309", "text": "Lakeside: you are unsubscribed."})
+        );
+        let raw = String::from_utf8_lossy(&request.body).to_string();
+        assert!(!raw.contains("hook-token") && !raw.contains("api-token"), "no secret in the body");
+    }
+
+    #[tokio::test]
+    async fn error_answers_are_refused_without_numbers_or_temporary() {
+        let fake = FakeApi::start(vec![
+            Reply::json(
+                400,
+                serde_json::json!({"api_id": "a1", "error": "dst parameter 14158675309 is not a valid number"}),
+            ),
+            Reply::json(401, serde_json::json!({"api_id": "a2", "error": "Authentication failed"})),
+            Reply::json(429, serde_json::json!({"api_id": "a3", "error": "too many requests"}))
+                .with_header("retry-after", "12"),
+            Reply::json(500, serde_json::json!({"api_id": "a4", "error": "internal error"})),
+        ])
+        .await;
+        let plivo = sender(&fake.base_url);
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "x", reference: "ev-2" };
+        let Err(SendError::Refused { reason }) = plivo.send(&message).await else { panic!("not refused") };
+        assert!(
+            reason.contains("400") && reason.contains("not a valid number") && !reason.contains("8675309"),
+            "{reason}"
+        );
+        assert!(
+            matches!(plivo.send(&message).await, Err(SendError::Refused { reason }) if reason.contains("Authentication failed"))
+        );
+        assert!(matches!(
+            plivo.send(&message).await,
+            Err(SendError::Temporary { retry_after: Some(d), .. }) if d == std::time::Duration::from_secs(12)
+        ));
+        assert!(matches!(plivo.send(&message).await, Err(SendError::Temporary { .. })));
+        let no_sender = OutboundMessage { from: None, ..message };
+        assert!(matches!(plivo.send(&no_sender).await, Err(SendError::Refused { .. })));
+        assert_eq!(fake.seen().len(), 4, "nothing sent without a sender");
+        let unconfigured = crate::providers::tests::build::<Plivo>(r#"auth_tokens = ["t"]"#).unwrap();
+        assert!(!unconfigured.sends());
+        assert!(matches!(unconfigured.send(&message).await, Err(SendError::NotConfigured(_))));
+    }
+
+    async fn signed_report(plivo: &Plivo, form: &str, token: &str) -> Result<Received, Rejection> {
+        let url = "https://consent.example/webhooks/plivo";
+        let params = form_pairs(form.as_bytes());
+        let mut headers = HeaderMap::new();
+        headers.insert(V3_NONCE_HEADER, "12345".parse().unwrap());
+        headers.insert(V3_HEADER, sign_v3(token, "POST", url, &params, "12345").parse().unwrap());
+        let request = WebhookRequest {
+            method: "POST",
+            url,
+            headers: &headers,
+            body: form.as_bytes(),
+            now: OffsetDateTime::UNIX_EPOCH,
+        };
+        plivo.receive(&request).await
+    }
+
+    #[tokio::test]
+    async fn a_signed_status_callback_with_error_200_is_a_provider_opt_out() {
+        let plivo = sender("https://api.plivo.com");
+        let form = "MessageUUID=db3ce55a-7f1d-11e1-8ea7-1231380bc196&Status=failed&ErrorCode=200\
+                    &From=14155550100&To=14158675309&Units=1&TotalRate=0&TotalAmount=0&MessageTime=";
+        let Received::ProviderOptOut(block) = signed_report(&plivo, form, "hook-token").await.unwrap() else {
+            panic!("not an opt-out")
+        };
+        assert_eq!(block.provider, "plivo");
+        assert_eq!(block.message_id, "db3ce55a-7f1d-11e1-8ea7-1231380bc196");
+        assert_eq!(block.number.as_e164(), "+14158675309");
+        assert_eq!(block.clinic.as_ref().map(|c| c.as_e164()), Some("+14155550100"));
+        assert_eq!(block.code, "200");
+        assert_eq!(block.occurred_at, None);
+        let undelivered = form.replace("Status=failed", "Status=undelivered");
+        assert!(matches!(
+            signed_report(&plivo, &undelivered, "hook-token").await.unwrap(),
+            Received::ProviderOptOut(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn other_status_callbacks_are_ignored_and_a_bad_signature_refused() {
+        let plivo = sender("https://api.plivo.com");
+        let delivered = "MessageUUID=u1&Status=delivered&ErrorCode=000&From=14155550100&To=14158675309";
+        assert!(matches!(signed_report(&plivo, delivered, "hook-token").await.unwrap(), Received::Ignored(_)));
+        let spam = "MessageUUID=u1&Status=undelivered&ErrorCode=30&From=14155550100&To=14158675309";
+        assert!(matches!(signed_report(&plivo, spam, "hook-token").await.unwrap(), Received::Ignored(_)));
+        let opt_out = "MessageUUID=u1&Status=failed&ErrorCode=200&From=14155550100&To=14158675309";
+        assert_eq!(
+            signed_report(&plivo, opt_out, "not-the-token").await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature)
+        );
+        let unsigned = WebhookRequest {
+            method: "POST",
+            url: "https://consent.example/webhooks/plivo",
+            headers: &HeaderMap::new(),
+            body: opt_out.as_bytes(),
+            now: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(matches!(plivo.receive(&unsigned).await, Err(Rejection::Signature(SignatureError::MissingHeader(_)))));
+    }
+
+    #[tokio::test]
+    async fn an_opt_out_report_under_a_v2_signature_is_not_taken() {
+        let plivo =
+            crate::providers::tests::build::<Plivo>("auth_tokens = [\"t\"]\naccept_v2_signatures = true").unwrap();
+        let url = "https://consent.example/webhooks/plivo";
+        let form = "MessageUUID=u1&Status=failed&ErrorCode=200&From=14155550100&To=14158675309";
+        let mut headers = HeaderMap::new();
+        headers.insert(V2_NONCE_HEADER, "n-9".parse().unwrap());
+        headers.insert(V2_HEADER, sign_v2("t", url, "n-9").parse().unwrap());
+        let request = WebhookRequest {
+            method: "POST",
+            url,
+            headers: &headers,
+            body: form.as_bytes(),
+            now: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(matches!(plivo.receive(&request).await.unwrap(), Received::Ignored(_)));
+    }
+
+    #[test]
+    fn a_bad_send_table_is_named_by_its_field() {
+        for (send, field) in [
+            ("auth_id = \"\"\nauth_token = \"t\"", "send.auth_id"),
+            ("auth_id = \"MA/x\"\nauth_token = \"t\"", "send.auth_id"),
+            ("auth_id = \"MA1\"\nauth_token = \"\"", "send.auth_token"),
+            ("auth_id = \"MA1\"\nauth_token = \"t\"\nbase_url = \"http://api.plivo.com\"", "send.base_url"),
+        ] {
+            let section = format!("auth_tokens = [\"t\"]\n[send]\n{send}");
+            let error = crate::providers::tests::build::<Plivo>(&section).err().expect(send);
+            assert_eq!(error.field, field, "{send}: {error}");
         }
     }
 }

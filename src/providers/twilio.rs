@@ -2,16 +2,21 @@
 //! over the URL exactly as Twilio requested it, with both port variants
 //! accepted; JSON bodies are covered by a `bodySHA256` query parameter. No
 //! timestamp: replays are made harmless by the message id. Replies are TwiML.
+//!
+//! With a `send` table it also sends through the Messages API (for replies
+//! that cannot go inline), and a status callback carrying error 21610
+//! (the recipient replied STOP to our number) becomes a provider opt-out.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use super::send::{self, HttpAnswer};
 use super::{
     bad, form_pairs, param, phone, required, same_bytes, secrets, sha256_hex, xml_escape, Answer, Configured,
-    InboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received, Rejection,
-    ReplyStyle, Secret, SignatureError, WebhookRequest,
+    InboundMessage, OutboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderBlock,
+    ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SendError, Sent, SignatureError, WebhookRequest,
 };
 
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -37,6 +42,15 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     ],
 };
 const PROFILE: Profile = Profile { name: NAME, methods: super::POST, reply_style: REPLY_STYLE };
+
+/// Twilio's REST API.
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+
+/// Twilio's error codes that mean the recipient will not take messages from
+/// us: 21610, "Attempt to send to unsubscribed recipient" (the number replied
+/// STOP to this sender), in a send's error answer and in a status callback's
+/// `ErrorCode`. https://www.twilio.com/docs/api/errors/21610
+pub const OPT_OUT_CODES: &[&str] = &["21610"];
 
 /// The signature Twilio would send for `url` and form `params`.
 pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -118,12 +132,14 @@ fn query_param(url: &str, name: &str) -> Option<String> {
     param(&form_pairs(query.as_bytes()), name).map(str::to_owned)
 }
 
-/// Reads Twilio's incoming-message webhook. Status callbacks (a
-/// `MessageStatus` and no `Body`) are acknowledged and ignored.
+/// Reads Twilio's incoming-message webhook. A status callback (a
+/// `MessageStatus` and no `Body`) is a provider opt-out when it reports a
+/// failed or undelivered message with an opt-out `ErrorCode`, and is
+/// otherwise acknowledged and ignored.
 pub fn parse(params: &[(String, String)]) -> Result<Received, PayloadError> {
     let get = |name: &str| param(params, name);
     if get("Body").is_none() && get("MessageStatus").is_some() {
-        return Ok(Received::Ignored("status callback"));
+        return status_callback(params);
     }
     let message_id = required(get("MessageSid").or(get("SmsMessageSid")).or(get("SmsSid")), "MessageSid")?;
     let from = phone(required(get("From"), "From")?, "From")?;
@@ -138,6 +154,81 @@ pub fn parse(params: &[(String, String)]) -> Result<Received, PayloadError> {
         occurred_at: None,
         replay_key: None,
     }))
+}
+
+/// A status callback: our message `MessageSid` from `From` (our number, or a
+/// sender id) to `To` (the patient). Documented at
+/// https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
+fn status_callback(params: &[(String, String)]) -> Result<Received, PayloadError> {
+    let get = |name: &str| param(params, name);
+    let failed = matches!(get("MessageStatus"), Some("failed" | "undelivered"));
+    let Some(code) = get("ErrorCode").filter(|c| failed && OPT_OUT_CODES.contains(&c.trim())) else {
+        return Ok(Received::Ignored("status callback"));
+    };
+    let message_id = required(get("MessageSid").or(get("SmsSid")), "MessageSid")?;
+    Ok(Received::ProviderOptOut(ProviderBlock {
+        provider: NAME,
+        message_id: message_id.to_owned(),
+        number: phone(required(get("To"), "To")?, "To")?,
+        // A Messaging Service may send from a short code or a sender id: no
+        // number, so the opt-out then counts for every program.
+        clinic: get("From").and_then(|from| crate::domain::PhoneNumber::parse(from).ok()),
+        code: code.trim().to_owned(),
+        occurred_at: None,
+    }))
+}
+
+/// The opt-out code in a Messages API error answer
+/// (`{"code": 21610, "message": ..., "more_info": ..., "status": 400}`).
+fn opted_out(answer: &HttpAnswer) -> Option<String> {
+    let code = answer.json::<serde_json::Value>()?.get("code")?.as_i64()?.to_string();
+    OPT_OUT_CODES.contains(&code.as_str()).then_some(code)
+}
+
+/// Twilio's `message` can quote the numbers ("The 'To' number +1... is not a
+/// valid phone number"): a refusal names only the status and Twilio's code.
+fn describe(status: http::StatusCode, code: Option<i64>) -> String {
+    match code {
+        Some(code) => {
+            format!("Twilio answered {status} with error {code} (https://www.twilio.com/docs/api/errors/{code})")
+        }
+        None => format!("Twilio answered {status}"),
+    }
+}
+
+/// Sends one message through the Messages API: `POST
+/// /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic with the
+/// account SID and auth token, a form with `To`, `From` (or
+/// `MessagingServiceSid`) and `Body`; 201 with the message's `sid`.
+/// https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource
+pub async fn send_message(config: &TwilioSendConfig, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+    let mut form: Vec<(&str, &str)> = vec![("To", message.to.as_e164())];
+    match (&config.messaging_service_sid, message.from) {
+        (Some(service), _) => form.push(("MessagingServiceSid", service.as_str())),
+        (None, Some(from)) => form.push(("From", from.as_e164())),
+        (None, None) => {
+            return Err(SendError::refused(
+                "no sender: the reply names no clinic number and send.messaging_service_sid is not set",
+            ))
+        }
+    }
+    form.push(("Body", message.body));
+    let url = format!(
+        "{}/2010-04-01/Accounts/{}/Messages.json",
+        send::base_url(config.base_url.as_deref(), DEFAULT_BASE_URL),
+        config.account_sid
+    );
+    let request =
+        send::client().post(url).basic_auth(&config.account_sid, Some(config.auth_token.expose())).form(&form);
+    let answer = send::execute(request).await?;
+    let status = answer.status;
+    let code = answer.json::<serde_json::Value>().and_then(|v| v.get("code").and_then(|c| c.as_i64()));
+    let answer = answer.accepted(opted_out).map_err(|e| match e {
+        SendError::Refused { .. } => SendError::refused(describe(status, code)),
+        other => other,
+    })?;
+    let sid = answer.json::<serde_json::Value>().and_then(|v| v.get("sid")?.as_str().map(str::to_owned));
+    Ok(Sent { message_id: sid })
 }
 
 /// TwiML: the confirmation inline, or an empty response.
@@ -155,6 +246,7 @@ pub fn reply(message: Option<&str>) -> String {
 pub struct Twilio {
     /// Every token accepted; more than one during rotation.
     auth_tokens: Vec<Secret>,
+    send: Option<TwilioSendConfig>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -162,6 +254,46 @@ pub struct Twilio {
 pub struct TwilioConfig {
     /// Every token accepted; more than one during rotation.
     pub auth_tokens: Vec<Secret>,
+    /// The Messages API, for replies that cannot go inline.
+    #[serde(default)]
+    pub send: Option<TwilioSendConfig>,
+}
+
+/// `[providers.twilio.send]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioSendConfig {
+    /// `AC…`: the account (or subaccount) that owns the numbers.
+    pub account_sid: String,
+    pub auth_token: Secret,
+    /// `MG…`: send through this Messaging Service instead of `From`.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+    /// Defaults to `DEFAULT_BASE_URL`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// A SID goes into the URL path: letters and digits only.
+fn check_sid(value: &str, field: &str) -> Result<(), ProviderConfigError> {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(bad(field, "must be a non-empty SID (letters and digits)"));
+    }
+    Ok(())
+}
+
+fn check_send(config: &TwilioSendConfig) -> Result<(), ProviderConfigError> {
+    check_sid(&config.account_sid, "send.account_sid")?;
+    if config.auth_token.expose().is_empty() {
+        return Err(bad("send.auth_token", "must not be empty"));
+    }
+    if let Some(service) = &config.messaging_service_sid {
+        check_sid(service, "send.messaging_service_sid")?;
+    }
+    if let Some(base_url) = &config.base_url {
+        send::check_base_url(base_url, "send.base_url")?;
+    }
+    Ok(())
 }
 
 impl Configured for Twilio {
@@ -170,7 +302,10 @@ impl Configured for Twilio {
     fn from_config(config: &TwilioConfig, _: &Outside) -> Result<Self, ProviderConfigError> {
         secrets(&config.auth_tokens, "auth_tokens")
             .map_err(|_| bad("auth_tokens", "needs at least one non-empty token"))?;
-        Ok(Twilio { auth_tokens: config.auth_tokens.clone() })
+        if let Some(send) = &config.send {
+            check_send(send)?;
+        }
+        Ok(Twilio { auth_tokens: config.auth_tokens.clone(), send: config.send.clone() })
     }
 }
 
@@ -189,6 +324,17 @@ impl Provider for Twilio {
     /// TwiML, with the confirmation inline.
     fn answer(&self, outcome: &Outcome<'_>) -> Answer {
         Answer::xml(reply(outcome.reply.map(|(text, _)| text)))
+    }
+
+    fn sends(&self) -> bool {
+        self.send.is_some()
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        match &self.send {
+            Some(config) => send_message(config, message).await,
+            None => Err(SendError::NotConfigured("providers.twilio.send is not set")),
+        }
     }
 }
 
@@ -341,5 +487,188 @@ mod tests {
             let error = crate::providers::tests::build::<Twilio>(&section.replace("\\n", "\n")).err().expect(section);
             assert_eq!(error.field, field, "{section}: {error}");
         }
+    }
+    use crate::domain::PhoneNumber;
+    use crate::providers::send::fake::{FakeApi, Reply};
+
+    const SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn sender(base_url: &str, service: Option<&str>) -> Twilio {
+        let service = service.map(|s| format!("messaging_service_sid = \"{s}\"\n")).unwrap_or_default();
+        crate::providers::tests::build::<Twilio>(&format!(
+            "auth_tokens = [\"hook-token\"]\n[send]\naccount_sid = \"{SID}\"\nauth_token = \"api-token\"\n{service}base_url = \"{base_url}\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn numbers() -> (PhoneNumber, PhoneNumber) {
+        (PhoneNumber::parse("+14158675309").unwrap(), PhoneNumber::parse("+14155550100").unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_posted_as_twilio_documents_it_and_its_sid_read() {
+        let fake = FakeApi::start(vec![Reply::json(
+            201,
+            serde_json::json!({"sid": "SM1234567890abcdef1234567890abcdef", "status": "queued", "error_code": null}),
+        )])
+        .await;
+        let twilio = sender(&fake.base_url, None);
+        assert!(twilio.sends());
+        let (to, from) = numbers();
+        let message =
+            OutboundMessage { to: &to, from: Some(&from), body: "Lakeside: you are unsubscribed.", reference: "ev-1" };
+        assert_eq!(
+            twilio.send(&message).await,
+            Ok(Sent { message_id: Some("SM1234567890abcdef1234567890abcdef".into()) })
+        );
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 1);
+        let request = &seen[0];
+        assert_eq!(request.method, http::Method::POST);
+        assert_eq!(request.uri, format!("/2010-04-01/Accounts/{SID}/Messages.json"));
+        let basic = format!("Basic {}", STANDARD.encode(format!("{SID}:api-token")));
+        assert_eq!(request.header("authorization"), Some(basic.as_str()));
+        assert_eq!(request.header("content-type"), Some("application/x-www-form-urlencoded"));
+        let form = request.form();
+        let expected: Vec<(String, String)> =
+            [("To", "+14158675309"), ("From", "+14155550100"), ("Body", "Lakeside: you are unsubscribed.")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        assert_eq!(form, expected);
+        let raw = String::from_utf8_lossy(&request.body).to_string();
+        assert!(!raw.contains("hook-token") && !raw.contains("api-token"), "no secret in the body");
+    }
+
+    #[tokio::test]
+    async fn a_messaging_service_replaces_from_and_without_either_the_send_is_refused() {
+        let fake = FakeApi::start(vec![Reply::json(201, serde_json::json!({"sid": "SM2"}))]).await;
+        let (to, _) = numbers();
+        let message = OutboundMessage { to: &to, from: None, body: "Reply HELP for help.", reference: "ev-2" };
+        let twilio = sender(&fake.base_url, Some("MGbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"));
+        assert_eq!(twilio.send(&message).await, Ok(Sent { message_id: Some("SM2".into()) }));
+        let form = fake.seen()[0].form();
+        assert_eq!(param(&form, "MessagingServiceSid"), Some("MGbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"));
+        assert_eq!(param(&form, "From"), None);
+        let bare = sender(&fake.base_url, None);
+        let Err(SendError::Refused { reason }) = bare.send(&message).await else { panic!("not refused") };
+        assert!(!reason.contains("+1"), "{reason}");
+        assert_eq!(fake.seen().len(), 1, "nothing sent without a sender");
+    }
+
+    #[tokio::test]
+    async fn error_answers_are_opted_out_refused_or_temporary() {
+        let fake = FakeApi::start(vec![
+            Reply::json(
+                400,
+                serde_json::json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient",
+                    "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400}),
+            ),
+            Reply::json(
+                400,
+                serde_json::json!({"code": 21211, "message": "The 'To' number +14158675309 is not a valid phone number.",
+                    "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}),
+            ),
+            Reply::json(429, serde_json::json!({"code": 20429, "message": "Too Many Requests", "status": 429}))
+                .with_header("retry-after", "30"),
+            Reply::json(500, serde_json::json!({"code": 20500, "message": "Internal Server Error", "status": 500})),
+        ])
+        .await;
+        let twilio = sender(&fake.base_url, None);
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "x", reference: "ev-3" };
+        assert!(matches!(twilio.send(&message).await, Err(SendError::OptedOut { code, .. }) if code == "21610"));
+        let Err(SendError::Refused { reason }) = twilio.send(&message).await else { panic!("not refused") };
+        assert!(reason.contains("21211") && !reason.contains("8675309"), "{reason}");
+        assert!(matches!(
+            twilio.send(&message).await,
+            Err(SendError::Temporary { retry_after: Some(d), .. }) if d == std::time::Duration::from_secs(30)
+        ));
+        assert!(matches!(twilio.send(&message).await, Err(SendError::Temporary { .. })));
+    }
+
+    #[tokio::test]
+    async fn without_a_send_table_nothing_is_sent() {
+        let twilio = crate::providers::tests::build::<Twilio>(r#"auth_tokens = ["t"]"#).unwrap();
+        assert!(!twilio.sends());
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "x", reference: "ev" };
+        assert!(matches!(twilio.send(&message).await, Err(SendError::NotConfigured(_))));
+    }
+
+    async fn signed_callback(twilio: &Twilio, form: &str, signature: Option<&str>) -> Result<Received, Rejection> {
+        let url = "https://consent.example/webhooks/twilio";
+        let params = form_pairs(form.as_bytes());
+        let mut headers = http::HeaderMap::new();
+        let signature = signature.map(str::to_owned).unwrap_or_else(|| sign("hook-token", url, &params));
+        headers.insert(SIGNATURE_HEADER, signature.parse().unwrap());
+        let request = WebhookRequest {
+            method: "POST",
+            url,
+            headers: &headers,
+            body: form.as_bytes(),
+            now: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        twilio.receive(&request).await
+    }
+
+    #[tokio::test]
+    async fn a_signed_status_callback_with_21610_is_a_provider_opt_out() {
+        let twilio = sender("https://api.twilio.com", None);
+        let form = "MessageSid=SM9f&SmsSid=SM9f&AccountSid=ACaaaa&MessageStatus=undelivered&ErrorCode=21610\
+                    &From=%2B14155550100&To=%2B14158675309&ApiVersion=2010-04-01";
+        let Received::ProviderOptOut(block) = signed_callback(&twilio, form, None).await.unwrap() else {
+            panic!("not an opt-out")
+        };
+        assert_eq!(block.provider, "twilio");
+        assert_eq!(block.message_id, "SM9f");
+        assert_eq!(block.number.as_e164(), "+14158675309");
+        assert_eq!(block.clinic.as_ref().map(|c| c.as_e164()), Some("+14155550100"));
+        assert_eq!(block.code, "21610");
+        assert_eq!(block.occurred_at, None);
+        let failed = form.replace("undelivered", "failed");
+        assert!(matches!(signed_callback(&twilio, &failed, None).await.unwrap(), Received::ProviderOptOut(_)));
+    }
+
+    #[tokio::test]
+    async fn other_status_callbacks_are_ignored_and_a_bad_signature_refused() {
+        let twilio = sender("https://api.twilio.com", None);
+        let delivered = "MessageSid=SM9f&MessageStatus=delivered&From=%2B14155550100&To=%2B14158675309";
+        assert!(matches!(signed_callback(&twilio, delivered, None).await.unwrap(), Received::Ignored(_)));
+        let other_error =
+            "MessageSid=SM9f&MessageStatus=undelivered&ErrorCode=30003&From=%2B14155550100&To=%2B14158675309";
+        assert!(matches!(signed_callback(&twilio, other_error, None).await.unwrap(), Received::Ignored(_)));
+        let opt_out = "MessageSid=SM9f&MessageStatus=failed&ErrorCode=21610&From=%2B14155550100&To=%2B14158675309";
+        let forged = sign("not-the-token", "https://consent.example/webhooks/twilio", &form_pairs(opt_out.as_bytes()));
+        assert_eq!(
+            signed_callback(&twilio, opt_out, Some(&forged)).await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature)
+        );
+        let url = "https://consent.example/webhooks/twilio";
+        let genuine = sign("hook-token", url, &form_pairs(opt_out.as_bytes()));
+        let swapped = opt_out.replace("%2B14158675309", "%2B14158675310");
+        assert_eq!(
+            signed_callback(&twilio, &swapped, Some(&genuine)).await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature),
+            "a signed callback's number cannot be swapped"
+        );
+    }
+
+    #[test]
+    fn a_bad_send_table_is_named_by_its_field() {
+        for (send, field) in [
+            ("account_sid = \"\"\nauth_token = \"t\"", "send.account_sid"),
+            ("account_sid = \"AC/../x\"\nauth_token = \"t\"", "send.account_sid"),
+            ("account_sid = \"AC1\"\nauth_token = \"\"", "send.auth_token"),
+            ("account_sid = \"AC1\"\nauth_token = \"t\"\nmessaging_service_sid = \"\"", "send.messaging_service_sid"),
+            ("account_sid = \"AC1\"\nauth_token = \"t\"\nbase_url = \"http://api.twilio.com\"", "send.base_url"),
+            ("account_sid = \"AC1\"\nauth_token = \"t\"\nbase_url = \"nonsense\"", "send.base_url"),
+        ] {
+            let section = format!("auth_tokens = [\"t\"]\n[send]\n{send}");
+            let error = crate::providers::tests::build::<Twilio>(&section).err().expect(send);
+            assert_eq!(error.field, field, "{send}: {error}");
+        }
+        let section = "auth_tokens = [\"t\"]\n[send]\naccount_sid = \"AC1\"";
+        assert!(toml::from_str::<TwilioConfig>(section).is_err(), "auth_token is required");
     }
 }

@@ -2,6 +2,10 @@
 //! md5/sha1/sha256/sha512 as configured); the Messages API sends a JWT
 //! (HS256) in `Authorization: Bearer` whose `payload_hash` covers the body.
 //! Either arrives at one route; replies go to the outbox.
+//!
+//! With a `send` table it also sends through the SMS API or the Messages
+//! API, and a delivery receipt or status webhook carrying Vonage's opt-out
+//! code becomes a provider opt-out.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::Algorithm;
@@ -12,11 +16,12 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::send::{self, HttpAnswer};
 use super::{
     bad, bearer, check_window, decode_hmac_jwt, digits_phone, event_time, form_pairs, param, parse_rfc3339, required,
-    same_bytes, secrets, sha256_hex, within_window, Configured, InboundMessage, Outside, PayloadError, Profile,
-    Provider, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SignatureError, WebhookRequest,
-    GET_AND_POST, TOLERANCE_SECONDS,
+    same_bytes, secrets, sha256_hex, within_window, Configured, InboundMessage, OutboundMessage, Outside, PayloadError,
+    Profile, Provider, ProviderBlock, ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SendError, Sent,
+    SignatureError, WebhookRequest, GET_AND_POST, TOLERANCE_SECONDS,
 };
 
 pub const NAME: &str = "vonage";
@@ -31,6 +36,29 @@ pub const REPLY_STYLE: ReplyStyle = ReplyStyle {
     auto_reply_keywords: &["STOP", "END", "QUIT", "CANCEL", "UNSUBSCRIBE", "START", "JOIN", "HELP"],
 };
 const PROFILE: Profile = Profile { name: NAME, methods: GET_AND_POST, reply_style: REPLY_STYLE };
+
+/// The SMS API's host.
+pub const DEFAULT_SMS_BASE_URL: &str = "https://rest.nexmo.com";
+/// The Messages API's host.
+pub const DEFAULT_MESSAGES_BASE_URL: &str = "https://api.nexmo.com";
+
+/// SMS API delivery receipt `err-code`s meaning the recipient will not take
+/// our messages: 9, the recipient asked not to receive messages from the
+/// sending number (its STOP), reported with `status` `failed` or `rejected`.
+/// https://developer.vonage.com/en/opt-out-assist/guides/messaging-opted-out-numbers
+pub const DLR_OPT_OUT_CODES: &[&str] = &["9"];
+/// SMS API send answer `status`es meaning the same: 7, "Number Barred" (the
+/// recipient is on a block list and may not receive messages).
+/// https://developer.vonage.com/en/api-errors/sms
+pub const SMS_API_OPT_OUT_STATUSES: &[&str] = &["7"];
+/// SMS API send answer `status`es worth retrying: 1 (throttled), 5 (internal
+/// error), 10 (too many binds: back off and retry).
+pub const SMS_API_TEMPORARY_STATUSES: &[&str] = &["1", "5", "10"];
+/// Messages API error codes (the `#<code>` of an error's `type`, or its
+/// `title`) meaning the recipient is barred: 1050, "Number barred", in an
+/// error answer to a send and in a `rejected` or `undeliverable` status
+/// webhook. https://developer.vonage.com/en/api-errors/messages
+pub const MESSAGES_API_OPT_OUT_CODES: &[&str] = &["1050"];
 
 /// The string Vonage signs: every parameter but `sig`, sorted by key, as
 /// `&key=value`, with `&` and `=` in values replaced by `_`.
@@ -165,17 +193,33 @@ pub fn params(request: &WebhookRequest<'_>) -> Result<Vec<(String, String)>, Pay
 /// (with `status`) are ignored.
 pub fn parse_sms_api(params: &[(String, String)]) -> Result<Received, PayloadError> {
     let get = |name: &str| param(params, name);
+    let occurred_at = || {
+        get("message-timestamp")
+            .map(|t| {
+                let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+                let at = PrimitiveDateTime::parse(t, format)
+                    .map_err(|_| PayloadError("message-timestamp: expected YYYY-MM-DD HH:MM:SS".into()))?;
+                event_time(at.assume_utc(), "message-timestamp")
+            })
+            .transpose()
+    };
     if get("text").is_none() && (get("status").is_some() || get("err-code").is_some()) {
-        return Ok(Received::Ignored("delivery receipt"));
+        // A delivery receipt for one of our messages: `msisdn` is the
+        // recipient (the patient), `to` our sender (a number or a name).
+        let failed = matches!(get("status"), Some("failed" | "rejected"));
+        let Some(code) = get("err-code").map(str::trim).filter(|c| failed && DLR_OPT_OUT_CODES.contains(c)) else {
+            return Ok(Received::Ignored("delivery receipt"));
+        };
+        return Ok(Received::ProviderOptOut(ProviderBlock {
+            provider: NAME,
+            message_id: required(get("messageId"), "messageId")?.to_owned(),
+            number: digits_phone(required(get("msisdn"), "msisdn")?, "msisdn")?,
+            clinic: get("to").and_then(|to| crate::domain::PhoneNumber::parse_digits(to).ok()),
+            code: code.to_owned(),
+            occurred_at: occurred_at()?,
+        }));
     }
-    let occurred_at = get("message-timestamp")
-        .map(|t| {
-            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-            let at = PrimitiveDateTime::parse(t, format)
-                .map_err(|_| PayloadError("message-timestamp: expected YYYY-MM-DD HH:MM:SS".into()))?;
-            event_time(at.assume_utc(), "message-timestamp")
-        })
-        .transpose()?;
+    let occurred_at = occurred_at()?;
     Ok(Received::Message(InboundMessage {
         provider: NAME,
         message_id: required(get("messageId"), "messageId")?.to_owned(),
@@ -196,13 +240,57 @@ struct MessagesApiInbound {
     timestamp: Option<String>,
     status: Option<String>,
     channel: Option<String>,
+    error: Option<Value>,
 }
 
-/// Messages API inbound SMS; status webhooks and other channels are ignored.
+/// A Messages API error's code: the `#<code>` that ends its `type` URL, or
+/// its `title` when that is a number. Status webhooks have been seen with the
+/// error object nested once more (`error.error`).
+fn messages_error_code(error: &Value) -> Option<String> {
+    let error = error.get("error").filter(|inner| inner.is_object()).unwrap_or(error);
+    let from_type = error
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|t| t.rsplit_once('#'))
+        .map(|(_, code)| code.to_owned())
+        .filter(|code| !code.is_empty() && code.chars().all(|c| c.is_ascii_digit()));
+    let from_title = || match error.get("title")? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) => Some(s.clone()),
+        _ => None,
+    };
+    from_type.or_else(from_title)
+}
+
+/// A Messages API status webhook for one of our messages: `to` is the
+/// patient, `from` our number; `rejected` or `undeliverable` with an opt-out
+/// error code is a provider opt-out.
+/// https://developer.vonage.com/en/messages/concepts/messages-status-callbacks
+fn messages_status(m: &MessagesApiInbound) -> Result<Received, PayloadError> {
+    let failed = matches!(m.status.as_deref(), Some("rejected" | "undeliverable"));
+    let code = m.error.as_ref().and_then(messages_error_code);
+    let Some(code) = code.filter(|c| failed && MESSAGES_API_OPT_OUT_CODES.contains(&c.as_str())) else {
+        return Ok(Received::Ignored("message status"));
+    };
+    if m.channel.as_deref().is_some_and(|c| c != "sms" && c != "mms") {
+        return Ok(Received::Ignored("message status of another channel"));
+    }
+    Ok(Received::ProviderOptOut(ProviderBlock {
+        provider: NAME,
+        message_id: required(m.message_uuid.as_deref(), "message_uuid")?.to_owned(),
+        number: digits_phone(required(m.to.as_deref(), "to")?, "to")?,
+        clinic: m.from.as_deref().and_then(|from| crate::domain::PhoneNumber::parse_digits(from).ok()),
+        code,
+        occurred_at: m.timestamp.as_deref().map(|t| parse_rfc3339(t, "timestamp")).transpose()?,
+    }))
+}
+
+/// Messages API inbound SMS; a status webhook is a provider opt-out when it
+/// carries an opt-out code, other status webhooks and channels are ignored.
 pub fn parse_messages_api(body: &[u8]) -> Result<Received, PayloadError> {
     let m: MessagesApiInbound = super::json_body(body)?;
     if m.status.is_some() && m.text.is_none() {
-        return Ok(Received::Ignored("message status"));
+        return messages_status(&m);
     }
     if m.channel.as_deref().is_some_and(|c| c != "sms") {
         return Ok(Received::Ignored("not an SMS"));
@@ -216,6 +304,162 @@ pub fn parse_messages_api(body: &[u8]) -> Result<Received, PayloadError> {
         occurred_at: m.timestamp.as_deref().map(|t| parse_rfc3339(t, "timestamp")).transpose()?,
         replay_key: None,
     }))
+}
+
+/// Which Vonage API sends: the SMS API (`sms`, the default) or the Messages
+/// API (`messages`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VonageSendApi {
+    #[default]
+    Sms,
+    Messages,
+}
+
+/// `[providers.vonage.send]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageSendConfig {
+    pub api_key: String,
+    pub api_secret: Secret,
+    #[serde(default)]
+    pub api: VonageSendApi,
+    /// Defaults to `DEFAULT_SMS_BASE_URL` or `DEFAULT_MESSAGES_BASE_URL`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+fn check_send(config: &VonageSendConfig) -> Result<(), ProviderConfigError> {
+    if config.api_key.trim().is_empty() {
+        return Err(bad("send.api_key", "must not be empty"));
+    }
+    if config.api_secret.expose().is_empty() {
+        return Err(bad("send.api_secret", "must not be empty"));
+    }
+    if let Some(base_url) = &config.base_url {
+        send::check_base_url(base_url, "send.base_url")?;
+    }
+    Ok(())
+}
+
+/// Vonage wants numbers as digits, without the `+`.
+fn digits(number: &crate::domain::PhoneNumber) -> &str {
+    number.as_e164().trim_start_matches('+')
+}
+
+/// What an SMS API `status` means (its `error-text` may quote the numbers,
+/// so a refusal names the status only). https://developer.vonage.com/en/api-errors/sms
+fn sms_api_status(status: &str) -> &'static str {
+    match status {
+        "1" => "throttled",
+        "2" => "missing parameters",
+        "3" => "invalid parameters",
+        "4" => "invalid credentials",
+        "5" => "internal error",
+        "6" => "invalid message",
+        "7" => "number barred",
+        "8" => "partner account barred",
+        "9" => "partner quota violation",
+        "10" => "too many existing binds",
+        "11" => "account not enabled for HTTP",
+        "12" => "message too long",
+        "14" => "invalid signature",
+        "15" => "invalid sender address",
+        _ => "see Vonage's SMS API error codes",
+    }
+}
+
+/// The SMS API: `POST /sms/json`, a form with `api_key`, `api_secret`,
+/// `from`, `to` (digits), `text` and our `client-ref`. It answers 200 even
+/// for a refused message: each `messages[]` entry has a `status`, "0" for
+/// success with its `message-id`. https://developer.vonage.com/en/api/sms
+async fn send_sms_api(config: &VonageSendConfig, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+    let Some(from) = message.from else {
+        return Err(SendError::refused("no sender: the reply names no clinic number to send from"));
+    };
+    let url = format!("{}/sms/json", send::base_url(config.base_url.as_deref(), DEFAULT_SMS_BASE_URL));
+    let form = [
+        ("api_key", config.api_key.as_str()),
+        ("api_secret", config.api_secret.expose()),
+        ("from", digits(from)),
+        ("to", digits(message.to)),
+        ("text", message.body),
+        ("client-ref", message.reference),
+    ];
+    let answer = send::execute(send::client().post(url).form(&form)).await?;
+    let http_status = answer.status;
+    let answer = answer.accepted(|_| None).map_err(|e| match e {
+        SendError::Refused { .. } => SendError::refused(format!("Vonage answered {http_status}")),
+        other => other,
+    })?;
+    let body: Value = answer.json().ok_or_else(|| SendError::refused("Vonage answered a body that is not JSON"))?;
+    let first =
+        body.get("messages").and_then(|m| m.get(0)).ok_or_else(|| SendError::refused("Vonage answered no messages"))?;
+    let status = match first.get("status") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(SendError::refused("Vonage answered a message without a status")),
+    };
+    let reason = format!("Vonage SMS API status {status} ({})", sms_api_status(&status));
+    match status.as_str() {
+        "0" => Ok(Sent { message_id: first.get("message-id").and_then(Value::as_str).map(str::to_owned) }),
+        s if SMS_API_TEMPORARY_STATUSES.contains(&s) => Err(SendError::Temporary { reason, retry_after: None }),
+        s if SMS_API_OPT_OUT_STATUSES.contains(&s) => Err(SendError::OptedOut { code: status.clone(), reason }),
+        _ => Err(SendError::Refused { reason }),
+    }
+}
+
+/// The opt-out code in a Messages API error answer.
+fn messages_opted_out(answer: &HttpAnswer) -> Option<String> {
+    let code = messages_error_code(&answer.json::<Value>()?)?;
+    MESSAGES_API_OPT_OUT_CODES.contains(&code.as_str()).then_some(code)
+}
+
+/// The Messages API: `POST /v1/messages`, HTTP Basic with the API key and
+/// secret, JSON `message_type` "text", `channel` "sms", `to`, `from`
+/// (digits), `text` and our `client_ref`; 202 with `message_uuid`. Errors are
+/// RFC 7807 bodies: a refusal names their `type` and `title`, never `detail`
+/// (which can quote the request). https://developer.vonage.com/en/api/messages
+async fn send_messages_api(config: &VonageSendConfig, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+    let Some(from) = message.from else {
+        return Err(SendError::refused("no sender: the reply names no clinic number to send from"));
+    };
+    let url = format!("{}/v1/messages", send::base_url(config.base_url.as_deref(), DEFAULT_MESSAGES_BASE_URL));
+    let body = serde_json::json!({
+        "message_type": "text",
+        "channel": "sms",
+        "to": digits(message.to),
+        "from": digits(from),
+        "text": message.body,
+        "client_ref": message.reference,
+    });
+    let request = send::client()
+        .post(url)
+        .basic_auth(&config.api_key, Some(config.api_secret.expose()))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string());
+    let answer = send::execute(request).await?;
+    let status = answer.status;
+    let problem = answer.json::<Value>();
+    let answer = answer.accepted(messages_opted_out).map_err(|e| match e {
+        SendError::Refused { .. } => {
+            let field = |name: &str| problem.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str).unwrap_or("");
+            SendError::refused(
+                format!("Vonage answered {status}: {} {}", field("type"), field("title")).trim_end().to_owned(),
+            )
+        }
+        other => other,
+    })?;
+    let id = answer.json::<Value>().and_then(|v| v.get("message_uuid")?.as_str().map(str::to_owned));
+    Ok(Sent { message_id: id })
+}
+
+/// Sends one message through the configured API.
+pub async fn send_message(config: &VonageSendConfig, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+    match config.api {
+        VonageSendApi::Sms => send_sms_api(config, message).await,
+        VonageSendApi::Messages => send_messages_api(config, message).await,
+    }
 }
 
 pub struct Secrets<'a> {
@@ -269,6 +513,10 @@ pub struct VonageConfig {
     /// `application_id` claims.
     #[serde(default)]
     pub application_ids: Vec<String>,
+    /// The SMS API or the Messages API, for replies (which Vonage cannot
+    /// take inline).
+    #[serde(default)]
+    pub send: Option<VonageSendConfig>,
 }
 
 impl Configured for Vonage {
@@ -290,6 +538,9 @@ impl Configured for Vonage {
         if let Some(j) = config.application_ids.iter().position(|a| a.trim().is_empty()) {
             return Err(bad(format!("application_ids[{j}]"), "must not be empty"));
         }
+        if let Some(send) = &config.send {
+            check_send(send)?;
+        }
         Ok(Vonage { config: config.clone() })
     }
 }
@@ -309,6 +560,17 @@ impl Provider for Vonage {
             expected: Expected { api_key: c.api_key.as_deref(), application_ids: &c.application_ids },
         };
         receive(&secrets, request)
+    }
+
+    fn sends(&self) -> bool {
+        self.config.send.is_some()
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<Sent, SendError> {
+        match &self.config.send {
+            Some(config) => send_message(config, message).await,
+            None => Err(SendError::NotConfigured("providers.vonage.send is not set")),
+        }
     }
 }
 
@@ -509,5 +771,315 @@ mod tests {
             let error = crate::providers::tests::build::<Vonage>(&section.replace("\\n", "\n")).err().expect(section);
             assert_eq!(error.field, field, "{section}: {error}");
         }
+    }
+    use crate::domain::PhoneNumber;
+    use crate::providers::send::fake::{FakeApi, Reply};
+
+    fn sender(base_url: &str, api: &str) -> Vonage {
+        crate::providers::tests::build::<Vonage>(&format!(
+            "signature_secrets = [\"sig-secret\"]\njwt_secrets = [\"jwt-secret\"]\n[send]\napi_key = \"abcd1234\"\napi_secret = \"api-secret\"\napi = \"{api}\"\nbase_url = \"{base_url}\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn numbers() -> (PhoneNumber, PhoneNumber) {
+        (PhoneNumber::parse("+14158675309").unwrap(), PhoneNumber::parse("+14155550100").unwrap())
+    }
+
+    fn sms_answer(entry: Value) -> Reply {
+        Reply::json(200, serde_json::json!({"message-count": "1", "messages": [entry]}))
+    }
+
+    #[tokio::test]
+    async fn an_sms_api_reply_is_posted_as_vonage_documents_it_and_its_id_read() {
+        let fake = FakeApi::start(vec![sms_answer(serde_json::json!({"to": "14158675309",
+            "message-id": "0A0000000123ABCD1", "status": "0", "remaining-balance": "3.14", "message-price": "0.03",
+            "network": "310260"}))])
+        .await;
+        let vonage = sender(&fake.base_url, "sms");
+        assert!(vonage.sends());
+        let (to, from) = numbers();
+        let message =
+            OutboundMessage { to: &to, from: Some(&from), body: "Lakeside: you are unsubscribed.", reference: "ev-1" };
+        assert_eq!(vonage.send(&message).await, Ok(Sent { message_id: Some("0A0000000123ABCD1".into()) }));
+        let seen = fake.seen();
+        assert_eq!(seen.len(), 1);
+        let request = &seen[0];
+        assert_eq!(request.method, http::Method::POST);
+        assert_eq!(request.uri, "/sms/json");
+        assert_eq!(request.header("content-type"), Some("application/x-www-form-urlencoded"));
+        assert_eq!(request.header("authorization"), None);
+        let expected: Vec<(String, String)> = [
+            ("api_key", "abcd1234"),
+            ("api_secret", "api-secret"),
+            ("from", "14155550100"),
+            ("to", "14158675309"),
+            ("text", "Lakeside: you are unsubscribed."),
+            ("client-ref", "ev-1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(request.form(), expected);
+        let raw = String::from_utf8_lossy(&request.body).to_string();
+        assert!(!raw.contains("sig-secret") && !raw.contains("jwt-secret"), "no webhook secret sent");
+    }
+
+    #[tokio::test]
+    async fn sms_api_statuses_in_a_200_are_read_as_opted_out_refused_or_temporary() {
+        let fake = FakeApi::start(vec![
+            sms_answer(serde_json::json!({"status": "7", "error-text": "Number barred: 14158675309"})),
+            sms_answer(serde_json::json!({"status": "3", "error-text": "Invalid to address 14158675309"})),
+            sms_answer(serde_json::json!({"status": "1", "error-text": "Throughput Rate Exceeded"})),
+            sms_answer(serde_json::json!({"status": "5", "error-text": "Internal error"})),
+            Reply::json(429, serde_json::json!({})).with_header("retry-after", "4"),
+            Reply::json(500, serde_json::json!({})),
+        ])
+        .await;
+        let vonage = sender(&fake.base_url, "sms");
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "x", reference: "ev-2" };
+        assert!(matches!(vonage.send(&message).await, Err(SendError::OptedOut { code, .. }) if code == "7"));
+        let Err(SendError::Refused { reason }) = vonage.send(&message).await else { panic!("not refused") };
+        assert!(reason.contains("status 3") && !reason.contains("8675309"), "{reason}");
+        assert!(matches!(vonage.send(&message).await, Err(SendError::Temporary { .. })));
+        assert!(matches!(vonage.send(&message).await, Err(SendError::Temporary { .. })));
+        assert!(matches!(
+            vonage.send(&message).await,
+            Err(SendError::Temporary { retry_after: Some(d), .. }) if d == std::time::Duration::from_secs(4)
+        ));
+        assert!(matches!(vonage.send(&message).await, Err(SendError::Temporary { .. })));
+        let no_sender = OutboundMessage { from: None, ..message };
+        assert!(matches!(vonage.send(&no_sender).await, Err(SendError::Refused { .. })));
+        assert_eq!(fake.seen().len(), 6, "nothing sent without a sender");
+    }
+
+    #[tokio::test]
+    async fn a_messages_api_reply_is_posted_as_vonage_documents_it_and_its_errors_read() {
+        let fake = FakeApi::start(vec![
+            Reply::json(202, serde_json::json!({"message_uuid": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"})),
+            Reply::json(
+                422,
+                serde_json::json!({"type": "https://developer.vonage.com/api-errors/messages#1050",
+                    "title": "Number barred", "detail": "The number 14158675309 is barred", "instance": "i-1"}),
+            ),
+            Reply::json(
+                422,
+                serde_json::json!({"type": "https://developer.vonage.com/api-errors/messages#1120",
+                    "title": "Invalid sender", "detail": "The `from` parameter 14155550100 is invalid.", "instance": "i-2"}),
+            ),
+            Reply::json(
+                429,
+                serde_json::json!({"type": "https://developer.nexmo.com/api-errors/messages-olympus#1010",
+                    "title": "Rate Limit Hit", "detail": "Please wait, then retry your request", "instance": "i-3"}),
+            )
+            .with_header("retry-after", "2"),
+            Reply::json(500, serde_json::json!({"type": "https://developer.vonage.com/api-errors#internal-error"})),
+        ])
+        .await;
+        let vonage = sender(&fake.base_url, "messages");
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "Reply HELP for help.", reference: "ev-3" };
+        assert_eq!(
+            vonage.send(&message).await,
+            Ok(Sent { message_id: Some("aaaaaaaa-bbbb-cccc-dddd-0123456789ab".into()) })
+        );
+        let request = &fake.seen()[0];
+        assert_eq!(request.method, http::Method::POST);
+        assert_eq!(request.uri, "/v1/messages");
+        let basic = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "abcd1234:api-secret")
+        );
+        assert_eq!(request.header("authorization"), Some(basic.as_str()));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(
+            request.json(),
+            serde_json::json!({"message_type": "text", "channel": "sms", "to": "14158675309", "from": "14155550100",
+                "text": "Reply HELP for help.", "client_ref": "ev-3"})
+        );
+        assert!(matches!(vonage.send(&message).await, Err(SendError::OptedOut { code, .. }) if code == "1050"));
+        let Err(SendError::Refused { reason }) = vonage.send(&message).await else { panic!("not refused") };
+        assert!(
+            reason.contains("#1120") && reason.contains("Invalid sender") && !reason.contains("5550100"),
+            "{reason}"
+        );
+        assert!(matches!(
+            vonage.send(&message).await,
+            Err(SendError::Temporary { retry_after: Some(d), .. }) if d == std::time::Duration::from_secs(2)
+        ));
+        assert!(matches!(vonage.send(&message).await, Err(SendError::Temporary { .. })));
+    }
+
+    fn signed_receipt(params: &[(&str, &str)], secret: &str) -> Vec<(String, String)> {
+        let mut params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        params.push(("timestamp".into(), "1700000000".into()));
+        let sig = sign(VonageSignatureMethod::Sha256, secret, &params);
+        params.push(("sig".into(), sig));
+        params
+    }
+
+    async fn receive_form(vonage: &Vonage, params: &[(String, String)]) -> Result<Received, Rejection> {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://consent.example/webhooks/vonage",
+            headers: &headers,
+            body: body.as_bytes(),
+            now: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        };
+        vonage.receive(&request).await
+    }
+
+    const OPT_OUT_RECEIPT: &[(&str, &str)] = &[
+        ("msisdn", "14158675309"),
+        ("to", "14155550100"),
+        ("network-code", "310260"),
+        ("messageId", "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"),
+        ("price", "0.00000000"),
+        ("status", "failed"),
+        ("scts", "2001011400"),
+        ("err-code", "9"),
+        ("api-key", "abcd1234"),
+        ("message-timestamp", "2026-01-01 12:00:00"),
+    ];
+
+    #[tokio::test]
+    async fn a_signed_delivery_receipt_with_err_code_9_is_a_provider_opt_out() {
+        let vonage = sender("https://rest.nexmo.com", "sms");
+        let Received::ProviderOptOut(block) =
+            receive_form(&vonage, &signed_receipt(OPT_OUT_RECEIPT, "sig-secret")).await.unwrap()
+        else {
+            panic!("not an opt-out")
+        };
+        assert_eq!(block.provider, "vonage");
+        assert_eq!(block.message_id, "aaaaaaaa-bbbb-cccc-dddd-0123456789ab");
+        assert_eq!(block.number.as_e164(), "+14158675309");
+        assert_eq!(block.clinic.as_ref().map(|c| c.as_e164()), Some("+14155550100"));
+        assert_eq!(block.code, "9");
+        assert_eq!(block.occurred_at, Some(time::macros::datetime!(2026-01-01 12:00 UTC)));
+        let named_sender: Vec<(&str, &str)> =
+            OPT_OUT_RECEIPT.iter().map(|&(k, v)| if k == "to" { (k, "AcmeInc") } else { (k, v) }).collect();
+        let Received::ProviderOptOut(block) =
+            receive_form(&vonage, &signed_receipt(&named_sender, "sig-secret")).await.unwrap()
+        else {
+            panic!("not an opt-out")
+        };
+        assert!(block.clinic.is_none(), "a sender name is no clinic number");
+    }
+
+    #[tokio::test]
+    async fn other_receipts_are_ignored_and_a_bad_signature_refused() {
+        let vonage = sender("https://rest.nexmo.com", "sms");
+        let delivered: Vec<(&str, &str)> = OPT_OUT_RECEIPT
+            .iter()
+            .map(|&(k, v)| match k {
+                "status" => (k, "delivered"),
+                "err-code" => (k, "0"),
+                _ => (k, v),
+            })
+            .collect();
+        assert!(matches!(
+            receive_form(&vonage, &signed_receipt(&delivered, "sig-secret")).await.unwrap(),
+            Received::Ignored(_)
+        ));
+        let spam: Vec<(&str, &str)> =
+            OPT_OUT_RECEIPT.iter().map(|&(k, v)| if k == "err-code" { (k, "6") } else { (k, v) }).collect();
+        assert!(matches!(
+            receive_form(&vonage, &signed_receipt(&spam, "sig-secret")).await.unwrap(),
+            Received::Ignored(_)
+        ));
+        assert_eq!(
+            receive_form(&vonage, &signed_receipt(OPT_OUT_RECEIPT, "not-the-secret")).await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature)
+        );
+        let mut swapped = signed_receipt(OPT_OUT_RECEIPT, "sig-secret");
+        swapped[0].1 = "14158675310".into();
+        assert_eq!(
+            receive_form(&vonage, &swapped).await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature),
+            "a signed receipt's number cannot be swapped"
+        );
+    }
+
+    async fn receive_status(vonage: &Vonage, body: &Value, secret: &str) -> Result<Received, Rejection> {
+        let body = body.to_string();
+        let claims = serde_json::json!({ "iat": 1_700_000_000, "payload_hash": sha256_hex(&body) });
+        let token = hs256(secret, r#"{"alg":"HS256","typ":"JWT"}"#, &claims);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let request = WebhookRequest {
+            method: "POST",
+            url: "https://consent.example/webhooks/vonage",
+            headers: &headers,
+            body: body.as_bytes(),
+            now: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+        };
+        vonage.receive(&request).await
+    }
+
+    fn rejected_status(code: &str) -> Value {
+        serde_json::json!({
+            "message_uuid": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab",
+            "to": "14158675309",
+            "from": "14155550100",
+            "timestamp": "2026-01-01T12:00:00Z",
+            "status": "rejected",
+            "channel": "sms",
+            "error": {"type": format!("https://developer.vonage.com/api-errors/messages#{code}"), "title": code,
+                "detail": "x", "instance": "i"}
+        })
+    }
+
+    #[tokio::test]
+    async fn a_signed_messages_status_with_a_barred_number_is_a_provider_opt_out() {
+        let vonage = sender("https://api.nexmo.com", "messages");
+        let Received::ProviderOptOut(block) =
+            receive_status(&vonage, &rejected_status("1050"), "jwt-secret").await.unwrap()
+        else {
+            panic!("not an opt-out")
+        };
+        assert_eq!(block.message_id, "aaaaaaaa-bbbb-cccc-dddd-0123456789ab");
+        assert_eq!(block.number.as_e164(), "+14158675309");
+        assert_eq!(block.clinic.as_ref().map(|c| c.as_e164()), Some("+14155550100"));
+        assert_eq!(block.code, "1050");
+        assert_eq!(block.occurred_at, Some(time::macros::datetime!(2026-01-01 12:00 UTC)));
+        let mut nested = rejected_status("1050");
+        nested["error"] = serde_json::json!({"error": nested["error"].clone()});
+        assert!(matches!(receive_status(&vonage, &nested, "jwt-secret").await.unwrap(), Received::ProviderOptOut(_)));
+        let throttled = rejected_status("1000");
+        assert!(matches!(receive_status(&vonage, &throttled, "jwt-secret").await.unwrap(), Received::Ignored(_)));
+        let mut delivered = rejected_status("1050");
+        delivered["status"] = "delivered".into();
+        assert!(matches!(receive_status(&vonage, &delivered, "jwt-secret").await.unwrap(), Received::Ignored(_)));
+        assert_eq!(
+            receive_status(&vonage, &rejected_status("1050"), "not-the-secret").await.unwrap_err(),
+            Rejection::Signature(SignatureError::InvalidSignature)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_send_table_is_named_by_its_field_and_none_sends_nothing() {
+        for (send, field) in [
+            ("api_key = \"\"\napi_secret = \"s\"", "send.api_key"),
+            ("api_key = \"k\"\napi_secret = \"\"", "send.api_secret"),
+            ("api_key = \"k\"\napi_secret = \"s\"\nbase_url = \"http://rest.nexmo.com\"", "send.base_url"),
+        ] {
+            let section = format!("jwt_secrets = [\"j\"]\n[send]\n{send}");
+            let error = crate::providers::tests::build::<Vonage>(&section).err().expect(send);
+            assert_eq!(error.field, field, "{send}: {error}");
+        }
+        assert!(toml::from_str::<VonageConfig>(
+            "jwt_secrets = [\"j\"]\n[send]\napi_key = \"k\"\napi_secret = \"s\"\napi = \"voice\""
+        )
+        .is_err());
+        let vonage = crate::providers::tests::build::<Vonage>(r#"jwt_secrets = ["j"]"#).unwrap();
+        assert!(!vonage.sends());
+        let (to, from) = numbers();
+        let message = OutboundMessage { to: &to, from: Some(&from), body: "x", reference: "ev" };
+        assert!(matches!(vonage.send(&message).await, Err(SendError::NotConfigured(_))));
     }
 }

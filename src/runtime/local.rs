@@ -103,7 +103,7 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             reply_mode: Default::default(),
         }],
         providers: ProvidersConfig {
-            twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())] }),
+            twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())], send: None }),
             standard_webhooks: Some(StandardWebhooksConfig {
                 secrets: vec![Secret::new(creds.standard_webhooks_secret.clone())],
             }),
