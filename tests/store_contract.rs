@@ -1099,17 +1099,14 @@ async fn the_outbox_function_delivers_a_stream_batch_and_reports_what_is_not_fin
     h.clock.advance(time::Duration::seconds(1));
     h.service.handle_inbound(&sms("m2", PATIENT, "HELP", None), OUTBOX).await.unwrap();
     let pid = h.pid(PATIENT);
+    // The sample event in events/ (what `cargo lambda invoke` sends), with
+    // this test's keys and sequence numbers.
+    let sample: serde_json::Value = serde_json::from_str(include_str!("../events/outbox-stream-insert.json")).unwrap();
     let record = |sk: &str, sequence: &str| {
-        serde_json::json!({
-            "eventID": sequence, "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-            "awsRegion": "us-east-1",
-            "dynamodb": {
-                "ApproximateCreationDateTime": 1_763_800_000,
-                "Keys": {"PK": {"S": format!("PHONE#{pid}")}, "SK": {"S": sk}},
-                "SequenceNumber": sequence, "SizeBytes": 120, "StreamViewType": "KEYS_ONLY"
-            },
-            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026-11-22T00:00:00.000"
-        })
+        let mut record = sample["Records"][0].clone();
+        record["dynamodb"]["Keys"] = serde_json::json!({"PK": {"S": format!("PHONE#{pid}")}, "SK": {"S": sk}});
+        record["dynamodb"]["SequenceNumber"] = sequence.into();
+        record
     };
     let event: Event = serde_json::from_value(serde_json::json!({"Records": [
         record("OUTBOX#standard-webhooks:m1", "100"),
