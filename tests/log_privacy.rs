@@ -28,7 +28,37 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let writer = captured.clone();
     tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).init();
 
-    let mut app = TestApp::spawn().await;
+    // Telnyx's send API, faked: it refuses the first reply with an error
+    // text that quotes the number (as providers' texts do), accepts the next.
+    let answers = Arc::new(Mutex::new(vec![
+        (
+            400,
+            format!(r#"{{"errors":[{{"code":"40310","title":"Invalid to number","detail":"{PATIENT} is invalid"}}]}}"#),
+        ),
+        (200, r#"{"data":{"id":"m-2"}}"#.to_owned()),
+    ]));
+    let api = axum::Router::new().route(
+        "/v2/messages",
+        axum::routing::post(move || {
+            let answers = answers.clone();
+            async move {
+                let mut answers = answers.lock().unwrap();
+                let (status, body) = if answers.len() > 1 { answers.remove(0) } else { answers[0].clone() };
+                (axum::http::StatusCode::from_u16(status).unwrap(), body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let config = config_text().replace(
+        "[providers.telnyx]\n",
+        &format!("[outbox]\npoll_interval_ms = 50\n\n[providers.telnyx.send]\napi_key = \"k\"\nbase_url = \"{base}\"\n\n[providers.telnyx]\n"),
+    );
+    let mut app = TestApp::spawn_with(&config).await;
+    app.telnyx_sms("tx-1", PATIENT, CLINIC, "HELP me please").await;
+    app.telnyx_sms("tx-2", PATIENT, CLINIC, "stop texting me now").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0002", PATIENT, UNOWNED, "please stop texting me").await;
@@ -47,6 +77,7 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("consent event recorded"), "the capture saw the service's logs");
     assert!(logs.contains("integrity"), "the integrity alarm was logged");
+    assert!(logs.contains("reply refused by the provider") && logs.contains("reply sent"), "the worker's logs too");
     for needle in [
         "4158675309",
         "867 5309",
@@ -59,6 +90,8 @@ async fn logs_carry_no_phone_number_or_message_text() {
         "Unsubscribe",
         "nonsense-number",
         "4152095590",
+        "HELP me",
+        "texting me now",
     ] {
         assert!(!logs.contains(needle), "{needle:?} appeared in the logs");
     }

@@ -191,6 +191,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts a body to the Telnyx route, signed as Telnyx signs it (Ed25519
+    /// over `timestamp|body`).
+    pub async fn telnyx_signed(&self, body: String) -> Response {
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine;
+        use ed25519_dalek::{Signer, SigningKey};
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let seed: [u8; 32] = STANDARD.decode(TELNYX_SEED).unwrap().try_into().unwrap();
+        let signature = SigningKey::from_bytes(&seed).sign(format!("{ts}|{body}").as_bytes());
+        self.client
+            .post(self.url("/webhooks/telnyx"))
+            .header("telnyx-signature-ed25519", STANDARD.encode(signature.to_bytes()))
+            .header("telnyx-timestamp", ts)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An inbound SMS through Telnyx, now.
+    pub async fn telnyx_sms(&self, id: &str, from: &str, to: &str, text: &str) -> Response {
+        let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+        self.telnyx_signed(telnyx_received(id, from, to, text, &now)).await
+    }
+
     /// Posts an inbound SMS exactly as Twilio would sign it.
     pub async fn twilio_sms(&self, sid: &str, from: &str, to: &str, body: &str) -> Response {
         let params = twilio_params(sid, from, to, body);
@@ -319,6 +345,17 @@ pub fn twilio_params(sid: &str, from: &str, to: &str, body: &str) -> Vec<(String
 
 /// An HTTP client for the tests (plain HTTP; the TLS provider the product
 /// installs for its own client must be there before any client is built).
+/// Telnyx's `message.received` webhook body for one inbound SMS.
+pub fn telnyx_received(id: &str, from: &str, to: &str, text: &str, at: &str) -> String {
+    json!({"data": {"record_type": "event", "id": format!("evt-{id}"), "event_type": "message.received",
+        "occurred_at": at,
+        "payload": {"record_type": "message", "direction": "inbound", "id": id, "type": "SMS",
+            "from": {"phone_number": from, "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"},
+            "to": [{"phone_number": to, "status": "delivered"}], "text": text, "media": [], "encoding": "GSM-7", "parts": 1,
+            "received_at": at}}, "meta": {"attempt": 1, "delivered_to": "https://example.com"}})
+    .to_string()
+}
+
 pub fn http_client() -> Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     Client::new()

@@ -78,27 +78,7 @@ impl TestApp {
         match provider {
             Provider::Twilio => self.twilio_sms(id, from, to, text).await,
             Provider::StandardWebhooks => self.standard_sms(id, from, to, text, None).await,
-            Provider::Telnyx => {
-                use ed25519_dalek::{Signer, SigningKey};
-                let body = json!({"data": {"record_type": "event", "id": format!("evt-{id}"), "event_type": "message.received",
-                    "occurred_at": at_text,
-                    "payload": {"record_type": "message", "direction": "inbound", "id": id, "type": "SMS",
-                        "from": {"phone_number": from, "carrier": "T-MOBILE USA, INC.", "line_type": "Wireless"},
-                        "to": [{"phone_number": to, "status": "delivered"}], "text": text, "media": [], "encoding": "GSM-7", "parts": 1,
-                        "received_at": at_text}}, "meta": {"attempt": 1, "delivered_to": "https://example.com"}}).to_string();
-                let ts = now().to_string();
-                let seed: [u8; 32] = STANDARD.decode(TELNYX_SEED).unwrap().try_into().unwrap();
-                let signature = SigningKey::from_bytes(&seed).sign(format!("{ts}|{body}").as_bytes());
-                self.client
-                    .post(self.url("/webhooks/telnyx"))
-                    .header("telnyx-signature-ed25519", STANDARD.encode(signature.to_bytes()))
-                    .header("telnyx-timestamp", ts)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap()
-            }
+            Provider::Telnyx => self.telnyx_signed(telnyx_received(id, from, to, text, &at_text)).await,
             Provider::Plivo => {
                 let (from, to) = (bare(from), bare(to));
                 let params = [

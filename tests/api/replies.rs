@@ -236,9 +236,6 @@ async fn telnyxs_stop_block_on_a_send_records_a_provider_opt_out() {
 
 /// A `message.finalized` webhook for one of our messages, signed as Telnyx signs.
 async fn finalized(app: &TestApp, message_id: &str, code: &str) -> reqwest::Response {
-    use base64::engine::general_purpose::STANDARD;
-    use base64::Engine;
-    use ed25519_dalek::{Signer, SigningKey};
     let at = rfc3339(event_time());
     let body = json!({"data": {"record_type": "event", "id": format!("evt-{message_id}"), "event_type": "message.finalized",
         "occurred_at": at, "payload": {"record_type": "message", "direction": "outbound", "id": message_id, "type": "SMS",
@@ -248,18 +245,7 @@ async fn finalized(app: &TestApp, message_id: &str, code: &str) -> reqwest::Resp
             "errors": [{"code": code, "title": "Blocked due to STOP message"}]}},
         "meta": {"attempt": 1, "delivered_to": "https://example.com"}})
     .to_string();
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let seed: [u8; 32] = STANDARD.decode(TELNYX_SEED).unwrap().try_into().unwrap();
-    let signature = SigningKey::from_bytes(&seed).sign(format!("{ts}|{body}").as_bytes());
-    app.client
-        .post(app.url("/webhooks/telnyx"))
-        .header("telnyx-signature-ed25519", STANDARD.encode(signature.to_bytes()))
-        .header("telnyx-timestamp", ts)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
+    app.telnyx_signed(body).await
 }
 
 #[tokio::test]
