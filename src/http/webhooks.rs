@@ -81,23 +81,25 @@ async fn handle(state: AppState, provider: Arc<dyn Provider>, request: Request) 
     let received = provider.receive(&delivery.request(&state)).await?;
     let answer = match received {
         Received::SubscriptionConfirmed => provider.answer(&Outcome { status: "subscription_confirmed", reply: None }),
-        Received::ProviderOptOut(block) => {
-            let status = if state.service.handle_provider_block(&block).await? { "recorded" } else { "duplicate" };
-            provider.answer(&Outcome { status, reply: None })
-        }
         Received::Ignored(what) => {
             tracing::debug!(what, "webhook acknowledged; nothing to record");
-            provider.answer(&outcome(&[]))
+            provider.answer(&outcome(&[], &[]))
         }
         received => {
-            let recorded = record(&state, provider.as_ref(), received.into_messages()).await?;
-            provider.answer(&outcome(&recorded))
+            let (messages, opt_outs) = received.into_events();
+            let recorded = record(&state, provider.as_ref(), messages).await?;
+            let mut blocked = Vec::with_capacity(opt_outs.len());
+            for block in &opt_outs {
+                blocked.push(state.service.handle_provider_block(block).await?);
+            }
+            provider.answer(&outcome(&recorded, &blocked))
         }
     };
     Ok(([(header::CONTENT_TYPE, answer.content_type)], answer.body).into_response())
 }
 
-/// Records every verified message of a delivery, in order. Any failure
+/// Records every verified message of a delivery, in order (then the
+/// provider's opt-outs it carries). Any failure
 /// fails the whole delivery (5xx), so the provider retries it; the messages
 /// already stored are then duplicates.
 async fn record(
@@ -115,10 +117,12 @@ async fn record(
 }
 
 /// One status for the delivery: `recorded` (or `recorded_reply_queued`) if
-/// any message was new, `duplicate` if all were replays, else `ignored`;
-/// the confirmation when the delivery carried one message that got one.
-fn outcome(recorded: &[(InboundMessage, InboundOutcome)]) -> Outcome<'_> {
-    let (mut any_recorded, mut any_outboxed, mut any_duplicate) = (false, false, false);
+/// any message or provider opt-out was new, `duplicate` if all were
+/// replays, else `ignored`; the confirmation when the delivery carried one
+/// message that got one.
+fn outcome<'a>(recorded: &'a [(InboundMessage, InboundOutcome)], blocked: &[bool]) -> Outcome<'a> {
+    let any_block = |new: bool| blocked.iter().any(|b| *b == new);
+    let (mut any_recorded, mut any_outboxed, mut any_duplicate) = (any_block(true), false, any_block(false));
     for (_, outcome) in recorded {
         match outcome {
             InboundOutcome::Recorded { outboxed, .. } => {

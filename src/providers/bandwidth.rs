@@ -90,28 +90,25 @@ struct Message {
 /// patients' messages); status events are acknowledged and ignored. One
 /// unreadable inbound event refuses the whole callback, recording nothing.
 ///
-/// A callback without inbound messages whose `message-failed` event carries
-/// an opt-out code (`OPT_OUT_CODES`) is that provider opt-out (the first
-/// such event; Bandwidth reports each failed message in its own callback).
+/// Every `message-failed` event that carries an opt-out code
+/// (`OPT_OUT_CODES`) is a provider opt-out, recorded beside the messages.
 pub fn parse(body: &[u8]) -> Result<Received, PayloadError> {
     let events: Vec<Event> = json_body(body)?;
-    let block = events.iter().position(|e| e.opt_out_code().is_some());
     let mut messages = Vec::new();
-    let mut blocked = None;
+    let mut opt_outs = Vec::new();
     for (i, event) in events.into_iter().enumerate() {
         if event.kind == "message-received" {
             messages.push(inbound(i, event)?);
-        } else if Some(i) == block {
-            blocked = Some(opt_out(i, event)?);
+        } else if event.opt_out_code().is_some() {
+            opt_outs.push(opt_out(i, event)?);
         }
     }
-    if messages.len() > 1 {
-        return Ok(Received::Messages(messages));
-    }
-    if let Some(message) = messages.pop() {
-        return Ok(Received::Message(message));
-    }
-    Ok(blocked.map_or(Received::Ignored("no inbound message"), Received::ProviderOptOut))
+    Ok(match (messages.len(), opt_outs.len()) {
+        (0, 0) => Received::Ignored("no inbound message"),
+        (1, 0) => Received::Message(messages.remove(0)),
+        (0, 1) => Received::ProviderOptOut(opt_outs.remove(0)),
+        _ => Received::Batch { messages, opt_outs },
+    })
 }
 
 /// A `message-failed` event with an opt-out code: the recipient of our
@@ -352,7 +349,8 @@ mod tests {
         let body = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},
             {"type":"message-delivered","message":{"id":"d1"}},
             {"type":"message-received","message":{"id":"m2","from":"+14158675310","owner":"+14155550100","text":"STOP"}}]"#;
-        let Received::Messages(all) = parse(body).unwrap() else { panic!() };
+        let Received::Batch { messages: all, opt_outs } = parse(body).unwrap() else { panic!() };
+        assert!(opt_outs.is_empty());
         let ids: Vec<_> = all.iter().map(|m| (m.message_id.as_str(), m.from.as_e164())).collect();
         assert_eq!(ids, [("m1", "+14158675309"), ("m2", "+14158675310")]);
         let broken = br#"[{"type":"message-received","message":{"id":"m1","from":"+14158675309","owner":"+14155550100","text":"STOP"}},

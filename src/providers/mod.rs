@@ -145,9 +145,13 @@ impl WebhookRequest<'_> {
 #[derive(Debug)]
 pub enum Received {
     Message(InboundMessage),
-    /// A callback carrying several messages (Bandwidth batches its events):
-    /// each is recorded under its own message id.
-    Messages(Vec<InboundMessage>),
+    /// A callback carrying several events (Bandwidth batches them): each
+    /// message is recorded under its own message id, and each opt-out the
+    /// provider reports under the id of the message it refused.
+    Batch {
+        messages: Vec<InboundMessage>,
+        opt_outs: Vec<ProviderBlock>,
+    },
     /// A delivery-status callback or other event with no patient text:
     /// acknowledged, nothing recorded.
     Ignored(&'static str),
@@ -159,12 +163,14 @@ pub enum Received {
 }
 
 impl Received {
-    /// The messages to record, in order; none for the other kinds.
-    pub fn into_messages(self) -> Vec<InboundMessage> {
+    /// The messages and provider opt-outs to record, in order; none for the
+    /// other kinds.
+    pub fn into_events(self) -> (Vec<InboundMessage>, Vec<ProviderBlock>) {
         match self {
-            Received::Message(message) => vec![message],
-            Received::Messages(messages) => messages,
-            Received::Ignored(_) | Received::SubscriptionConfirmed | Received::ProviderOptOut(_) => Vec::new(),
+            Received::Message(message) => (vec![message], Vec::new()),
+            Received::ProviderOptOut(block) => (Vec::new(), vec![block]),
+            Received::Batch { messages, opt_outs } => (messages, opt_outs),
+            Received::Ignored(_) | Received::SubscriptionConfirmed => (Vec::new(), Vec::new()),
         }
     }
 }

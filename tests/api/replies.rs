@@ -266,3 +266,35 @@ async fn a_signed_status_callback_with_telnyxs_block_code_opts_the_number_out_on
     app.sms_via(Provider::Telnyx, "tx-start-3", PATIENT, CLINIC, "START").await;
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
 }
+
+#[tokio::test]
+async fn a_bandwidth_callback_with_a_stop_and_an_opt_out_failure_records_both() {
+    const OTHER: &str = "+14158675310";
+    let app = TestApp::spawn().await;
+    let at = rfc3339(event_time());
+    let body = json!([
+        {"type": "message-received", "time": at, "description": "Incoming message received", "to": CLINIC,
+         "message": {"id": "bw-in-1", "time": at, "to": [CLINIC], "from": PATIENT, "text": "STOP",
+            "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2", "owner": CLINIC, "direction": "in", "segmentCount": 1}},
+        {"type": "message-failed", "time": at, "description": "destination-rejected-due-to-user-opt-out", "to": OTHER,
+         "errorCode": 4775,
+         "message": {"id": "bw-out-1", "owner": CLINIC, "applicationId": "93de2206-9669-4e07-948d-329f4b722ee2",
+            "time": at, "segmentCount": 1, "direction": "out", "to": [OTHER], "from": CLINIC, "text": "", "tag": "r-1"}}
+    ])
+    .to_string();
+    let post = || {
+        app.client
+            .post(app.url("/webhooks/bandwidth"))
+            .basic_auth(BANDWIDTH_USER, Some(BANDWIDTH_PASSWORD))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out", "the patient's STOP");
+    assert_eq!(app.reason(OTHER, "clinic", "billing").await, "opted_out", "the opt-out Bandwidth reported");
+    let again = post().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(again["status"], "duplicate", "a retried callback changes nothing");
+    assert_eq!((app.ledger_len(PATIENT).await, app.ledger_len(OTHER).await), (1, 1));
+}
