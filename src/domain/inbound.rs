@@ -55,7 +55,7 @@ impl std::fmt::Debug for InboundMessage {
 #[derive(Clone)]
 pub struct ProviderBlock {
     /// Route name of the provider (`twilio`, `telnyx`, ...).
-    pub provider: &'static str,
+    pub provider: String,
     /// The provider's id of the message it could not deliver (a status
     /// callback's message id, or our reply's event id for a send error):
     /// the event's identity, so a repeated callback is applied once.

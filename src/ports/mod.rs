@@ -193,16 +193,6 @@ pub struct Delivery {
     pub error: Option<String>,
 }
 
-impl OutboxItem {
-    /// Whether a worker may claim it at `now`: pending, due, not leased.
-    pub fn claimable(&self, now: OffsetDateTime) -> bool {
-        let d = &self.delivery;
-        d.status == DeliveryStatus::Pending
-            && d.next_attempt_at.is_none_or(|at| at <= now)
-            && d.lease_until.is_none_or(|until| until <= now)
-    }
-}
-
 /// One atomic write: the idempotency markers, the event, an outbox item where
 /// a reply is due, and the new state when it changed.
 ///

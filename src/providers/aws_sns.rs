@@ -445,7 +445,7 @@ fn parse_event(message: &SnsMessage, record: EventRecord) -> Result<Received, Pa
         None => Some(parse_rfc3339(&message.timestamp, "Timestamp")?),
     };
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: record.message_id.filter(|id| !id.is_empty()).unwrap_or_else(|| message.message_id.clone()),
         number,
         clinic,

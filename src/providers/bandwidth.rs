@@ -121,7 +121,7 @@ fn opt_out(index: usize, event: Event) -> Result<ProviderBlock, PayloadError> {
     let clinic = message.from.or(message.owner);
     let at = event.time.or(message.time);
     Ok(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: required(message.id.as_deref(), &field("message.id"))?.to_owned(),
         number: phone(required(patient.as_deref(), &field("to"))?, &field("to"))?,
         clinic: clinic.as_deref().map(|c| phone(c, &field("message.from"))).transpose()?,

@@ -203,7 +203,7 @@ fn delivery_report<'a>(get: &dyn Fn(&str) -> Option<&'a str>) -> Result<Received
         return Ok(Received::Ignored("delivery report"));
     };
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: required(get("MessageUUID"), "MessageUUID")?.to_owned(),
         number: digits_phone(required(get("To"), "To")?, "To")?,
         // A sender id or short code is no number: the opt-out then counts

@@ -118,7 +118,7 @@ fn delivery_report(callback: Callback) -> Result<Received, PayloadError> {
         return Ok(Received::Ignored("a delivery report without an opt-out code"));
     };
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: required(callback.batch_id.as_deref(), "batch_id")?.to_owned(),
         number: digits_phone(required(recipient.as_deref(), field)?, field)?,
         clinic: None,

@@ -136,7 +136,7 @@ fn finalized(occurred_at: Option<String>, message: Message) -> Result<Received, 
     let clinic = message.from.and_then(|p| p.phone_number);
     let at = message.completed_at.or(occurred_at);
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: required(message.id.as_deref(), "data.payload.id")?.to_owned(),
         number: phone(required(recipient.as_deref(), "data.payload.to[0].phone_number")?, "to")?,
         clinic: clinic.as_deref().map(|c| phone(c, "from")).transpose()?,

@@ -167,7 +167,7 @@ fn status_callback(params: &[(String, String)]) -> Result<Received, PayloadError
     };
     let message_id = required(get("MessageSid").or(get("SmsSid")), "MessageSid")?;
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: message_id.to_owned(),
         number: phone(required(get("To"), "To")?, "To")?,
         // A Messaging Service may send from a short code or a sender id: no

@@ -211,7 +211,7 @@ pub fn parse_sms_api(params: &[(String, String)]) -> Result<Received, PayloadErr
             return Ok(Received::Ignored("delivery receipt"));
         };
         return Ok(Received::ProviderOptOut(ProviderBlock {
-            provider: NAME,
+            provider: NAME.to_owned(),
             message_id: required(get("messageId"), "messageId")?.to_owned(),
             number: digits_phone(required(get("msisdn"), "msisdn")?, "msisdn")?,
             clinic: get("to").and_then(|to| crate::domain::PhoneNumber::parse_digits(to).ok()),
@@ -276,7 +276,7 @@ fn messages_status(m: &MessagesApiInbound) -> Result<Received, PayloadError> {
         return Ok(Received::Ignored("message status of another channel"));
     }
     Ok(Received::ProviderOptOut(ProviderBlock {
-        provider: NAME,
+        provider: NAME.to_owned(),
         message_id: required(m.message_uuid.as_deref(), "message_uuid")?.to_owned(),
         number: digits_phone(required(m.to.as_deref(), "to")?, "to")?,
         clinic: m.from.as_deref().and_then(|from| crate::domain::PhoneNumber::parse_digits(from).ok()),

@@ -227,7 +227,7 @@ impl OutboxWorker {
             Err(SendError::OptedOut { code, reason }) => {
                 tracing::warn!(provider = %item.provider, %code, "the provider reports the number opted out");
                 let block = ProviderBlock {
-                    provider: provider_name(&item.provider),
+                    provider: item.provider.clone(),
                     message_id: item.event_id.clone(),
                     number: to.clone(),
                     clinic: from.clone(),
@@ -336,13 +336,6 @@ impl OutboxWorker {
     }
 }
 
-/// The static route name of a provider (`ProviderBlock` carries one).
-fn provider_name(name: &str) -> &'static str {
-    const KNOWN: &[&str] =
-        &["twilio", "standard-webhooks", "telnyx", "plivo", "vonage", "sinch", "bandwidth", "bird", "aws-sns"];
-    KNOWN.iter().find(|known| **known == name).copied().unwrap_or("unknown")
-}
-
 impl ConsentService {
     /// Records what a provider reported in a signed status callback: the
     /// number opted out (or is blocked) with that provider. Idempotent on
@@ -398,7 +391,7 @@ impl ConsentService {
         };
         let recorded = self.commit_event(pending).await?;
         if recorded {
-            tracing::info!(pid = %pid, provider = block.provider, code = %block.code, "provider opt-out recorded");
+            tracing::info!(pid = %pid, provider = %block.provider, code = %block.code, "provider opt-out recorded");
         }
         Ok(recorded)
     }
