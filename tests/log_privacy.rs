@@ -58,7 +58,14 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let mut app = TestApp::spawn_with(&config).await;
     app.telnyx_sms("tx-1", PATIENT, CLINIC, "HELP me please").await;
     app.telnyx_sms("tx-2", PATIENT, CLINIC, "stop texting me now").await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Until the worker has sent both replies (up to 10 s).
+    let logged = |what: &str| String::from_utf8_lossy(&captured.0.lock().unwrap()).contains(what);
+    for _ in 0..100 {
+        if logged("reply refused by the provider") && logged("reply sent") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0002", PATIENT, UNOWNED, "please stop texting me").await;
