@@ -56,16 +56,21 @@ async fn logs_carry_no_phone_number_or_message_text() {
         &format!("[outbox]\npoll_interval_ms = 50\n\n[providers.telnyx.send]\napi_key = \"k\"\nbase_url = \"{base}\"\n\n[providers.telnyx]\n"),
     );
     let mut app = TestApp::spawn_with(&config).await;
-    app.telnyx_sms("tx-1", PATIENT, CLINIC, "HELP me please").await;
-    app.telnyx_sms("tx-2", PATIENT, CLINIC, "stop texting me now").await;
-    // Until the worker has sent both replies (up to 10 s).
+    // One at a time: a STOP arriving before the HELP's reply went out would
+    // rightly supersede it.
     let logged = |what: &str| String::from_utf8_lossy(&captured.0.lock().unwrap()).contains(what);
-    for _ in 0..100 {
-        if logged("reply refused by the provider") && logged("reply sent") {
-            break;
+    let wait_for = |what: &'static str| async move {
+        for _ in 0..100 {
+            if logged(what) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    };
+    app.telnyx_sms("tx-1", PATIENT, CLINIC, "HELP me please").await;
+    wait_for("reply refused by the provider").await;
+    app.telnyx_sms("tx-2", PATIENT, CLINIC, "stop texting me now").await;
+    wait_for("reply sent").await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0001", PATIENT, CLINIC, "Stop. Thank you").await;
     app.twilio_sms("SM0002", PATIENT, UNOWNED, "please stop texting me").await;
@@ -84,7 +89,11 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("consent event recorded"), "the capture saw the service's logs");
     assert!(logs.contains("integrity"), "the integrity alarm was logged");
-    assert!(logs.contains("reply refused by the provider") && logs.contains("reply sent"), "the worker's logs too");
+    let worker_lines: Vec<&str> = logs.lines().filter(|l| l.contains("reply") || l.contains("outbox")).collect();
+    assert!(
+        logs.contains("reply refused by the provider") && logs.contains("reply sent"),
+        "the worker's logs too: {worker_lines:#?}"
+    );
     for needle in [
         "4158675309",
         "867 5309",
