@@ -37,6 +37,7 @@ help_contact = "555-0100"
 frequency = "Msg frequency varies"
 categories = ["appointment_reminders", "billing"]
 default = "opted_in"
+send_rules = []
 
 [[programs]]
 id = "pharmacy"
@@ -47,6 +48,29 @@ help_contact = "555-0200"
 frequency = "Up to 4 msgs/mo"
 categories = ["refills"]
 default = "no_consent"
+send_rules = []
+
+[[programs]]
+id = "gated"
+name = "Lakeside Visits"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550300"]
+help_contact = "555-0300"
+frequency = "Up to 3 msgs/wk"
+categories = ["reminders"]
+default = "opted_in"
+send_rules = ["quiet_hours", "state_quiet_hours", "state_frequency", "healthcare_exemption"]
+
+[[programs]]
+id = "florida"
+name = "Lakeside Billing"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550400"]
+help_contact = "555-0400"
+frequency = "Msg frequency varies"
+categories = ["reminders"]
+default = "opted_in"
+send_rules = ["quiet_hours", "state_quiet_hours", "state_frequency"]
 "#;
 
 /// A clock the tests move forward.

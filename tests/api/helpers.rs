@@ -46,6 +46,7 @@ help_contact = "555-0100"
 frequency = "Msg frequency varies"
 categories = ["appointment_reminders", "billing"]
 default = "opted_in"
+send_rules = []
 
 [[programs]]
 id = "pharmacy"
@@ -55,6 +56,7 @@ numbers = ["{PHARMACY}"]
 help_contact = "555-0200"
 frequency = "Up to 4 msgs/mo"
 categories = ["refills"]
+send_rules = []
 
 [providers.twilio]
 auth_tokens = ["{TWILIO_OLD_TOKEN}", "{TWILIO_TOKEN}"]
