@@ -7,7 +7,9 @@ pub mod keywords;
 pub mod outbound;
 pub mod phone;
 pub mod program;
+pub mod recipient;
 pub mod replies;
+pub mod window;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
 pub use inbound::{InboundMessage, ProviderBlock, ReplyStyle};
