@@ -389,4 +389,15 @@ mod tests {
         let w = locate(&number("+14155550123"), Some("america/chicago"), None).unwrap();
         assert_eq!(w.zones, zones(&["America/Chicago"]));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_override_never_panics(zone in proptest::option::of(".{0,80}"), state in proptest::option::of(".{0,8}")) {
+            let n = number("+14155550123");
+            match locate(&n, zone.as_deref(), state.as_deref()) {
+                Ok(w) => proptest::prop_assert!(!w.zones.is_empty()),
+                Err(e) => proptest::prop_assert!(e.starts_with("recipient.time_zone: ") || e.starts_with("recipient.state: ")),
+            }
+        }
+    }
 }

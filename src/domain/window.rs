@@ -436,4 +436,38 @@ mod tests {
         // An unknown zone counts UTC days.
         assert_eq!(local_date("Nowhere", at), (date!(2025 - 01 - 16), datetime!(2025-01-17 00:00 UTC)));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn next_is_the_first_open_instant(
+            seconds in 0i64..4_102_444_800,
+            area in proptest::sample::select(vec!["415", "270", "907", "208", "850", "787", "808", "416", "709"]),
+            strict in proptest::bool::ANY,
+        ) {
+            let n = crate::domain::PhoneNumber::parse(&format!("+1{area}2345678")).unwrap();
+            let z = crate::domain::recipient::presume(&n).zones;
+            let window = if strict { STRICT_STATES } else { FEDERAL };
+            let at = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+            match check(window, &z, at) {
+                Ok(()) => {}
+                Err(next) => {
+                    proptest::prop_assert!(next > at && next - at < time::Duration::days(1), "{at} -> {next}");
+                    proptest::prop_assert_eq!(check(window, &z, next), Ok(()));
+                    proptest::prop_assert!(check(window, &z, next - time::Duration::seconds(1)).is_err());
+                }
+            }
+        }
+
+        #[test]
+        fn any_input_never_panics(
+            seconds in proptest::num::i64::ANY,
+            start in proptest::num::u16::ANY,
+            end in proptest::num::u16::ANY,
+            zone in ".{0,40}",
+        ) {
+            let at = OffsetDateTime::from_unix_timestamp(seconds % 253_402_300_799).unwrap();
+            let _ = check(Window { start_minute: start, end_minute: end }, std::slice::from_ref(&zone), at);
+            let _ = local_date(&zone, at);
+        }
+    }
 }
