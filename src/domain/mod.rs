@@ -8,6 +8,7 @@ pub mod outbound;
 pub mod phone;
 pub mod program;
 pub mod replies;
+pub mod volume;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
 pub use inbound::{InboundMessage, ProviderBlock, ReplyStyle};
