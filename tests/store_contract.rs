@@ -13,9 +13,11 @@ use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::domain::outbound::{OutboundMessage, SendError, Sent};
+use sms_consent::domain::volume::{self, Cap};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
 use sms_consent::ports::{
-    Clock, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead,
+    Clock, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, SendRecord, StateItem,
+    StateRead, UsageItem,
 };
 use sms_consent::providers::{InboundMessage, ReplyStyle};
 use sms_consent::runtime::backends::{Backends, Calls};
@@ -935,8 +937,151 @@ macro_rules! contract {
                 assert!(matches!(result, Err(sms_consent::service::ServiceError::Invalid(_))), "{result:?}");
                 assert_eq!(h.ledger_len(PATIENT).await, 0);
             }
+
+            #[tokio::test]
+            async fn a_usage_is_written_by_compare_and_set() {
+                let h = super::$backend().await;
+                let pid = h.pid(PATIENT);
+                assert_eq!(h.store.usage(&pid).await.unwrap(), None);
+                let first = usage(&pid, 1, &[("r1", "clinic")]);
+                assert!(!h.store.put_usage(&first, Some(0)).await.unwrap(), "no usage yet: a version is stale");
+                assert!(h.store.put_usage(&first, None).await.unwrap());
+                assert!(!h.store.put_usage(&usage(&pid, 1, &[("x", "clinic")]), None).await.unwrap(), "it exists now");
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(first.clone()));
+                let second = usage(&pid, 2, &[("r1", "clinic"), ("r2", "pharmacy")]);
+                assert!(h.store.put_usage(&second, Some(1)).await.unwrap());
+                let stale = usage(&pid, 2, &[("r1", "clinic"), ("r3", "clinic")]);
+                assert!(!h.store.put_usage(&stale, Some(1)).await.unwrap(), "written over version 1, which is gone");
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(second));
+            }
+
+            #[tokio::test]
+            async fn usages_answer_in_the_order_asked_with_the_absent_ones() {
+                let h = super::$backend().await;
+                let (a, b, none) = (h.pid(PATIENT), h.pid("+14158675310"), h.pid("+14158675399"));
+                let (ua, ub) = (usage(&a, 1, &[("ra", "clinic")]), usage(&b, 1, &[("rb", "pharmacy")]));
+                assert!(h.store.put_usage(&ua, None).await.unwrap() && h.store.put_usage(&ub, None).await.unwrap());
+                let got = h.store.usages(&[b.clone(), none.clone(), a.clone(), b.clone()]).await.unwrap();
+                assert_eq!(got, [Some(ub.clone()), None, Some(ua), Some(ub)]);
+                assert_eq!(h.store.usages(&[]).await.unwrap(), []);
+            }
+
+            #[tokio::test]
+            async fn put_usages_writes_all_or_nothing() {
+                let h = super::$backend().await;
+                let (a, b, c) = (h.pid(PATIENT), h.pid("+14158675310"), h.pid("+14158675311"));
+                let ua = usage(&a, 1, &[("ra", "clinic")]);
+                assert!(h.store.put_usage(&ua, None).await.unwrap());
+                // b and c are right, a's version is stale: nothing is written.
+                let batch = vec![
+                    (usage(&b, 1, &[("rb", "clinic")]), None),
+                    (usage(&a, 2, &[("ra", "clinic"), ("ra2", "clinic")]), Some(7)),
+                    (usage(&c, 1, &[("rc", "clinic")]), None),
+                ];
+                assert_eq!(h.store.put_usages(&batch).await.unwrap(), [false, false, false]);
+                assert_eq!(h.store.usages(&[a.clone(), b.clone(), c.clone()]).await.unwrap(), [Some(ua), None, None]);
+                // With a's version right, all are written.
+                let mut batch = batch;
+                batch[1].1 = Some(1);
+                assert_eq!(h.store.put_usages(&batch).await.unwrap(), [true, true, true]);
+                let stored = h.store.usages(&[b, a, c]).await.unwrap();
+                assert_eq!(stored, [Some(batch[0].0.clone()), Some(batch[1].0.clone()), Some(batch[2].0.clone())]);
+                // A number twice in one batch is refused, not half applied.
+                let twice = vec![(usage(&h.pid("+14158675312"), 1, &[]), None), (usage(&h.pid("+14158675312"), 1, &[]), None)];
+                assert!(h.store.put_usages(&twice).await.is_err());
+                assert_eq!(h.store.usage(&h.pid("+14158675312")).await.unwrap(), None);
+                assert_eq!(h.store.put_usages(&[]).await.unwrap(), Vec::<bool>::new());
+            }
+
+            #[tokio::test]
+            async fn racing_reservations_never_exceed_the_cap() {
+                let h = Arc::new(super::$backend().await);
+                let pid = h.pid(PATIENT);
+                let at = time::macros::datetime!(2026-03-10 15:00 UTC);
+                let mut tasks = Vec::new();
+                for i in 0..16u32 {
+                    let (h, pid) = (h.clone(), pid.clone());
+                    tasks.push(tokio::spawn(async move { reserve(h.store.as_ref(), &pid, &format!("r{i}"), at).await }));
+                }
+                let mut reserved = 0;
+                for task in tasks {
+                    reserved += usize::from(task.await.unwrap());
+                }
+                assert_eq!(reserved, 3);
+                let stored = h.store.usage(&pid).await.unwrap().unwrap();
+                assert_eq!(stored.sends.len(), 3);
+                assert_eq!(stored.version, 3);
+            }
+
+            #[tokio::test]
+            async fn a_usage_item_is_not_history_and_erasure_keeps_it() {
+                let h = super::$backend().await;
+                let (pid, other) = (h.pid(PATIENT), h.pid("+14158675310"));
+                // A number with only a usage item is new, not a deleted STATE.
+                let only = usage(&other, 1, &[("r0", "clinic")]);
+                assert!(h.store.put_usage(&only, None).await.unwrap());
+                assert_eq!(h.store.read_state(&other).await.unwrap(), StateRead::Absent);
+                assert_eq!(h.reason("+14158675310").await, Reason::Allowed);
+                // Its first events are recorded, not refused as tampering: a
+                // HELP (no state change: the default STATE is created) and a STOP.
+                let help = h.service.handle_inbound(&sms("h0", "+14158675310", "HELP", None), INLINE).await.unwrap();
+                assert!(matches!(help, InboundOutcome::Recorded { intent: Intent::Help, .. }), "{help:?}");
+                assert!(matches!(h.store.read_state(&other).await.unwrap(), StateRead::Found(s) if s.consent.is_empty()));
+                let outcome = h.service.handle_inbound(&sms("m0", "+14158675310", "STOP", None), INLINE).await.unwrap();
+                assert!(matches!(outcome, InboundOutcome::Recorded { intent: Intent::OptOut, .. }), "{outcome:?}");
+                assert_eq!(h.reason("+14158675310").await, Reason::OptedOut);
+                assert_eq!(h.alarms(), 0);
+                // A number whose usage is newer than its STATE still reads the STATE.
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                let used = usage(&pid, 1, &[("r1", "clinic")]);
+                assert!(h.store.put_usage(&used, None).await.unwrap());
+                assert!(matches!(h.store.read_state(&pid).await.unwrap(), StateRead::Found(s) if s.version == 1));
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                // Erasure leaves the usage (no PHI in it) as it was.
+                h.service.erase(PATIENT, "dpo").await.unwrap();
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(used));
+                assert_eq!(h.store.usage(&other).await.unwrap(), Some(only));
+            }
         }
     };
+}
+
+/// A usage of `pid` at `version` with these (reservation, program) sends.
+fn usage(pid: &str, version: u64, sends: &[(&str, &str)]) -> UsageItem {
+    let at = time::macros::datetime!(2026-03-10 15:00 UTC);
+    let sends = sends
+        .iter()
+        .map(|(id, program)| SendRecord {
+            reservation_id: (*id).into(),
+            program: (*program).into(),
+            organization: "lakeside".into(),
+            at,
+        })
+        .collect();
+    UsageItem { pid: pid.into(), version, sends }
+}
+
+/// What a reservation does: read the usage, check the caps (3 per 24 hours
+/// across the organization), write by compare and set, and on a conflict
+/// read again. True when reserved, false when the cap denies.
+async fn reserve(store: &dyn ConsentStore, pid: &str, id: &str, at: OffsetDateTime) -> bool {
+    let caps = [Cap::Organization { max: 3, window: time::Duration::hours(24) }];
+    for _ in 0..64 {
+        let stored = store.usage(pid).await.unwrap();
+        let expected = stored.as_ref().map(|u| u.version);
+        let mut item = stored.unwrap_or_else(|| UsageItem { pid: pid.into(), ..UsageItem::default() });
+        if volume::check(&caps, &item.sends, "clinic", "lakeside", "America/New_York", at).is_err() {
+            return false;
+        }
+        let send =
+            SendRecord { reservation_id: id.into(), program: "clinic".into(), organization: "lakeside".into(), at };
+        item.sends.push(send);
+        item.version += 1;
+        if store.put_usage(&item, expected).await.unwrap() {
+            return true;
+        }
+    }
+    panic!("a reservation kept conflicting");
 }
 
 contract!(embedded);

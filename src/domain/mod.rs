@@ -11,6 +11,7 @@ pub mod program;
 pub mod recipient;
 pub mod replies;
 pub mod rules;
+pub mod volume;
 pub mod window;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
