@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::domain::ReplyMode;
 use crate::domain::rules::{SendRule, DEFAULT_RULES};
+pub use crate::domain::ReplyMode;
 use crate::domain::{serde_name, DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
 use crate::providers::aws_sns::SnsNetwork;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;

@@ -1308,3 +1308,199 @@ async fn the_outbox_function_delivers_a_stream_batch_and_reports_what_is_not_fin
     assert_eq!(h.reply("m1").await.delivery.status, DeliveryStatus::Expired, "an hour late: not sent");
     assert_eq!(dispatch.calls(), 2);
 }
+
+/// The sending rules at their edges, with the test clock (issue 12).
+macro_rules! gate {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            use sms_consent::service::gate::SendPlan;
+
+            const LA: &str = "+14158675309";
+            const MIAMI: &str = "+13055550123";
+
+            fn query(to: &str) -> AuthorizationQuery<'_> {
+                AuthorizationQuery { to, program: "gated", category: "reminders" }
+            }
+
+            fn at(h: &Harness, rfc3339: &str) {
+                let target = OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap();
+                let now = h.clock.now();
+                h.clock.advance(target - now);
+            }
+
+            fn utc(rfc3339: &str) -> OffsetDateTime {
+                OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap()
+            }
+
+            #[tokio::test]
+            async fn the_federal_window_closes_at_21_00_in_los_angeles() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:59:00-08:00");
+                let d = h.service.authorize_send(&query(LA), &SendPlan::default()).await;
+                assert_eq!((d.allowed, d.reason), (true, Reason::Allowed));
+                at(&h, "2026-11-23T21:00:00-08:00");
+                let d = h.service.authorize_send(&query(LA), &SendPlan::default()).await;
+                assert_eq!((d.allowed, d.reason), (false, Reason::QuietHours));
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-24T08:00:00-08:00")));
+                let plan = SendPlan { send_at: Some(utc("2026-11-24T08:00:00-08:00")), ..Default::default() };
+                assert!(h.service.authorize_send(&query(LA), &plan).await.allowed, "planned for the morning");
+            }
+
+            #[tokio::test]
+            async fn florida_closes_at_20_00_and_the_senders_word_beats_the_area_code() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:00:00-05:00");
+                let d = h.service.authorize_send(&query(MIAMI), &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::QuietHours);
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-24T08:00:00-05:00")));
+                let elsewhere = SendPlan { state: Some("NY"), ..Default::default() };
+                assert!(
+                    h.service.authorize_send(&query(MIAMI), &elsewhere).await.allowed,
+                    "a New York resident: 21:00"
+                );
+                at(&h, "2026-11-23T18:30:00-08:00");
+                let east = SendPlan { time_zone: Some("America/New_York"), ..Default::default() };
+                let d = h.service.authorize_send(&query(LA), &east).await;
+                assert_eq!(d.reason, Reason::QuietHours, "21:30 in New York, whatever the area code says");
+                assert!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.allowed);
+            }
+
+            #[tokio::test]
+            async fn an_area_code_in_two_zones_waits_for_both() {
+                let h = super::super::$backend().await;
+                // 270 (Kentucky) spans Central and Eastern time.
+                at(&h, "2026-11-23T08:30:00-05:00");
+                let d = h.service.authorize_send(&query("+12705550123"), &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::QuietHours, "7:30 in Central time");
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-23T08:00:00-06:00")));
+            }
+
+            #[tokio::test]
+            async fn consent_reasons_win_over_time_reasons() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T23:00:00-08:00");
+                let mut stop = sms("m1", LA, "STOP", None);
+                stop.to = Some(PhoneNumber::parse("+14155550300").unwrap());
+                h.service.handle_inbound(&stop, INLINE).await.unwrap();
+                assert_eq!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.reason, Reason::OptedOut);
+            }
+
+            #[tokio::test]
+            async fn the_healthcare_exemption_allows_one_a_day_three_a_week_and_one_segment() {
+                let h = super::super::$backend().await;
+                let reserve = SendPlan { reserve: true, segments: Some(1), ..Default::default() };
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let first = h.service.authorize_send(&query(LA), &reserve).await;
+                assert!(first.allowed && first.reservation_id.is_some(), "{first:?}");
+                let second = h.service.authorize_send(&query(LA), &reserve).await;
+                assert_eq!(second.reason, Reason::FrequencyCap);
+                assert_eq!(
+                    second.next_allowed_at,
+                    Some(utc("2026-11-24T08:00:00-08:00")),
+                    "tomorrow, once the window opens"
+                );
+                // Across midnight in Los Angeles (08:00 UTC), not UTC's.
+                at(&h, "2026-11-23T23:30:00-08:00");
+                let late = SendPlan { send_at: Some(utc("2026-11-24T08:00:00-08:00")), ..reserve };
+                assert!(h.service.authorize_send(&query(LA), &late).await.allowed, "day 2");
+                let day3 = SendPlan { send_at: Some(utc("2026-11-25T08:00:00-08:00")), ..reserve };
+                assert!(h.service.authorize_send(&query(LA), &day3).await.allowed, "day 3");
+                let day4 = SendPlan { send_at: Some(utc("2026-11-26T08:00:00-08:00")), ..reserve };
+                let d = h.service.authorize_send(&query(LA), &day4).await;
+                assert_eq!(d.reason, Reason::FrequencyCap, "a fourth in one week");
+                let long = SendPlan { segments: Some(2), ..Default::default() };
+                assert_eq!(h.service.authorize_send(&query(LA), &long).await.reason, Reason::TooLongForExemption);
+                let long = SendPlan { length: Some(161), ..Default::default() };
+                assert_eq!(h.service.authorize_send(&query(LA), &long).await.reason, Reason::TooLongForExemption);
+            }
+
+            #[tokio::test]
+            async fn a_released_reservation_no_longer_counts() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                let id = h.service.authorize_send(&query(LA), &reserve).await.reservation_id.expect("reserved");
+                assert_eq!(h.service.authorize_send(&query(LA), &reserve).await.reason, Reason::FrequencyCap);
+                assert!(h.service.release(&id).await.unwrap());
+                assert!(!h.service.release(&id).await.unwrap(), "released once");
+                assert!(h.service.authorize_send(&query(LA), &reserve).await.allowed, "the slot is free again");
+                assert!(!h.service.release("0123456789abcdef01234567.nobody").await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn sixteen_racing_reservations_for_three_slots_get_exactly_three() {
+                let h = Arc::new(super::super::$backend().await);
+                at(&h, "2026-11-23T10:00:00-05:00");
+                let tasks: Vec<_> = (0..16)
+                    .map(|_| {
+                        let h = h.clone();
+                        tokio::spawn(async move {
+                            let plan = SendPlan { reserve: true, ..Default::default() };
+                            let q = AuthorizationQuery { to: MIAMI, program: "florida", category: "reminders" };
+                            h.service.authorize_send(&q, &plan).await
+                        })
+                    })
+                    .collect();
+                let mut allowed = 0;
+                for task in tasks {
+                    let d = task.await.unwrap();
+                    if d.allowed {
+                        allowed += 1;
+                    } else {
+                        assert!(matches!(d.reason, Reason::FrequencyCap | Reason::Unavailable), "{d:?}");
+                    }
+                }
+                assert_eq!(allowed, 3);
+                let q = AuthorizationQuery { to: MIAMI, program: "florida", category: "reminders" };
+                let d = h.service.authorize_send(&q, &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::FrequencyCap, "the cap holds for an unreserved ask too");
+            }
+
+            #[tokio::test]
+            async fn an_unreserved_ask_stays_one_read_and_a_reservation_adds_a_read_and_a_write() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let calls = || h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                let cost =
+                    |before: Option<(usize, usize)>| calls().zip(before).map(|((d, k), (d0, k0))| (d - d0, k - k0));
+                // Quiet hours and state rules only (an LA number has no cap).
+                let q = AuthorizationQuery { to: LA, program: "florida", category: "reminders" };
+                let before = calls();
+                assert!(h.service.authorize_send(&q, &SendPlan::default()).await.allowed);
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (1, 0), "one consistent read, no KMS call");
+                }
+                // A program with caps reads the usage too; a reservation writes it.
+                let before = calls();
+                assert!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.allowed);
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (2, 0), "state and usage");
+                }
+                let before = calls();
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                assert!(h.service.authorize_send(&query(LA), &reserve).await.reservation_id.is_some());
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (3, 0), "state, usage and one conditional write");
+                }
+            }
+
+            #[tokio::test]
+            async fn a_batch_answers_each_request_with_its_own_plan() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:30:00-05:00");
+                let queries = [query(LA), query(MIAMI), query("not-a-number")];
+                let plans = [SendPlan::default(), SendPlan::default(), SendPlan::default()];
+                let d = h.service.authorize_batch(&queries, &plans).await;
+                let reasons: Vec<Reason> = d.iter().map(|d| d.reason).collect();
+                assert_eq!(reasons, [Reason::Allowed, Reason::QuietHours, Reason::InvalidNumber]);
+            }
+        }
+    };
+}
+
+mod gate_rules {
+    use super::*;
+    gate!(embedded);
+    gate!(dynamodb);
+}

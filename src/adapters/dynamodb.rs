@@ -30,6 +30,11 @@ const PK: &str = "PK";
 const SK: &str = "SK";
 const DATA: &str = "data";
 const VERSION: &str = "version";
+/// A usage item's version: an attribute of its own name, so the authorize
+/// function's IAM policy can allow `PutItem` with exactly the attributes
+/// of a usage item (`dynamodb:Attributes`): a `STATE` it wrote would lack
+/// `version`, read as corrupt, and deny.
+const USAGE_VERSION: &str = "usage_version";
 /// An outbox item's delivery revision, status and next attempt (epoch
 /// seconds), as their own attributes: the compare-and-set conditions on the
 /// first, and a polling worker's scan filters on the other two.
@@ -106,14 +111,14 @@ fn decode_state(item: &HashMap<String, AttributeValue>) -> Result<StateItem, Sto
 /// condition), as on `STATE`.
 fn usage_attributes(usage: &UsageItem) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let mut attributes = item(&phone_pk(&usage.pid), USAGE_SK, usage)?;
-    attributes.insert(VERSION.into(), AttributeValue::N(usage.version.to_string()));
+    attributes.insert(USAGE_VERSION.into(), AttributeValue::N(usage.version.to_string()));
     Ok(attributes)
 }
 
 /// A usage item whose version attribute agrees with its data.
 fn decode_usage(item: &HashMap<String, AttributeValue>) -> Result<UsageItem, StoreError> {
     let usage: UsageItem = decode(item)?;
-    let version = item.get(VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+    let version = item.get(USAGE_VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
     if version != Some(usage.version) {
         return Err(StoreError::Corrupt("a usage item's version attribute disagrees with its data".into()));
     }
@@ -130,7 +135,7 @@ fn guarded_usage(
     Ok(match expected {
         Some(version) => put
             .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_names("#v", USAGE_VERSION)
             .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
         None => put.condition_expression("attribute_not_exists(PK)"),
     })

@@ -55,8 +55,7 @@ pub fn windows(rules: &[SendRule], at: &Whereabouts) -> Vec<Window> {
 /// The caps a send must keep, for a recipient where they are.
 pub fn caps(rules: &[SendRule], at: &Whereabouts) -> Vec<Cap> {
     let mut out = Vec::new();
-    if rules.contains(&SendRule::StateFrequency) && at.state.as_deref().is_some_and(|s| FREQUENCY_STATES.contains(&s))
-    {
+    if rules.contains(&SendRule::StateFrequency) && at.state.as_deref().is_some_and(|s| FREQUENCY_STATES.contains(&s)) {
         out.push(Cap::Organization { max: STATE_FREQUENCY_MAX, window: Duration::hours(24) });
     }
     if rules.contains(&SendRule::HealthcareExemption) {
@@ -88,12 +87,8 @@ mod tests {
 
     #[test]
     fn the_rules_give_their_windows_and_caps_by_state() {
-        let all = [
-            SendRule::QuietHours,
-            SendRule::StateQuietHours,
-            SendRule::StateFrequency,
-            SendRule::HealthcareExemption,
-        ];
+        let all =
+            [SendRule::QuietHours, SendRule::StateQuietHours, SendRule::StateFrequency, SendRule::HealthcareExemption];
         assert_eq!(windows(&DEFAULT_RULES, &at(Some("NY"))), [window::FEDERAL]);
         assert_eq!(windows(&DEFAULT_RULES, &at(Some("FL"))).len(), 2);
         assert!(windows(&[], &at(Some("FL"))).is_empty(), "send_rules = [] turns them off");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ProblemResponses};
+use super::error::{ApiError, Problem, ProblemResponses};
 use super::extract::{invalid_body, scope, Caller, JsonBody};
 use super::AppState;
 use crate::domain::{Decision, Reason};
@@ -197,12 +197,8 @@ pub async fn authorize(
     let decisions = state.service.authorize_batch(&queries, &plans).await;
     let allowed = decisions.iter().filter(|d| d.allowed).count();
     tracing::info!(caller = %caller.name, requests = decisions.len(), allowed, "batch authorization");
-    let results = batch
-        .requests
-        .into_iter()
-        .zip(decisions)
-        .map(|(r, d)| BatchResult { to: r.to, decision: d.into() })
-        .collect();
+    let results =
+        batch.requests.into_iter().zip(decisions).map(|(r, d)| BatchResult { to: r.to, decision: d.into() }).collect();
     Ok(Json(BatchAnswer { results }).into_response())
 }
 
@@ -214,6 +210,8 @@ pub async fn authorize(
     request_body = ReleaseRequest,
     responses(
         (status = 200, description = "Released", body = ReleaseAnswer),
+        (status = 404, description = "No such reservation (never made, or released already)", body = Problem,
+            content_type = "application/problem+json"),
         ProblemResponses,
     ),
     security(("api_key" = []))

@@ -18,8 +18,7 @@ use crate::domain::{
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
-    UsageItem,
+    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, UsageItem,
 };
 
 pub mod gate;
@@ -456,14 +455,21 @@ impl ConsentService {
     /// the time and volume rules; the usage of the numbers whose program
     /// caps volume is read in one more call; reservations are made one by
     /// one (each a conditional write).
-    pub async fn authorize_batch(&self, queries: &[AuthorizationQuery<'_>], plans: &[gate::SendPlan<'_>]) -> Vec<Decision> {
+    pub async fn authorize_batch(
+        &self,
+        queries: &[AuthorizationQuery<'_>],
+        plans: &[gate::SendPlan<'_>],
+    ) -> Vec<Decision> {
         let consents = self.consent_many(queries).await;
         let counted: Vec<usize> = (0..queries.len())
-            .filter(|&i| consents[i].1.as_ref().is_some_and(|(_, program)| {
-                consents[i].0.allowed && !plans[i].reserve && !crate::domain::rules::caps_none(&program.send_rules)
-            }))
+            .filter(|&i| {
+                consents[i].1.as_ref().is_some_and(|(_, program)| {
+                    consents[i].0.allowed && !plans[i].reserve && !crate::domain::rules::caps_none(&program.send_rules)
+                })
+            })
             .collect();
-        let pids: Vec<String> = counted.iter().filter_map(|&i| consents[i].1.as_ref().map(|(pid, _)| pid.clone())).collect();
+        let pids: Vec<String> =
+            counted.iter().filter_map(|&i| consents[i].1.as_ref().map(|(pid, _)| pid.clone())).collect();
         let mut usages: HashMap<usize, Option<UsageItem>> = HashMap::new();
         let read = if pids.is_empty() { Ok(Vec::new()) } else { self.store.usages(&pids).await };
         let usage_failed = match read {
@@ -533,11 +539,7 @@ impl ConsentService {
                 }
             }
         }
-        decisions
-            .into_iter()
-            .map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable)))
-            .zip(found)
-            .collect()
+        decisions.into_iter().map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable))).zip(found).collect()
     }
 
     /// Replies waiting in the outbox for one number.
