@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::rules::{SendRule, DEFAULT_RULES};
 pub use crate::domain::ReplyMode;
 use crate::domain::{serde_name, DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
 use crate::providers::aws_sns::SnsNetwork;
@@ -238,6 +239,15 @@ pub struct ProgramConfig {
     /// and confirms only what it recognised beyond them.
     #[serde(default)]
     pub reply_mode: ReplyMode,
+    /// The sending rules authorization applies: `quiet_hours`,
+    /// `state_quiet_hours`, `state_frequency`, `healthcare_exemption`.
+    /// Default: `["quiet_hours", "state_quiet_hours"]`; `[]` turns them off.
+    #[serde(default = "default_send_rules")]
+    pub send_rules: Vec<SendRule>,
+}
+
+fn default_send_rules() -> Vec<SendRule> {
+    DEFAULT_RULES.to_vec()
 }
 
 impl ProgramConfig {
@@ -261,6 +271,7 @@ impl ProgramConfig {
             default: self.default,
             replies: self.replies.clone(),
             reply_mode: self.reply_mode,
+            send_rules: self.send_rules.clone(),
         }
     }
 }

@@ -161,3 +161,39 @@ fn the_outbox_role_may_not_delete_or_scan_and_sends_only_through_end_user_messag
     assert!(data_keys["Principal"]["AWS"].as_array().unwrap().iter().any(|p| p["Fn::GetAtt"][0] == "OutboxRole"));
     assert_eq!(data_keys["Condition"]["StringEquals"]["kms:EncryptionContext:application"], "sms-consent");
 }
+
+#[test]
+fn the_authorize_role_writes_only_usage_items_and_its_function_serves_the_release_route() {
+    let template = transformed();
+    let policy = &template["Resources"]["AuthorizePolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let statements = policy.as_array().unwrap();
+    let writes: Vec<&serde_json::Value> = statements
+        .iter()
+        .filter(|s| {
+            let actions = match &s["Action"] {
+                serde_json::Value::String(a) => vec![a.as_str()],
+                serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            actions.iter().any(|a| {
+                a.starts_with("dynamodb:")
+                    && !["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"].contains(a)
+            })
+        })
+        .collect();
+    assert_eq!(writes.len(), 1, "one write statement: {writes:?}");
+    assert_eq!(writes[0]["Action"], "dynamodb:PutItem");
+    let condition = &writes[0]["Condition"];
+    assert_eq!(
+        condition["ForAllValues:StringEquals"]["dynamodb:Attributes"],
+        serde_json::json!(["PK", "SK", "data", "usage_version"]),
+        "a usage item's attributes only: never a STATE's `version`"
+    );
+    assert_eq!(condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"], serde_json::json!(["PHONE#*"]));
+    // SAM writes the HTTP API's routes into its OpenAPI body.
+    let release = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]["/v1/reservations/release"]["post"];
+    assert!(release.is_object(), "the release route is served");
+    let integration = release["x-amazon-apigateway-integration"]["uri"].to_string();
+    assert!(integration.contains("AuthorizeFunction"), "by the authorize function: {integration}");
+    assert!(release["security"].to_string().contains("AWS_IAM"), "with IAM auth: {release}");
+}

@@ -13,9 +13,11 @@ use sms_consent::adapters::local_keyring::LocalKeyring;
 use sms_consent::config::Config;
 use sms_consent::crypto::{CacheLimits, Crypto};
 use sms_consent::domain::outbound::{OutboundMessage, SendError, Sent};
+use sms_consent::domain::volume::{self, Cap};
 use sms_consent::domain::{Intent, PhoneNumber, Reason};
 use sms_consent::ports::{
-    Clock, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead,
+    Clock, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, SendRecord, StateItem,
+    StateRead, UsageItem,
 };
 use sms_consent::providers::{InboundMessage, ReplyStyle};
 use sms_consent::runtime::backends::{Backends, Calls};
@@ -37,6 +39,7 @@ help_contact = "555-0100"
 frequency = "Msg frequency varies"
 categories = ["appointment_reminders", "billing"]
 default = "opted_in"
+send_rules = []
 
 [[programs]]
 id = "pharmacy"
@@ -47,6 +50,29 @@ help_contact = "555-0200"
 frequency = "Up to 4 msgs/mo"
 categories = ["refills"]
 default = "no_consent"
+send_rules = []
+
+[[programs]]
+id = "gated"
+name = "Lakeside Visits"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550300"]
+help_contact = "555-0300"
+frequency = "Up to 3 msgs/wk"
+categories = ["reminders"]
+default = "opted_in"
+send_rules = ["quiet_hours", "state_quiet_hours", "state_frequency", "healthcare_exemption"]
+
+[[programs]]
+id = "florida"
+name = "Lakeside Billing"
+organization = "Lakeside Family Clinic"
+numbers = ["+14155550400"]
+help_contact = "555-0400"
+frequency = "Msg frequency varies"
+categories = ["reminders"]
+default = "opted_in"
+send_rules = ["quiet_hours", "state_quiet_hours", "state_frequency"]
 "#;
 
 /// A clock the tests move forward.
@@ -911,8 +937,151 @@ macro_rules! contract {
                 assert!(matches!(result, Err(sms_consent::service::ServiceError::Invalid(_))), "{result:?}");
                 assert_eq!(h.ledger_len(PATIENT).await, 0);
             }
+
+            #[tokio::test]
+            async fn a_usage_is_written_by_compare_and_set() {
+                let h = super::$backend().await;
+                let pid = h.pid(PATIENT);
+                assert_eq!(h.store.usage(&pid).await.unwrap(), None);
+                let first = usage(&pid, 1, &[("r1", "clinic")]);
+                assert!(!h.store.put_usage(&first, Some(0)).await.unwrap(), "no usage yet: a version is stale");
+                assert!(h.store.put_usage(&first, None).await.unwrap());
+                assert!(!h.store.put_usage(&usage(&pid, 1, &[("x", "clinic")]), None).await.unwrap(), "it exists now");
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(first.clone()));
+                let second = usage(&pid, 2, &[("r1", "clinic"), ("r2", "pharmacy")]);
+                assert!(h.store.put_usage(&second, Some(1)).await.unwrap());
+                let stale = usage(&pid, 2, &[("r1", "clinic"), ("r3", "clinic")]);
+                assert!(!h.store.put_usage(&stale, Some(1)).await.unwrap(), "written over version 1, which is gone");
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(second));
+            }
+
+            #[tokio::test]
+            async fn usages_answer_in_the_order_asked_with_the_absent_ones() {
+                let h = super::$backend().await;
+                let (a, b, none) = (h.pid(PATIENT), h.pid("+14158675310"), h.pid("+14158675399"));
+                let (ua, ub) = (usage(&a, 1, &[("ra", "clinic")]), usage(&b, 1, &[("rb", "pharmacy")]));
+                assert!(h.store.put_usage(&ua, None).await.unwrap() && h.store.put_usage(&ub, None).await.unwrap());
+                let got = h.store.usages(&[b.clone(), none.clone(), a.clone(), b.clone()]).await.unwrap();
+                assert_eq!(got, [Some(ub.clone()), None, Some(ua), Some(ub)]);
+                assert_eq!(h.store.usages(&[]).await.unwrap(), []);
+            }
+
+            #[tokio::test]
+            async fn put_usages_writes_all_or_nothing() {
+                let h = super::$backend().await;
+                let (a, b, c) = (h.pid(PATIENT), h.pid("+14158675310"), h.pid("+14158675311"));
+                let ua = usage(&a, 1, &[("ra", "clinic")]);
+                assert!(h.store.put_usage(&ua, None).await.unwrap());
+                // b and c are right, a's version is stale: nothing is written.
+                let batch = vec![
+                    (usage(&b, 1, &[("rb", "clinic")]), None),
+                    (usage(&a, 2, &[("ra", "clinic"), ("ra2", "clinic")]), Some(7)),
+                    (usage(&c, 1, &[("rc", "clinic")]), None),
+                ];
+                assert_eq!(h.store.put_usages(&batch).await.unwrap(), [false, false, false]);
+                assert_eq!(h.store.usages(&[a.clone(), b.clone(), c.clone()]).await.unwrap(), [Some(ua), None, None]);
+                // With a's version right, all are written.
+                let mut batch = batch;
+                batch[1].1 = Some(1);
+                assert_eq!(h.store.put_usages(&batch).await.unwrap(), [true, true, true]);
+                let stored = h.store.usages(&[b, a, c]).await.unwrap();
+                assert_eq!(stored, [Some(batch[0].0.clone()), Some(batch[1].0.clone()), Some(batch[2].0.clone())]);
+                // A number twice in one batch is refused, not half applied.
+                let twice = vec![(usage(&h.pid("+14158675312"), 1, &[]), None), (usage(&h.pid("+14158675312"), 1, &[]), None)];
+                assert!(h.store.put_usages(&twice).await.is_err());
+                assert_eq!(h.store.usage(&h.pid("+14158675312")).await.unwrap(), None);
+                assert_eq!(h.store.put_usages(&[]).await.unwrap(), Vec::<bool>::new());
+            }
+
+            #[tokio::test]
+            async fn racing_reservations_never_exceed_the_cap() {
+                let h = Arc::new(super::$backend().await);
+                let pid = h.pid(PATIENT);
+                let at = time::macros::datetime!(2026-03-10 15:00 UTC);
+                let mut tasks = Vec::new();
+                for i in 0..16u32 {
+                    let (h, pid) = (h.clone(), pid.clone());
+                    tasks.push(tokio::spawn(async move { reserve(h.store.as_ref(), &pid, &format!("r{i}"), at).await }));
+                }
+                let mut reserved = 0;
+                for task in tasks {
+                    reserved += usize::from(task.await.unwrap());
+                }
+                assert_eq!(reserved, 3);
+                let stored = h.store.usage(&pid).await.unwrap().unwrap();
+                assert_eq!(stored.sends.len(), 3);
+                assert_eq!(stored.version, 3);
+            }
+
+            #[tokio::test]
+            async fn a_usage_item_is_not_history_and_erasure_keeps_it() {
+                let h = super::$backend().await;
+                let (pid, other) = (h.pid(PATIENT), h.pid("+14158675310"));
+                // A number with only a usage item is new, not a deleted STATE.
+                let only = usage(&other, 1, &[("r0", "clinic")]);
+                assert!(h.store.put_usage(&only, None).await.unwrap());
+                assert_eq!(h.store.read_state(&other).await.unwrap(), StateRead::Absent);
+                assert_eq!(h.reason("+14158675310").await, Reason::Allowed);
+                // Its first events are recorded, not refused as tampering: a
+                // HELP (no state change: the default STATE is created) and a STOP.
+                let help = h.service.handle_inbound(&sms("h0", "+14158675310", "HELP", None), INLINE).await.unwrap();
+                assert!(matches!(help, InboundOutcome::Recorded { intent: Intent::Help, .. }), "{help:?}");
+                assert!(matches!(h.store.read_state(&other).await.unwrap(), StateRead::Found(s) if s.consent.is_empty()));
+                let outcome = h.service.handle_inbound(&sms("m0", "+14158675310", "STOP", None), INLINE).await.unwrap();
+                assert!(matches!(outcome, InboundOutcome::Recorded { intent: Intent::OptOut, .. }), "{outcome:?}");
+                assert_eq!(h.reason("+14158675310").await, Reason::OptedOut);
+                assert_eq!(h.alarms(), 0);
+                // A number whose usage is newer than its STATE still reads the STATE.
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), OUTBOX).await.unwrap();
+                let used = usage(&pid, 1, &[("r1", "clinic")]);
+                assert!(h.store.put_usage(&used, None).await.unwrap());
+                assert!(matches!(h.store.read_state(&pid).await.unwrap(), StateRead::Found(s) if s.version == 1));
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                // Erasure leaves the usage (no PHI in it) as it was.
+                h.service.erase(PATIENT, "dpo").await.unwrap();
+                assert_eq!(h.store.usage(&pid).await.unwrap(), Some(used));
+                assert_eq!(h.store.usage(&other).await.unwrap(), Some(only));
+            }
         }
     };
+}
+
+/// A usage of `pid` at `version` with these (reservation, program) sends.
+fn usage(pid: &str, version: u64, sends: &[(&str, &str)]) -> UsageItem {
+    let at = time::macros::datetime!(2026-03-10 15:00 UTC);
+    let sends = sends
+        .iter()
+        .map(|(id, program)| SendRecord {
+            reservation_id: (*id).into(),
+            program: (*program).into(),
+            organization: "lakeside".into(),
+            at,
+        })
+        .collect();
+    UsageItem { pid: pid.into(), version, sends }
+}
+
+/// What a reservation does: read the usage, check the caps (3 per 24 hours
+/// across the organization), write by compare and set, and on a conflict
+/// read again. True when reserved, false when the cap denies.
+async fn reserve(store: &dyn ConsentStore, pid: &str, id: &str, at: OffsetDateTime) -> bool {
+    let caps = [Cap::Organization { max: 3, window: time::Duration::hours(24) }];
+    for _ in 0..64 {
+        let stored = store.usage(pid).await.unwrap();
+        let expected = stored.as_ref().map(|u| u.version);
+        let mut item = stored.unwrap_or_else(|| UsageItem { pid: pid.into(), ..UsageItem::default() });
+        if volume::check(&caps, &item.sends, "clinic", "lakeside", "America/New_York", at).is_err() {
+            return false;
+        }
+        let send =
+            SendRecord { reservation_id: id.into(), program: "clinic".into(), organization: "lakeside".into(), at };
+        item.sends.push(send);
+        item.version += 1;
+        if store.put_usage(&item, expected).await.unwrap() {
+            return true;
+        }
+    }
+    panic!("a reservation kept conflicting");
 }
 
 contract!(embedded);
@@ -1138,4 +1307,200 @@ async fn the_outbox_function_delivers_a_stream_batch_and_reports_what_is_not_fin
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.reply("m1").await.delivery.status, DeliveryStatus::Expired, "an hour late: not sent");
     assert_eq!(dispatch.calls(), 2);
+}
+
+/// The sending rules at their edges, with the test clock (issue 12).
+macro_rules! gate {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            use sms_consent::service::gate::SendPlan;
+
+            const LA: &str = "+14158675309";
+            const MIAMI: &str = "+13055550123";
+
+            fn query(to: &str) -> AuthorizationQuery<'_> {
+                AuthorizationQuery { to, program: "gated", category: "reminders" }
+            }
+
+            fn at(h: &Harness, rfc3339: &str) {
+                let target = OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap();
+                let now = h.clock.now();
+                h.clock.advance(target - now);
+            }
+
+            fn utc(rfc3339: &str) -> OffsetDateTime {
+                OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap()
+            }
+
+            #[tokio::test]
+            async fn the_federal_window_closes_at_21_00_in_los_angeles() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:59:00-08:00");
+                let d = h.service.authorize_send(&query(LA), &SendPlan::default()).await;
+                assert_eq!((d.allowed, d.reason), (true, Reason::Allowed));
+                at(&h, "2026-11-23T21:00:00-08:00");
+                let d = h.service.authorize_send(&query(LA), &SendPlan::default()).await;
+                assert_eq!((d.allowed, d.reason), (false, Reason::QuietHours));
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-24T08:00:00-08:00")));
+                let plan = SendPlan { send_at: Some(utc("2026-11-24T08:00:00-08:00")), ..Default::default() };
+                assert!(h.service.authorize_send(&query(LA), &plan).await.allowed, "planned for the morning");
+            }
+
+            #[tokio::test]
+            async fn florida_closes_at_20_00_and_the_senders_word_beats_the_area_code() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:00:00-05:00");
+                let d = h.service.authorize_send(&query(MIAMI), &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::QuietHours);
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-24T08:00:00-05:00")));
+                let elsewhere = SendPlan { state: Some("NY"), ..Default::default() };
+                assert!(
+                    h.service.authorize_send(&query(MIAMI), &elsewhere).await.allowed,
+                    "a New York resident: 21:00"
+                );
+                at(&h, "2026-11-23T18:30:00-08:00");
+                let east = SendPlan { time_zone: Some("America/New_York"), ..Default::default() };
+                let d = h.service.authorize_send(&query(LA), &east).await;
+                assert_eq!(d.reason, Reason::QuietHours, "21:30 in New York, whatever the area code says");
+                assert!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.allowed);
+            }
+
+            #[tokio::test]
+            async fn an_area_code_in_two_zones_waits_for_both() {
+                let h = super::super::$backend().await;
+                // 270 (Kentucky) spans Central and Eastern time.
+                at(&h, "2026-11-23T08:30:00-05:00");
+                let d = h.service.authorize_send(&query("+12705550123"), &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::QuietHours, "7:30 in Central time");
+                assert_eq!(d.next_allowed_at, Some(utc("2026-11-23T08:00:00-06:00")));
+            }
+
+            #[tokio::test]
+            async fn consent_reasons_win_over_time_reasons() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T23:00:00-08:00");
+                let mut stop = sms("m1", LA, "STOP", None);
+                stop.to = Some(PhoneNumber::parse("+14155550300").unwrap());
+                h.service.handle_inbound(&stop, INLINE).await.unwrap();
+                assert_eq!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.reason, Reason::OptedOut);
+            }
+
+            #[tokio::test]
+            async fn the_healthcare_exemption_allows_one_a_day_three_a_week_and_one_segment() {
+                let h = super::super::$backend().await;
+                let reserve = SendPlan { reserve: true, segments: Some(1), ..Default::default() };
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let first = h.service.authorize_send(&query(LA), &reserve).await;
+                assert!(first.allowed && first.reservation_id.is_some(), "{first:?}");
+                let second = h.service.authorize_send(&query(LA), &reserve).await;
+                assert_eq!(second.reason, Reason::FrequencyCap);
+                assert_eq!(
+                    second.next_allowed_at,
+                    Some(utc("2026-11-24T08:00:00-08:00")),
+                    "tomorrow, once the window opens"
+                );
+                // Across midnight in Los Angeles (08:00 UTC), not UTC's.
+                at(&h, "2026-11-23T23:30:00-08:00");
+                let late = SendPlan { send_at: Some(utc("2026-11-24T08:00:00-08:00")), ..reserve };
+                assert!(h.service.authorize_send(&query(LA), &late).await.allowed, "day 2");
+                let day3 = SendPlan { send_at: Some(utc("2026-11-25T08:00:00-08:00")), ..reserve };
+                assert!(h.service.authorize_send(&query(LA), &day3).await.allowed, "day 3");
+                let day4 = SendPlan { send_at: Some(utc("2026-11-26T08:00:00-08:00")), ..reserve };
+                let d = h.service.authorize_send(&query(LA), &day4).await;
+                assert_eq!(d.reason, Reason::FrequencyCap, "a fourth in one week");
+                let long = SendPlan { segments: Some(2), ..Default::default() };
+                assert_eq!(h.service.authorize_send(&query(LA), &long).await.reason, Reason::TooLongForExemption);
+                let long = SendPlan { length: Some(161), ..Default::default() };
+                assert_eq!(h.service.authorize_send(&query(LA), &long).await.reason, Reason::TooLongForExemption);
+            }
+
+            #[tokio::test]
+            async fn a_released_reservation_no_longer_counts() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                let id = h.service.authorize_send(&query(LA), &reserve).await.reservation_id.expect("reserved");
+                assert_eq!(h.service.authorize_send(&query(LA), &reserve).await.reason, Reason::FrequencyCap);
+                assert!(h.service.release(&id).await.unwrap());
+                assert!(!h.service.release(&id).await.unwrap(), "released once");
+                assert!(h.service.authorize_send(&query(LA), &reserve).await.allowed, "the slot is free again");
+                assert!(!h.service.release("0123456789abcdef01234567.nobody").await.unwrap());
+            }
+
+            #[tokio::test]
+            async fn sixteen_racing_reservations_for_three_slots_get_exactly_three() {
+                let h = Arc::new(super::super::$backend().await);
+                at(&h, "2026-11-23T10:00:00-05:00");
+                let tasks: Vec<_> = (0..16)
+                    .map(|_| {
+                        let h = h.clone();
+                        tokio::spawn(async move {
+                            let plan = SendPlan { reserve: true, ..Default::default() };
+                            let q = AuthorizationQuery { to: MIAMI, program: "florida", category: "reminders" };
+                            h.service.authorize_send(&q, &plan).await
+                        })
+                    })
+                    .collect();
+                let mut allowed = 0;
+                for task in tasks {
+                    let d = task.await.unwrap();
+                    if d.allowed {
+                        allowed += 1;
+                    } else {
+                        assert!(matches!(d.reason, Reason::FrequencyCap | Reason::Unavailable), "{d:?}");
+                    }
+                }
+                assert_eq!(allowed, 3);
+                let q = AuthorizationQuery { to: MIAMI, program: "florida", category: "reminders" };
+                let d = h.service.authorize_send(&q, &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::FrequencyCap, "the cap holds for an unreserved ask too");
+            }
+
+            #[tokio::test]
+            async fn an_unreserved_ask_stays_one_read_and_a_reservation_adds_a_read_and_a_write() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let calls = || h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                let cost =
+                    |before: Option<(usize, usize)>| calls().zip(before).map(|((d, k), (d0, k0))| (d - d0, k - k0));
+                // Quiet hours and state rules only (an LA number has no cap).
+                let q = AuthorizationQuery { to: LA, program: "florida", category: "reminders" };
+                let before = calls();
+                assert!(h.service.authorize_send(&q, &SendPlan::default()).await.allowed);
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (1, 0), "one consistent read, no KMS call");
+                }
+                // A program with caps reads the usage too; a reservation writes it.
+                let before = calls();
+                assert!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.allowed);
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (2, 0), "state and usage");
+                }
+                let before = calls();
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                assert!(h.service.authorize_send(&query(LA), &reserve).await.reservation_id.is_some());
+                if let Some(spent) = cost(before) {
+                    assert_eq!(spent, (3, 0), "state, usage and one conditional write");
+                }
+            }
+
+            #[tokio::test]
+            async fn a_batch_answers_each_request_with_its_own_plan() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T20:30:00-05:00");
+                let queries = [query(LA), query(MIAMI), query("not-a-number")];
+                let plans = [SendPlan::default(), SendPlan::default(), SendPlan::default()];
+                let d = h.service.authorize_batch(&queries, &plans).await;
+                let reasons: Vec<Reason> = d.iter().map(|d| d.reason).collect();
+                assert_eq!(reasons, [Reason::Allowed, Reason::QuietHours, Reason::InvalidNumber]);
+            }
+        }
+    };
+}
+
+mod gate_rules {
+    use super::*;
+    gate!(embedded);
+    gate!(dynamodb);
 }

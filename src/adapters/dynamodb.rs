@@ -19,17 +19,22 @@ use serde::Serialize;
 
 use crate::ports::keys::{
     outbox_sk, phone_pk, pid_of, state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_PREFIX,
-    STATE_SK,
+    STATE_SK, USAGE_SK,
 };
 use crate::ports::{
     CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
-    WrappedKeys,
+    UsageItem, WrappedKeys,
 };
 
 const PK: &str = "PK";
 const SK: &str = "SK";
 const DATA: &str = "data";
 const VERSION: &str = "version";
+/// A usage item's version: an attribute of its own name, so the authorize
+/// function's IAM policy can allow `PutItem` with exactly the attributes
+/// of a usage item (`dynamodb:Attributes`): a `STATE` it wrote would lack
+/// `version`, read as corrupt, and deny.
+const USAGE_VERSION: &str = "usage_version";
 /// An outbox item's delivery revision, status and next attempt (epoch
 /// seconds), as their own attributes: the compare-and-set conditions on the
 /// first, and a polling worker's scan filters on the other two.
@@ -102,6 +107,40 @@ fn decode_state(item: &HashMap<String, AttributeValue>) -> Result<StateItem, Sto
     Ok(state)
 }
 
+/// A usage item with its version as its own attribute (the compare-and-set
+/// condition), as on `STATE`.
+fn usage_attributes(usage: &UsageItem) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut attributes = item(&phone_pk(&usage.pid), USAGE_SK, usage)?;
+    attributes.insert(USAGE_VERSION.into(), AttributeValue::N(usage.version.to_string()));
+    Ok(attributes)
+}
+
+/// A usage item whose version attribute agrees with its data.
+fn decode_usage(item: &HashMap<String, AttributeValue>) -> Result<UsageItem, StoreError> {
+    let usage: UsageItem = decode(item)?;
+    let version = item.get(USAGE_VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+    if version != Some(usage.version) {
+        return Err(StoreError::Corrupt("a usage item's version attribute disagrees with its data".into()));
+    }
+    Ok(usage)
+}
+
+/// A put of `usage` only if the stored version is still `expected`.
+fn guarded_usage(
+    table: &str,
+    usage: &UsageItem,
+    expected: Option<u64>,
+) -> Result<aws_sdk_dynamodb::types::builders::PutBuilder, StoreError> {
+    let put = put(table, usage_attributes(usage)?);
+    Ok(match expected {
+        Some(version) => put
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", USAGE_VERSION)
+            .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+        None => put.condition_expression("attribute_not_exists(PK)"),
+    })
+}
+
 /// An outbox item with its revision, status and next attempt attributes.
 fn outbox_item(item: &OutboxItem) -> Result<HashMap<String, AttributeValue>, StoreError> {
     let mut attributes = self::item(&phone_pk(&item.pid), &outbox_sk(&item.event_id), item)?;
@@ -135,6 +174,76 @@ fn build(put: aws_sdk_dynamodb::types::builders::PutBuilder) -> Result<TransactW
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore { client, table: table.into() }
+    }
+
+    /// One consistent `BatchGetItem` of the `sk` item of each pid (at most
+    /// `MAX_BATCH`), unprocessed keys asked again; keyed by the pid of the
+    /// key each item is stored under.
+    async fn batch_get(
+        &self,
+        pids: &[String],
+        sk: &str,
+    ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, StoreError> {
+        if pids.len() > MAX_BATCH {
+            return Err(StoreError::Unavailable(format!("a batch holds at most {MAX_BATCH} keys")));
+        }
+        let mut unique: Vec<&String> = pids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        let mut found = HashMap::new();
+        if unique.is_empty() {
+            return Ok(found);
+        }
+        let keys = unique.iter().map(|pid| key(&phone_pk(pid), sk)).collect();
+        let mut request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        for attempt in 0..BATCH_ATTEMPTS {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request.clone())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                found.insert(pid_of_item(item)?, item.clone());
+            }
+            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    request = rest.clone();
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                _ => return Ok(found),
+            }
+        }
+        Err(StoreError::Unavailable("batch read left keys unprocessed".into()))
+    }
+
+    /// One `TransactWriteItems` of guarded usage puts (at most 100): true
+    /// when written, false when any version had changed (nothing written).
+    async fn put_usage_chunk(&self, chunk: &[(UsageItem, Option<u64>)]) -> Result<bool, StoreError> {
+        let items = chunk
+            .iter()
+            .map(|(usage, expected)| build(guarded_usage(&self.table, usage, *expected)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons: Vec<String> = match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                        e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+                    }
+                    _ => return Err(unavailable(error)),
+                };
+                if reasons.iter().any(|r| r == "ConditionalCheckFailed" || r == "TransactionConflict") {
+                    return Ok(false);
+                }
+                Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}")))
+            }
+        }
     }
 
     async fn query_prefix<T: DeserializeOwned>(&self, pid: &str, prefix: &str) -> Result<Vec<T>, StoreError> {
@@ -475,6 +584,68 @@ impl ConsentStore for DynamoStore {
             }
         }
         Ok(changed)
+    }
+
+    async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&phone_pk(pid), USAGE_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(decode_usage).transpose()
+    }
+
+    async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError> {
+        let found = self.batch_get(pids, USAGE_SK).await?;
+        pids.iter().map(|pid| found.get(pid).map(decode_usage).transpose()).collect()
+    }
+
+    async fn put_usage(&self, item: &UsageItem, expected: Option<u64>) -> Result<bool, StoreError> {
+        let put =
+            guarded_usage(&self.table, item, expected)?.build().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_conditional_check_failed_exception() || s.is_transaction_conflict_exception()
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Chunks of at most 100, one `TransactWriteItems` each: all or nothing
+    /// within a chunk, not across chunks.
+    async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
+        let mut pids: Vec<&str> = items.iter().map(|(item, _)| item.pid.as_str()).collect();
+        pids.sort_unstable();
+        let before = pids.len();
+        pids.dedup();
+        if pids.len() != before {
+            return Err(StoreError::Unavailable("a number's usage is written twice in one batch".into()));
+        }
+        let mut written = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_BATCH) {
+            let ok = self.put_usage_chunk(chunk).await?;
+            written.extend(std::iter::repeat_n(ok, chunk.len()));
+        }
+        Ok(written)
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

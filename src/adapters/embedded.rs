@@ -15,11 +15,11 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ports::keys::{
     outbox_due_sk, outbox_sk, phone_pk, split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX,
-    KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK,
+    KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
     CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
-    WrappedKeys,
+    UsageItem, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -292,6 +292,43 @@ impl EmbeddedStore {
     }
 }
 
+/// The usage of one number, read in `table` (a read or write transaction's).
+fn usage_item(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    pid: &str,
+) -> Result<Option<UsageItem>, StoreError> {
+    let pk = phone_pk(pid);
+    let item = table.get((pk.as_str(), USAGE_SK)).map_err(unavailable)?;
+    item.map(|v| decode(v.value())).transpose()
+}
+
+/// Writes every usage whose stored version is still the expected one, in
+/// the open transaction; false (and nothing written) on the first that
+/// changed. The caller commits only on true.
+fn put_usages_in(table: &mut Items<'_>, items: &[(UsageItem, Option<u64>)]) -> Result<bool, StoreError> {
+    for (item, expected) in items {
+        if usage_item(table, &item.pid)?.map(|u| u.version) != *expected {
+            return Ok(false);
+        }
+    }
+    for (item, _) in items {
+        let pk = phone_pk(&item.pid);
+        table.insert((pk.as_str(), USAGE_SK), encode(item)?.as_slice()).map_err(unavailable)?;
+    }
+    Ok(true)
+}
+
+fn distinct_pids(items: &[(UsageItem, Option<u64>)]) -> Result<(), StoreError> {
+    let mut pids: Vec<&str> = items.iter().map(|(item, _)| item.pid.as_str()).collect();
+    pids.sort_unstable();
+    let before = pids.len();
+    pids.dedup();
+    if pids.len() != before {
+        return Err(StoreError::Unavailable("a number's usage is written twice in one batch".into()));
+    }
+    Ok(())
+}
+
 fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(ITEMS).map_err(unavailable)?;
@@ -383,10 +420,12 @@ impl ConsentStore for EmbeddedStore {
                     table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
                     table.insert((pk.as_str(), STATE_SK), encode(state)?.as_slice()).map_err(unavailable)?;
                 } else if let (Some(initial), None) = (&write.initial_state, stored_version) {
-                    // No STATE: a first event, or a deleted STATE. Any item of
-                    // the number already there means a deletion.
-                    let (first, last) = ((pk.as_str(), SK_MIN), (pk.as_str(), SK_MAX));
-                    if table.range(first..last).map_err(unavailable)?.next().is_some() {
+                    // No STATE: a first event, or a deleted STATE. An event or
+                    // outbox item of the number already there (anything at or
+                    // below STATE, as `read_state` sees it) means a deletion;
+                    // a usage item (sends counted before any event) does not.
+                    let (first, last) = ((pk.as_str(), SK_MIN), (pk.as_str(), STATE_SK));
+                    if table.range(first..=last).map_err(unavailable)?.next().is_some() {
                         return Ok(CommitOutcome::Tampered);
                     }
                     let marker = state_version_sk(initial.version);
@@ -495,6 +534,51 @@ impl ConsentStore for EmbeddedStore {
             }
             let next = (page.len() == limit).then(|| page.last().map(EventItem::sort_key)).flatten();
             Ok((page, next))
+        })
+        .await
+    }
+
+    async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError> {
+        let pid = pid.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            usage_item(&table, &pid)
+        })
+        .await
+    }
+
+    /// One read transaction: a consistent snapshot of all of them.
+    async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError> {
+        let pids = pids.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            pids.iter().map(|pid| usage_item(&table, pid)).collect()
+        })
+        .await
+    }
+
+    async fn put_usage(&self, item: &UsageItem, expected: Option<u64>) -> Result<bool, StoreError> {
+        Ok(self.put_usages(&[(item.clone(), expected)]).await?.first().copied().unwrap_or(false))
+    }
+
+    /// One write transaction for all of them: all written, or none.
+    async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
+        distinct_pids(items)?;
+        let items = items.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let written = {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                put_usages_in(&mut table, &items)?
+            };
+            if written {
+                txn.commit().map_err(unavailable)?;
+            } else {
+                txn.abort().map_err(unavailable)?;
+            }
+            Ok(vec![written; items.len()])
         })
         .await
     }

@@ -105,6 +105,12 @@ pub enum Reason {
     UnknownCategory,
     InvalidNumber,
     Unavailable,
+    /// Outside the recipient's allowed hours; `next_allowed_at` says when.
+    QuietHours,
+    /// A cap on messages would be broken; `next_allowed_at` says when not.
+    FrequencyCap,
+    /// Over one segment or 160 characters under the healthcare exemption.
+    TooLongForExemption,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +119,25 @@ pub struct Decision {
     pub reason: Reason,
     /// Time of the deciding event; `None` when no event decided it.
     pub as_of: Option<OffsetDateTime>,
+    /// When a time or volume rule denies: the first moment a send would be
+    /// allowed.
+    pub next_allowed_at: Option<OffsetDateTime>,
+    /// When the send was reserved: the id that releases it.
+    pub reservation_id: Option<String>,
 }
 
 impl Decision {
     pub fn deny(reason: Reason) -> Self {
-        Decision { allowed: false, reason, as_of: None }
+        Decision { allowed: false, reason, as_of: None, next_allowed_at: None, reservation_id: None }
+    }
+
+    fn consent(allowed: bool, reason: Reason, as_of: Option<OffsetDateTime>) -> Self {
+        Decision { allowed, reason, as_of, next_allowed_at: None, reservation_id: None }
+    }
+
+    /// Denied by a time or volume rule until `next`.
+    pub fn wait(reason: Reason, as_of: Option<OffsetDateTime>, next: OffsetDateTime) -> Self {
+        Decision { allowed: false, reason, as_of, next_allowed_at: Some(next), reservation_id: None }
     }
 }
 
@@ -166,11 +186,11 @@ impl ConsentState {
     pub fn decide(&self, program: &str, category: &str, default: DefaultConsent) -> Decision {
         match self.deciding_mark(program, category) {
             Some(mark) if mark.consent == Consent::OptOut => {
-                Decision { allowed: false, reason: Reason::OptedOut, as_of: Some(mark.occurred_at) }
+                Decision::consent(false, Reason::OptedOut, Some(mark.occurred_at))
             }
-            Some(mark) => Decision { allowed: true, reason: Reason::Allowed, as_of: Some(mark.occurred_at) },
+            Some(mark) => Decision::consent(true, Reason::Allowed, Some(mark.occurred_at)),
             None => match default {
-                DefaultConsent::OptedIn => Decision { allowed: true, reason: Reason::Allowed, as_of: None },
+                DefaultConsent::OptedIn => Decision::consent(true, Reason::Allowed, None),
                 DefaultConsent::NoConsent => Decision::deny(Reason::NoConsent),
             },
         }

@@ -1,5 +1,6 @@
 //! Pure rules, no I/O: phone numbers, keywords, consent and its merge rule,
-//! reply templates.
+//! reply templates, and the sending rules (where a recipient is, their
+//! allowed hours, caps on volume).
 
 pub mod consent;
 pub mod inbound;
@@ -7,7 +8,11 @@ pub mod keywords;
 pub mod outbound;
 pub mod phone;
 pub mod program;
+pub mod recipient;
 pub mod replies;
+pub mod rules;
+pub mod volume;
+pub mod window;
 
 pub use consent::{Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Mark, Reason, Scope};
 pub use inbound::{InboundMessage, ProviderBlock, ReplyStyle};

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::SendRule;
 use super::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
 
 /// Who confirms a keyword: `service` (default) sends every confirmation;
@@ -31,6 +32,8 @@ pub struct Program {
     pub default: DefaultConsent,
     pub replies: ReplyTemplates,
     pub reply_mode: ReplyMode,
+    /// The sending rules authorization applies (`send_rules`).
+    pub send_rules: Vec<SendRule>,
 }
 
 impl Program {
@@ -94,6 +97,7 @@ mod tests {
             default: DefaultConsent::NoConsent,
             replies: ReplyTemplates::default(),
             reply_mode: ReplyMode::Service,
+            send_rules: Vec::new(),
         }
     }
 

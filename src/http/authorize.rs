@@ -1,6 +1,8 @@
-//! `POST /v1/authorizations`: may program P send category C to number N now?
-//! One request or a batch of up to 100. A valid request always gets 200
-//! with a decision per number; failures deny.
+//! `POST /v1/authorizations`: may program P send category C to number N at
+//! time T? Consent, the recipient's hours and the program's caps, with
+//! reservations. One request or a batch of up to 100. A valid request
+//! always gets 200 with a decision per number; failures deny.
+//! `POST /v1/reservations/release` gives back a reserved send.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -9,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ProblemResponses};
+use super::error::{ApiError, Problem, ProblemResponses};
 use super::extract::{invalid_body, scope, Caller, JsonBody};
 use super::AppState;
 use crate::domain::{Decision, Reason};
+use crate::service::gate::SendPlan;
 use crate::service::AuthorizationQuery;
 
 /// The largest batch, as one `BatchGetItem` can read.
@@ -28,6 +31,32 @@ pub struct AuthorizationRequest {
     pub program: String,
     /// One of the program's categories.
     pub category: String,
+    /// What the clinic knows of where the patient is; beats the
+    /// presumption from the number.
+    #[serde(default)]
+    pub recipient: Option<Recipient>,
+    /// When the send will happen, RFC 3339 (default now; up to 14 days ahead).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub send_at: Option<OffsetDateTime>,
+    /// Count the send if it is allowed, and return a `reservation_id`.
+    #[serde(default)]
+    pub reserve: bool,
+    /// The message's segments, for the healthcare exemption (one at most).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub segments: Option<u32>,
+    /// The message's length in characters, for the healthcare exemption (160 at most).
+    #[schema(minimum = 1, maximum = 100000)]
+    pub length: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recipient {
+    /// IANA time zone, e.g. `America/Chicago`.
+    pub time_zone: Option<String>,
+    /// Two-letter US state or territory, e.g. `FL`.
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,15 +82,33 @@ pub struct AuthorizationAnswer {
     /// Time of the deciding event; null when no event decided it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub as_of: Option<OffsetDateTime>,
+    /// When a time or volume rule denies: the first moment it would allow.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_allowed_at: Option<OffsetDateTime>,
+    /// With `reserve`: the id that releases the reserved send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResult {
     pub to: String,
-    pub allowed: bool,
-    pub reason: Reason,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub as_of: Option<OffsetDateTime>,
+    #[serde(flatten)]
+    pub decision: AuthorizationAnswer,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// A `reservation_id` an authorization returned.
+    pub reservation_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseAnswer {
+    /// `released`.
+    pub status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,7 +118,13 @@ pub struct BatchAnswer {
 
 impl From<Decision> for AuthorizationAnswer {
     fn from(d: Decision) -> Self {
-        AuthorizationAnswer { allowed: d.allowed, reason: d.reason, as_of: d.as_of }
+        AuthorizationAnswer {
+            allowed: d.allowed,
+            reason: d.reason,
+            as_of: d.as_of,
+            next_allowed_at: d.next_allowed_at,
+            reservation_id: d.reservation_id,
+        }
     }
 }
 
@@ -90,6 +143,18 @@ fn logged_program<'a>(program: &'a str, decision: &Decision) -> &'a str {
 
 fn query(r: &AuthorizationRequest) -> AuthorizationQuery<'_> {
     AuthorizationQuery { to: &r.to, program: &r.program, category: &r.category }
+}
+
+fn plan(r: &AuthorizationRequest) -> SendPlan<'_> {
+    let recipient = r.recipient.as_ref();
+    SendPlan {
+        time_zone: recipient.and_then(|p| p.time_zone.as_deref()),
+        state: recipient.and_then(|p| p.state.as_deref()),
+        send_at: r.send_at,
+        reserve: r.reserve,
+        segments: r.segments,
+        length: r.length,
+    }
 }
 
 /// Decide whether a program may send a category of message to a number.
@@ -111,7 +176,8 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     if request.get("requests").is_none() {
         let single: AuthorizationRequest = serde_json::from_value(request).map_err(invalid_body)?;
-        let decision = state.service.authorize(&query(&single)).await;
+        state.service.check_plan(&query(&single), &plan(&single))?;
+        let decision = state.service.authorize_send(&query(&single), &plan(&single)).await;
         let program = logged_program(&single.program, &decision);
         tracing::info!(caller = %caller.name, program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
@@ -124,16 +190,43 @@ pub async fn authorize(
         )));
     }
     let queries: Vec<_> = batch.requests.iter().map(query).collect();
-    let decisions = state.service.authorize_many(&queries).await;
+    let plans: Vec<_> = batch.requests.iter().map(plan).collect();
+    for (i, (q, p)) in queries.iter().zip(&plans).enumerate() {
+        state.service.check_plan(q, p).map_err(|e| ApiError::BadRequest(format!("requests[{i}].{e}")))?;
+    }
+    let decisions = state.service.authorize_batch(&queries, &plans).await;
     let allowed = decisions.iter().filter(|d| d.allowed).count();
     tracing::info!(caller = %caller.name, requests = decisions.len(), allowed, "batch authorization");
-    let results = batch
-        .requests
-        .into_iter()
-        .zip(decisions)
-        .map(|(r, d)| BatchResult { to: r.to, allowed: d.allowed, reason: d.reason, as_of: d.as_of })
-        .collect();
+    let results =
+        batch.requests.into_iter().zip(decisions).map(|(r, d)| BatchResult { to: r.to, decision: d.into() }).collect();
     Ok(Json(BatchAnswer { results }).into_response())
+}
+
+/// Give back a reserved send that did not happen, so it does not count.
+#[utoipa::path(
+    post,
+    path = "/v1/reservations/release",
+    tag = "authorization",
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "Released", body = ReleaseAnswer),
+        (status = 404, description = "No such reservation (never made, or released already)", body = Problem,
+            content_type = "application/problem+json"),
+        ProblemResponses,
+    ),
+    security(("api_key" = []))
+)]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller<scope::Authorize>,
+    JsonBody(request): JsonBody<ReleaseRequest>,
+) -> Result<Json<ReleaseAnswer>, ApiError> {
+    if state.service.release(&request.reservation_id).await? {
+        tracing::info!(caller = %caller.name, "reservation released");
+        Ok(Json(ReleaseAnswer { status: "released".into() }))
+    } else {
+        Err(ApiError::NoSuchReservation)
+    }
 }
 
 /// The answer: one decision, or the batch's.

@@ -29,6 +29,9 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error("no such route")]
     NotFound,
+    /// A release of a reservation that is not there.
+    #[error("no such reservation (never made, or released already)")]
+    NoSuchReservation,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the topic is not on this endpoint's allow-list")]
@@ -100,7 +103,7 @@ impl ApiError {
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid-signature"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::NotFound | ApiError::NoSuchReservation => (StatusCode::NOT_FOUND, "not-found"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::TopicNotAllowed => (StatusCode::FORBIDDEN, "topic-not-allowed"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-failed"),

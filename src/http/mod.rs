@@ -67,7 +67,8 @@ pub enum Role {
     All,
     /// The provider webhooks.
     Webhook,
-    /// `POST /v1/authorizations` and `GET /openapi.json`.
+    /// `POST /v1/authorizations`, `POST /v1/reservations/release` and
+    /// `GET /openapi.json`.
     Authorize,
     /// `/v1/consents*`.
     Consents,
@@ -84,7 +85,10 @@ pub fn router_for(state: AppState, role: Role) -> Router {
         }
     }
     if serves(Role::Authorize) {
-        app = app.route("/v1/authorizations", post(authorize::authorize)).route("/openapi.json", get(openapi_json));
+        app = app
+            .route("/v1/authorizations", post(authorize::authorize))
+            .route("/v1/reservations/release", post(authorize::release))
+            .route("/openapi.json", get(openapi_json));
     }
     if serves(Role::Consents) {
         app = app

@@ -3,8 +3,9 @@
 //! the format at rest and never change.
 //!
 //! Items of one number (`PHONE#<pid>`) sort `EVENT#` < `OUTBOX#` < `STATE` <
-//! `STATEV#`, so the last item at or below `STATE` is the `STATE` itself
-//! when there is one, and otherwise the newest other item of the number.
+//! `STATE#USAGE` < `STATEV#`, so the last item at or below `STATE` is the
+//! `STATE` itself when there is one, and otherwise the newest event or outbox
+//! item of the number (never its usage or version markers, which sort after).
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -12,6 +13,9 @@ use time::OffsetDateTime;
 const PHONE_PREFIX: &str = "PHONE#";
 /// Sort key of a number's current consent.
 pub const STATE_SK: &str = "STATE";
+/// Sort key of a number's recent sends (frequency caps): after `STATE`, so
+/// `read_state` never sees it, and before the `STATEV#` markers.
+pub const USAGE_SK: &str = "STATE#USAGE";
 /// The first sort key of a number's events, and the first key after them.
 pub const EVENT_PREFIX: &str = "EVENT#";
 pub const EVENT_END: &str = "EVENT$";
@@ -90,11 +94,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_items_of_a_number_sort_events_outbox_state_then_version_markers() {
+    fn the_items_of_a_number_sort_events_outbox_state_usage_then_version_markers() {
         let at = time::macros::datetime!(2026-03-01 10:00 UTC);
-        let mut keys = [state_version_sk(2), STATE_SK.to_owned(), outbox_sk("x:1"), event_sk(at, "x:1")];
+        let mut keys =
+            [state_version_sk(0), USAGE_SK.to_owned(), STATE_SK.to_owned(), outbox_sk("x:1"), event_sk(at, "x:1")];
         keys.sort();
-        assert_eq!(keys, [event_sk(at, "x:1"), outbox_sk("x:1"), STATE_SK.to_owned(), state_version_sk(2)]);
+        let usage = USAGE_SK.to_owned();
+        assert_eq!(keys, [event_sk(at, "x:1"), outbox_sk("x:1"), STATE_SK.to_owned(), usage, state_version_sk(0)]);
+        // `read_state` reads the last item at or below `STATE`: never the usage.
+        assert!(USAGE_SK > STATE_SK && USAGE_SK < state_version_sk(0).as_str());
         assert!(keys.iter().all(|k| k.as_str() > SK_MIN && k.as_str() < SK_MAX));
         assert!(event_sk(at, "x").as_str() < EVENT_END && outbox_sk("x").as_str() < OUTBOX_END);
     }
@@ -107,6 +115,7 @@ mod tests {
         assert_eq!(event_sk(at, "twilio:SM1"), "EVENT#2026-03-01T10:00:00Z#twilio:SM1");
         assert_eq!(outbox_sk("twilio:SM1"), "OUTBOX#twilio:SM1");
         assert_eq!(state_version_sk(3), "STATEV#00000000000000000003");
+        assert_eq!(USAGE_SK, "STATE#USAGE");
         assert_eq!(dedup_pk("twilio", "SM1"), "DEDUP#twilio#SM1");
         assert_eq!(event_dedup_pk("api:a:1"), "DEDUP#api:a:1");
         assert_eq!(outbox_due_sk("abc", "telnyx:m#1"), "abc#telnyx:m#1");

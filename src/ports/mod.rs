@@ -193,6 +193,28 @@ pub struct Delivery {
     pub error: Option<String>,
 }
 
+/// `PHONE#<pid>` / `STATE#USAGE`: the recent sends of one number, counted by
+/// the frequency caps (`domain::volume`). No PHI: program and organization
+/// ids, times and reservation ids only. Written by compare and set on
+/// `version` (the caller sets the next one), so concurrent reservations for
+/// one number never both take the last slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageItem {
+    pub pid: String,
+    pub version: u64,
+    pub sends: Vec<SendRecord>,
+}
+
+/// One send reserved (or made) for a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRecord {
+    pub reservation_id: String,
+    pub program: String,
+    pub organization: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
 /// One atomic write: the idempotency markers, the event, an outbox item where
 /// a reply is due, and the new state when it changed.
 ///
@@ -294,8 +316,30 @@ pub trait ConsentStore: Send + Sync {
     /// Erasure: removes the sealed texts and evidence from every event of the
     /// number (kinds and times stay), deletes its pending outbox items and
     /// removes the numbers from the others (their status stays). Safe to
-    /// repeat. Returns how many events it changed.
+    /// repeat. Returns how many events it changed. The number's usage
+    /// (`STATE#USAGE`) stays: it holds no PHI, and its caps still apply.
     async fn scrub(&self, pid: &str) -> Result<usize, StoreError>;
+    /// The number's usage (None when it has none), strongly consistent.
+    /// Erasure (`scrub`) leaves usage alone: it holds no PHI.
+    async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError>;
+    /// Many at once (<= 100 pids; one BatchGetItem on DynamoDB, unprocessed
+    /// keys retried), in the order asked.
+    async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError>;
+    /// Writes `item` if the stored version is still `expected` (None: must
+    /// not exist). False, and nothing written, when it changed (the caller
+    /// re-reads and retries). One conditional PutItem on DynamoDB; one
+    /// transaction on the embedded store.
+    async fn put_usage(&self, item: &UsageItem, expected: Option<u64>) -> Result<bool, StoreError>;
+    /// Several at once, each if its stored version is still the one given
+    /// (None: must not exist), all or nothing per chunk. One bool per item,
+    /// in order: true = written. False = not written: that item's version
+    /// changed, or another item of its chunk had, so nothing of the chunk was
+    /// written (the caller re-reads the false ones and retries them). On
+    /// DynamoDB a chunk is one TransactWriteItems of at most 100 items, and
+    /// chunks are NOT atomic with each other: more than 100 items can end
+    /// half written. The embedded store writes every item in one transaction
+    /// (one chunk). A pid given twice is refused (`Unavailable`).
+    async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError>;
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.

@@ -101,6 +101,8 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             default: DefaultConsent::OptedIn,
             replies: ReplyTemplates::default(),
             reply_mode: Default::default(),
+            // The demo answers the same at any hour; see "Sending rules".
+            send_rules: Vec::new(),
         }],
         providers: ProvidersConfig {
             twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())], send: None }),

@@ -1,6 +1,7 @@
 //! Use cases over the ports: record what a patient texted, and decide
 //! whether a program may send. Authorization fails closed.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -17,9 +18,10 @@ use crate::domain::{
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
+    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, UsageItem,
 };
 
+pub mod gate;
 pub mod outbox;
 pub mod records;
 
@@ -416,15 +418,12 @@ impl ConsentService {
     }
 
     /// May this program send this category to this number now? One
-    /// consistent store read whatever the number's state, no key service
-    /// call; any failure denies, with a reason.
+    /// consistent store read whatever the number's state (and, when the
+    /// program caps volume, one of its usage), no key service call; any
+    /// failure denies, with a reason. See `gate` for the time and volume
+    /// rules and reservations.
     pub async fn authorize(&self, query: &AuthorizationQuery<'_>) -> Decision {
-        let (pid, program) = match self.validate_query(query) {
-            Ok(valid) => valid,
-            Err(denied) => return denied,
-        };
-        let read = self.store.read_state(&pid).await;
-        self.decide(&pid, read, program, query.category).await
+        self.authorize_send(query, &gate::SendPlan::default()).await
     }
 
     /// A batch's answer for one number: a STATE it found, or where it found
@@ -448,15 +447,72 @@ impl ConsentService {
     /// denied with their reason; a store failure denies the rest as
     /// `unavailable`.
     pub async fn authorize_many(&self, queries: &[AuthorizationQuery<'_>]) -> Vec<Decision> {
+        let plans = vec![gate::SendPlan::default(); queries.len()];
+        self.authorize_batch(queries, &plans).await
+    }
+
+    /// A batch with each request's plan: consent for all in one read, then
+    /// the time and volume rules; the usage of the numbers whose program
+    /// caps volume is read in one more call; reservations are made one by
+    /// one (each a conditional write).
+    pub async fn authorize_batch(
+        &self,
+        queries: &[AuthorizationQuery<'_>],
+        plans: &[gate::SendPlan<'_>],
+    ) -> Vec<Decision> {
+        let consents = self.consent_many(queries).await;
+        let counted: Vec<usize> = (0..queries.len())
+            .filter(|&i| {
+                consents[i].1.as_ref().is_some_and(|(_, program)| {
+                    consents[i].0.allowed && !plans[i].reserve && !crate::domain::rules::caps_none(&program.send_rules)
+                })
+            })
+            .collect();
+        let pids: Vec<String> =
+            counted.iter().filter_map(|&i| consents[i].1.as_ref().map(|(pid, _)| pid.clone())).collect();
+        let mut usages: HashMap<usize, Option<UsageItem>> = HashMap::new();
+        let read = if pids.is_empty() { Ok(Vec::new()) } else { self.store.usages(&pids).await };
+        let usage_failed = match read {
+            Ok(found) => {
+                usages.extend(counted.iter().copied().zip(found));
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, "batch authorization: usage unavailable; capped requests denied");
+                true
+            }
+        };
+        let mut decisions = Vec::with_capacity(queries.len());
+        for (i, (consent, found)) in consents.into_iter().enumerate() {
+            let decision = match found {
+                Some(_) if usage_failed && counted.contains(&i) => Decision::deny(Reason::Unavailable),
+                Some((pid, program)) if consent.allowed => {
+                    self.after_consent(&pid, program, &queries[i], &plans[i], consent, usages.remove(&i)).await
+                }
+                _ => consent,
+            };
+            decisions.push(decision);
+        }
+        decisions
+    }
+
+    /// Consent for a batch, with each request's number and program where
+    /// they were valid.
+    async fn consent_many(&self, queries: &[AuthorizationQuery<'_>]) -> Vec<(Decision, Option<(String, &Program)>)> {
+        let mut found: Vec<Option<(String, &Program)>> = Vec::with_capacity(queries.len());
         let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(queries.len());
         let mut lookups: Vec<(usize, String, &Program)> = Vec::new();
         for (i, query) in queries.iter().enumerate() {
             match self.validate_query(query) {
                 Ok((pid, program)) => {
+                    found.push(Some((pid.clone(), program)));
                     lookups.push((i, pid, program));
                     decisions.push(None);
                 }
-                Err(denied) => decisions.push(Some(denied)),
+                Err(denied) => {
+                    found.push(None);
+                    decisions.push(Some(denied));
+                }
             }
         }
         let pids: Vec<String> = lookups.iter().map(|(_, pid, _)| pid.clone()).collect();
@@ -483,7 +539,7 @@ impl ConsentService {
                 }
             }
         }
-        decisions.into_iter().map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable))).collect()
+        decisions.into_iter().map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable))).zip(found).collect()
     }
 
     /// Replies waiting in the outbox for one number.

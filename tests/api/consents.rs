@@ -124,7 +124,7 @@ async fn written_consent_for_one_category_opens_only_that_category() {
     let refills = state["consents"].as_array().unwrap().iter().find(|c| c["program"] == "pharmacy").unwrap().clone();
     assert_eq!(refills["reason"], "allowed");
     assert!(refills["decided_by"].as_str().unwrap().starts_with("api:front-desk:"));
-    assert_eq!(state["consents"].as_array().unwrap().len(), 3);
+    assert_eq!(state["consents"].as_array().unwrap().len(), 4, "clinic (2), pharmacy (1), visits (1)");
 }
 
 #[tokio::test]

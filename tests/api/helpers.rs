@@ -14,6 +14,8 @@ use tempfile::TempDir;
 pub const CLINIC: &str = "+14155550100";
 pub const PHARMACY: &str = "+14155550200";
 pub const UNOWNED: &str = "+14155550999";
+/// The clinic number of `visits`, the program with every sending rule.
+pub const VISITS: &str = "+14155550300";
 pub const PATIENT: &str = "+14158675309";
 pub const TWILIO_TOKEN: &str = "twilio-current-token";
 pub const TWILIO_OLD_TOKEN: &str = "twilio-previous-token";
@@ -46,6 +48,7 @@ help_contact = "555-0100"
 frequency = "Msg frequency varies"
 categories = ["appointment_reminders", "billing"]
 default = "opted_in"
+send_rules = []
 
 [[programs]]
 id = "pharmacy"
@@ -55,6 +58,18 @@ numbers = ["{PHARMACY}"]
 help_contact = "555-0200"
 frequency = "Up to 4 msgs/mo"
 categories = ["refills"]
+send_rules = []
+
+[[programs]]
+id = "visits"
+name = "Lakeside Visits"
+organization = "Lakeside Family Clinic"
+numbers = ["{VISITS}"]
+help_contact = "555-0300"
+frequency = "Up to 3 msgs/wk"
+categories = ["reminders"]
+default = "opted_in"
+send_rules = ["quiet_hours", "state_quiet_hours", "state_frequency", "healthcare_exemption"]
 
 [providers.twilio]
 auth_tokens = ["{TWILIO_OLD_TOKEN}", "{TWILIO_TOKEN}"]

@@ -108,6 +108,18 @@ impl ConsentStore for BrokenStore {
     async fn get_states(&self, _: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn usage(&self, _: &str) -> Result<Option<sms_consent::ports::UsageItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn usages(&self, _: &[String]) -> Result<Vec<Option<sms_consent::ports::UsageItem>>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn put_usage(&self, _: &sms_consent::ports::UsageItem, _: Option<u64>) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn put_usages(&self, _: &[(sms_consent::ports::UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn wrapped_keys(&self) -> Result<Option<sms_consent::ports::WrappedKeys>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }

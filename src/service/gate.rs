@@ -1,0 +1,249 @@
+//! The whole authorization question: consent first, then time (the
+//! recipient's allowed hours), then volume (caps, with reservations).
+//!
+//! Consent reasons win over time reasons: an opted-out number is
+//! `opted_out`, never `quiet_hours`. Any store or key failure denies
+//! `unavailable`. An unreserved authorization of a program without caps
+//! stays one store read and no key-service call.
+
+use rand::RngCore;
+use time::OffsetDateTime;
+
+use super::{AuthorizationQuery, ConsentService, ServiceError, MAX_ATTEMPTS};
+use crate::domain::recipient::{self, Whereabouts};
+use crate::domain::rules::{self, SendRule};
+use crate::domain::volume::{self, Cap};
+use crate::domain::window::{self, Window};
+use crate::domain::{Decision, PhoneNumber, Program, Reason};
+use crate::ports::{SendRecord, UsageItem};
+
+/// How far ahead a `send_at` may plan (a batch for tomorrow, or next week).
+pub const MAX_PLAN_AHEAD: time::Duration = time::Duration::days(14);
+/// How far back a `send_at` may be (a clock a little behind).
+const MAX_PLAN_BEHIND: time::Duration = time::Duration::minutes(5);
+/// Rounds of "wait for the window, then for the cap" before giving up on
+/// finding the next allowed moment.
+const SEARCH_ROUNDS: usize = 16;
+
+/// What the sender says about one send, beyond program, category and number.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendPlan<'a> {
+    /// The recipient's IANA time zone, when the clinic knows it.
+    pub time_zone: Option<&'a str>,
+    /// The recipient's US state (two letters), when the clinic knows it.
+    pub state: Option<&'a str>,
+    /// When the send will happen (default: now).
+    pub send_at: Option<OffsetDateTime>,
+    /// Count the send if allowed, and return a reservation id.
+    pub reserve: bool,
+    /// The message's segments and characters (for the healthcare exemption).
+    pub segments: Option<u32>,
+    pub length: Option<u32>,
+}
+
+/// A reservation id: random, then the number's blind index, so a release
+/// finds its usage item without the number.
+fn reservation_id(pid: &str) -> String {
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{}.{pid}", hex::encode(bytes))
+}
+
+fn pid_of_reservation(id: &str) -> Option<&str> {
+    let (random, pid) = id.split_once('.')?;
+    let well_formed = random.len() == 24
+        && random.chars().all(|c| c.is_ascii_hexdigit())
+        && !pid.is_empty()
+        && pid.len() <= 64
+        && pid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    well_formed.then_some(pid)
+}
+
+/// The time and volume verdict at `at`: `None` when a send is allowed then,
+/// else the reason that stopped it first and the first moment it would be
+/// allowed.
+fn first_allowed(
+    windows: &[Window],
+    caps: &[Cap],
+    whereabouts: &Whereabouts,
+    sends: &[SendRecord],
+    program: &Program,
+    at: OffsetDateTime,
+) -> Option<(Reason, OffsetDateTime)> {
+    let zone = whereabouts.zones.first().map(String::as_str).unwrap_or("UTC");
+    let organization = &program.letterhead.organization;
+    let mut t = at;
+    let mut first: Option<Reason> = None;
+    for _ in 0..SEARCH_ROUNDS {
+        let mut moved = false;
+        for w in windows {
+            if let Err(next) = window::check(*w, &whereabouts.zones, t) {
+                first.get_or_insert(Reason::QuietHours);
+                t = next.max(t);
+                moved = true;
+            }
+        }
+        if !caps.is_empty() {
+            if let Err(next) = volume::check(caps, sends, &program.id, organization, zone, t) {
+                first.get_or_insert(Reason::FrequencyCap);
+                t = next.max(t);
+                moved = true;
+            }
+        }
+        if !moved {
+            return first.map(|reason| (reason, t));
+        }
+    }
+    Some((first.unwrap_or(Reason::QuietHours), t))
+}
+
+impl ConsentService {
+    /// Checks what the sender said about a send (a 400 names the field).
+    pub fn check_plan(&self, query: &AuthorizationQuery<'_>, plan: &SendPlan<'_>) -> Result<(), ServiceError> {
+        if let Ok(number) = PhoneNumber::parse(query.to) {
+            recipient::locate(&number, plan.time_zone, plan.state).map_err(ServiceError::Invalid)?;
+        }
+        if let Some(at) = plan.send_at {
+            let now = self.now();
+            if at < now - MAX_PLAN_BEHIND || at > now + MAX_PLAN_AHEAD {
+                return Err(ServiceError::Invalid(format!(
+                    "send_at: must be between now and {} days ahead",
+                    MAX_PLAN_AHEAD.whole_days()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// May this program send this category to this number at the planned
+    /// time? Consent (one consistent read), then the program's time and
+    /// volume rules; with `reserve`, an allowed send is counted (one
+    /// conditional write, retried on a lost race) and a reservation id
+    /// returned. Any failure denies.
+    pub async fn authorize_send(&self, query: &AuthorizationQuery<'_>, plan: &SendPlan<'_>) -> Decision {
+        let (pid, program) = match self.validate_query(query) {
+            Ok(valid) => valid,
+            Err(denied) => return denied,
+        };
+        let read = self.store.read_state(&pid).await;
+        let consent = self.decide(&pid, read, program, query.category).await;
+        if !consent.allowed {
+            return consent;
+        }
+        self.after_consent(&pid, program, query, plan, consent, None).await
+    }
+
+    /// Time and volume, once consent allows. `usage` is the number's usage
+    /// when the caller read it already (a batch).
+    pub(crate) async fn after_consent(
+        &self,
+        pid: &str,
+        program: &Program,
+        query: &AuthorizationQuery<'_>,
+        plan: &SendPlan<'_>,
+        consent: Decision,
+        mut usage: Option<Option<UsageItem>>,
+    ) -> Decision {
+        let rules: &[SendRule] = &program.send_rules;
+        if rules.is_empty() && !plan.reserve {
+            return consent;
+        }
+        if rules::too_long_for_exemption(rules, plan.segments, plan.length) {
+            return Decision::deny(Reason::TooLongForExemption);
+        }
+        let Ok(number) = PhoneNumber::parse(query.to) else {
+            return Decision::deny(Reason::InvalidNumber);
+        };
+        let Ok(whereabouts) = recipient::locate(&number, plan.time_zone, plan.state) else {
+            // `check_plan` refuses these before; never allow on doubt.
+            return Decision::deny(Reason::Unavailable);
+        };
+        let at = plan.send_at.unwrap_or_else(|| self.now());
+        let (windows, caps) = (rules::windows(rules, &whereabouts), rules::caps(rules, &whereabouts));
+        let counts = !caps.is_empty() || plan.reserve;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = match usage.take() {
+                Some(known) => known,
+                None if counts => match self.store.usage(pid).await {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::error!(pid = %pid, %error, "authorization denied: usage unavailable");
+                        return Decision::deny(Reason::Unavailable);
+                    }
+                },
+                None => None,
+            };
+            let sends = current.as_ref().map(|u| u.sends.as_slice()).unwrap_or_default();
+            if let Some((reason, next)) = first_allowed(&windows, &caps, &whereabouts, sends, program, at) {
+                return Decision::wait(reason, consent.as_of, next);
+            }
+            if !plan.reserve {
+                return consent;
+            }
+            let id = reservation_id(pid);
+            let expected = current.as_ref().map(|u| u.version);
+            let mut next = current.unwrap_or_else(|| UsageItem { pid: pid.to_owned(), ..Default::default() });
+            volume::prune(&mut next.sends, self.now());
+            next.sends.push(SendRecord {
+                reservation_id: id.clone(),
+                program: program.id.clone(),
+                organization: program.letterhead.organization.clone(),
+                at,
+            });
+            next.version = expected.map_or(1, |v| v + 1);
+            match self.store.put_usage(&next, expected).await {
+                Ok(true) => {
+                    tracing::info!(pid = %pid, program = %program.id, "send reserved");
+                    return Decision { reservation_id: Some(id), ..consent };
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::error!(pid = %pid, %error, "authorization denied: reservation not stored");
+                    return Decision::deny(Reason::Unavailable);
+                }
+            }
+        }
+        tracing::error!(pid = %pid, "authorization denied: reservations kept racing");
+        Decision::deny(Reason::Unavailable)
+    }
+
+    /// Releases a reservation that was not used, so a failed send does not
+    /// count. True when it was found and removed; false when there is no
+    /// such reservation (never made, or released already).
+    pub async fn release(&self, reservation_id: &str) -> Result<bool, ServiceError> {
+        let Some(pid) = pid_of_reservation(reservation_id) else {
+            return Ok(false);
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(current) = self.store.usage(pid).await? else {
+                return Ok(false);
+            };
+            let mut next = current.clone();
+            next.sends.retain(|s| s.reservation_id != reservation_id);
+            if next.sends.len() == current.sends.len() {
+                return Ok(false);
+            }
+            next.version = current.version + 1;
+            if self.store.put_usage(&next, Some(current.version)).await? {
+                tracing::info!(pid = %pid, "reservation released");
+                return Ok(true);
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_id_carries_the_blind_index_and_nothing_else_is_accepted() {
+        let id = reservation_id("AbC-_09");
+        assert_eq!(pid_of_reservation(&id), Some("AbC-_09"));
+        assert_ne!(reservation_id("AbC-_09"), id, "random");
+        for bad in ["", "x.pid", "0123456789abcdef01234567.", "0123456789abcdef01234567.a/b", "no-dot"] {
+            assert_eq!(pid_of_reservation(bad), None, "{bad}");
+        }
+    }
+}
