@@ -43,10 +43,8 @@ pub struct AuthorizationRequest {
     #[serde(default)]
     pub reserve: bool,
     /// The message's segments, for the healthcare exemption (one at most).
-    #[schema(minimum = 1, maximum = 1000)]
     pub segments: Option<u32>,
     /// The message's length in characters, for the healthcare exemption (160 at most).
-    #[schema(minimum = 1, maximum = 100000)]
     pub length: Option<u32>,
 }
 
