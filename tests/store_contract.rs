@@ -1458,7 +1458,7 @@ macro_rules! gate {
             }
 
             #[tokio::test]
-            async fn an_unreserved_ask_stays_one_read_and_a_reservation_adds_a_read_and_a_write() {
+            async fn an_ask_is_one_read_and_a_reservation_one_read_and_one_conditional_write() {
                 let h = super::super::$backend().await;
                 at(&h, "2026-11-23T10:00:00-08:00");
                 let calls = || h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
@@ -1475,14 +1475,42 @@ macro_rules! gate {
                 let before = calls();
                 assert!(h.service.authorize_send(&query(LA), &SendPlan::default()).await.allowed);
                 if let Some(spent) = cost(before) {
-                    assert_eq!(spent, (2, 0), "state and usage");
+                    assert_eq!(spent, (1, 0), "state and usage in one read");
                 }
                 let before = calls();
                 let reserve = SendPlan { reserve: true, ..Default::default() };
                 assert!(h.service.authorize_send(&query(LA), &reserve).await.reservation_id.is_some());
                 if let Some(spent) = cost(before) {
-                    assert_eq!(spent, (3, 0), "state, usage and one conditional write");
+                    assert_eq!(spent, (2, 0), "one read and one conditional write");
                 }
+            }
+
+            #[tokio::test]
+            async fn one_read_gives_the_state_and_the_usage_and_still_tells_a_deleted_state() {
+                let mut h = super::super::$backend().await;
+                at(&h, "2026-11-23T10:00:00-08:00");
+                let pid = h.pid(LA);
+                let read = |h: &Harness| {
+                    let (store, pid) = (h.store.clone(), pid.clone());
+                    async move { store.read_state_with_usage(&pid).await.unwrap() }
+                };
+                assert_eq!(read(&h).await, (StateRead::Absent, None));
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                assert!(h.service.authorize_send(&query(LA), &reserve).await.allowed);
+                let (state, usage) = read(&h).await;
+                assert_eq!(state, StateRead::Absent, "a usage item alone is not history");
+                assert_eq!(usage.expect("the reservation's usage").sends.len(), 1);
+                let mut help = sms("m1", LA, "HELP", None);
+                help.to = Some(PhoneNumber::parse("+14155550300").unwrap());
+                h.service.handle_inbound(&help, INLINE).await.unwrap();
+                let (state, usage) = read(&h).await;
+                assert!(matches!(state, StateRead::Found(_)) && usage.is_some());
+                h.raw(vec![Raw::Delete { pk: format!("PHONE#{pid}"), sk: "STATE".into() }]).await;
+                let (state, usage) = read(&h).await;
+                assert_eq!(state, StateRead::MissingWithHistory, "a deleted STATE is still seen");
+                assert!(usage.is_some());
+                let d = h.service.authorize_send(&query(LA), &SendPlan::default()).await;
+                assert_eq!(d.reason, Reason::Unavailable, "and denies");
             }
 
             #[tokio::test]

@@ -599,6 +599,39 @@ impl ConsentStore for DynamoStore {
         out.item().map(decode_usage).transpose()
     }
 
+    /// One consistent `Query`, newest first, `Limit 2`, of the items at or
+    /// below `STATE#USAGE`: the usage (if any), then the `STATE` or the
+    /// newest other item, as `read_state` reads it.
+    async fn read_state_with_usage(&self, pid: &str) -> Result<(StateRead, Option<UsageItem>), StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(2)
+            .key_condition_expression("#pk = :pk AND #sk <= :usage")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .expression_attribute_values(":usage", s(USAGE_SK))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let sk_of = |item: &HashMap<String, AttributeValue>| item.get(SK).and_then(|v| v.as_s().ok()).cloned();
+        let mut items = out.items().iter().peekable();
+        let usage = match items.peek() {
+            Some(item) if sk_of(item).as_deref() == Some(USAGE_SK) => Some(decode_usage(items.next().unwrap())?),
+            _ => None,
+        };
+        let state = match items.next() {
+            None => StateRead::Absent,
+            Some(item) if sk_of(item).as_deref() == Some(STATE_SK) => StateRead::Found(decode_state(item)?),
+            Some(_) => StateRead::MissingWithHistory,
+        };
+        Ok((state, usage))
+    }
+
     async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError> {
         let found = self.batch_get(pids, USAGE_SK).await?;
         pids.iter().map(|pid| found.get(pid).map(decode_usage).transpose()).collect()

@@ -548,6 +548,31 @@ impl ConsentStore for EmbeddedStore {
         .await
     }
 
+    /// One reverse range in one read transaction.
+    async fn read_state_with_usage(&self, pid: &str) -> Result<(StateRead, Option<UsageItem>), StoreError> {
+        let pk = phone_pk(pid);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let mut range = table.range((pk.as_str(), SK_MIN)..=(pk.as_str(), USAGE_SK)).map_err(unavailable)?;
+            let mut usage = None;
+            let mut last = range.next_back().transpose().map_err(unavailable)?;
+            if let Some((key, value)) = &last {
+                if key.value().1 == USAGE_SK {
+                    usage = Some(decode::<UsageItem>(value.value())?);
+                    last = range.next_back().transpose().map_err(unavailable)?;
+                }
+            }
+            let state = match last {
+                None => StateRead::Absent,
+                Some((key, value)) if key.value().1 == STATE_SK => StateRead::Found(decode(value.value())?),
+                Some(_) => StateRead::MissingWithHistory,
+            };
+            Ok((state, usage))
+        })
+        .await
+    }
+
     /// One read transaction: a consistent snapshot of all of them.
     async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError> {
         let pids = pids.to_vec();

@@ -322,6 +322,10 @@ pub trait ConsentStore: Send + Sync {
     /// The number's usage (None when it has none), strongly consistent.
     /// Erasure (`scrub`) leaves usage alone: it holds no PHI.
     async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError>;
+    /// The number's state and usage in one strongly consistent read: the
+    /// last two items at or below `STATE#USAGE` (which sorts right after
+    /// `STATE`), so what `read_state` tells apart, this does too.
+    async fn read_state_with_usage(&self, pid: &str) -> Result<(StateRead, Option<UsageItem>), StoreError>;
     /// Many at once (<= 100 pids; one BatchGetItem on DynamoDB, unprocessed
     /// keys retried), in the order asked.
     async fn usages(&self, pids: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError>;

@@ -116,15 +116,29 @@ impl ConsentService {
     }
 
     /// May this program send this category to this number at the planned
-    /// time? Consent (one consistent read), then the program's time and
-    /// volume rules; with `reserve`, an allowed send is counted (one
-    /// conditional write, retried on a lost race) and a reservation id
-    /// returned. Any failure denies.
+    /// time? Consent, then the program's time and volume rules, from one
+    /// consistent read (the state, and the usage when the program can cap
+    /// or the send is reserved); with `reserve`, an allowed send is counted
+    /// (one conditional write, re-read and retried on a lost race) and a
+    /// reservation id returned. Any failure denies.
     pub async fn authorize_send(&self, query: &AuthorizationQuery<'_>, plan: &SendPlan<'_>) -> Decision {
         let (pid, program) = match self.validate_query(query) {
             Ok(valid) => valid,
             Err(denied) => return denied,
         };
+        // A program that can cap volume (or a reservation) needs the usage
+        // too: read with the state, in the same single read.
+        if plan.reserve || !rules::caps_none(&program.send_rules) {
+            let (read, usage) = match self.store.read_state_with_usage(&pid).await {
+                Ok((state, usage)) => (Ok(state), Some(usage)),
+                Err(error) => (Err(error), None),
+            };
+            let consent = self.decide(&pid, read, program, query.category).await;
+            if !consent.allowed {
+                return consent;
+            }
+            return self.after_consent(&pid, program, query, plan, consent, usage).await;
+        }
         let read = self.store.read_state(&pid).await;
         let consent = self.decide(&pid, read, program, query.category).await;
         if !consent.allowed {

@@ -111,6 +111,12 @@ impl ConsentStore for BrokenStore {
     async fn usage(&self, _: &str) -> Result<Option<sms_consent::ports::UsageItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn read_state_with_usage(
+        &self,
+        _: &str,
+    ) -> Result<(sms_consent::ports::StateRead, Option<sms_consent::ports::UsageItem>), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn usages(&self, _: &[String]) -> Result<Vec<Option<sms_consent::ports::UsageItem>>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
