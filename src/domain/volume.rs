@@ -1,4 +1,4 @@
-//! Frequency caps over a number's recent sends (`ports::UsageItem`): pure,
+//! Frequency caps over a number's recent sends (stored as `ports::UsageItem`): pure,
 //! no I/O. A send counts where it is reserved, whatever its time: a send
 //! reserved for later counts in every window that holds it, so reservations
 //! made out of time order never let a window overflow.
@@ -10,9 +10,19 @@
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime};
 
-use crate::ports::SendRecord;
+/// One send reserved (or made) for a number: what the caps count. No
+/// number, no text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRecord {
+    pub reservation_id: String,
+    pub program: String,
+    pub organization: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
 
 /// How far back a cap can count: the weekly one covers 7 local calendar
 /// days (at most 7 days and a daylight-saving hour before a send); kept

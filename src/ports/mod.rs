@@ -205,15 +205,8 @@ pub struct UsageItem {
     pub sends: Vec<SendRecord>,
 }
 
-/// One send reserved (or made) for a number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendRecord {
-    pub reservation_id: String,
-    pub program: String,
-    pub organization: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
+/// One send reserved (or made) for a number (a domain value, stored as is).
+pub use crate::domain::volume::SendRecord;
 
 /// One atomic write: the idempotency markers, the event, an outbox item where
 /// a reply is due, and the new state when it changed.
