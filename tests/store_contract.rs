@@ -1514,6 +1514,40 @@ macro_rules! gate {
             }
 
             #[tokio::test]
+            async fn a_batch_of_reservations_counts_each_in_order_and_writes_them_together() {
+                let h = super::super::$backend().await;
+                at(&h, "2026-11-23T13:00:00-05:00");
+                // Both numbers have a STATE, so consent is one batch read.
+                for (id, number) in [("h1", MIAMI), ("h2", LA)] {
+                    let mut help = sms(id, number, "HELP", None);
+                    help.to = Some(PhoneNumber::parse("+14155550400").unwrap());
+                    h.service.handle_inbound(&help, INLINE).await.unwrap();
+                }
+                let florida = |to| AuthorizationQuery { to, program: "florida", category: "reminders" };
+                let queries = [florida(MIAMI), florida(MIAMI), florida(LA), florida(MIAMI), florida(MIAMI)];
+                let reserve = SendPlan { reserve: true, ..Default::default() };
+                let plans = [reserve; 5];
+                let before = h.calls.as_ref().map(|c| c.dynamodb.count());
+                let decisions = h.service.authorize_batch(&queries, &plans).await;
+                if let (Some(calls), Some(before)) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - before, 3, "states, usages, one TransactWriteItems");
+                }
+                let reasons: Vec<Reason> = decisions.iter().map(|d| d.reason).collect();
+                assert_eq!(
+                    reasons,
+                    [Reason::Allowed, Reason::Allowed, Reason::Allowed, Reason::Allowed, Reason::FrequencyCap],
+                    "three for the Florida number, in order; the LA number has no cap"
+                );
+                assert!(decisions[..4].iter().all(|d| d.reservation_id.is_some()));
+                let usage = h.store.usage(&h.pid(MIAMI)).await.unwrap().expect("stored");
+                assert_eq!((usage.sends.len(), usage.version), (3, 1), "one write for three reservations");
+                let single = h.service.authorize_send(&florida(MIAMI), &reserve).await;
+                assert_eq!(single.reason, Reason::FrequencyCap, "the batch's reservations count for the next ask");
+                assert!(h.service.release(decisions[0].reservation_id.as_deref().unwrap()).await.unwrap());
+                assert!(h.service.authorize_send(&florida(MIAMI), &reserve).await.allowed);
+            }
+
+            #[tokio::test]
             async fn a_batch_answers_each_request_with_its_own_plan() {
                 let h = super::super::$backend().await;
                 at(&h, "2026-11-23T20:30:00-05:00");

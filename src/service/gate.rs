@@ -6,6 +6,8 @@
 //! `unavailable`. An unreserved authorization of a program without caps
 //! stays one store read and no key-service call.
 
+use std::collections::HashMap;
+
 use rand::RngCore;
 use time::OffsetDateTime;
 
@@ -97,6 +99,39 @@ fn first_allowed(
     Some((first.unwrap_or(Reason::QuietHours), t))
 }
 
+/// What one send must meet: its time, the windows and caps that apply.
+struct Check {
+    at: OffsetDateTime,
+    whereabouts: Whereabouts,
+    windows: Vec<Window>,
+    caps: Vec<Cap>,
+}
+
+impl Check {
+    /// Whether the number's usage must be read: caps to count, or a
+    /// reservation to add.
+    fn counts(&self, plan: &SendPlan<'_>) -> bool {
+        !self.caps.is_empty() || plan.reserve
+    }
+
+    /// `None` when a send at `at` keeps every window and cap given `sends`;
+    /// else the denial, with the first moment it would be allowed.
+    fn verdict(&self, sends: &[SendRecord], program: &Program, consent: &Decision) -> Option<Decision> {
+        first_allowed(&self.windows, &self.caps, &self.whereabouts, sends, program, self.at)
+            .map(|(reason, next)| Decision::wait(reason, consent.as_of, next))
+    }
+}
+
+/// One reserved request of a batch, once consent allowed it.
+pub(crate) struct Reservation<'q, 'p> {
+    pub index: usize,
+    pub pid: String,
+    pub program: &'p Program,
+    pub query: &'q AuthorizationQuery<'q>,
+    pub plan: &'q SendPlan<'q>,
+    pub consent: Decision,
+}
+
 impl ConsentService {
     /// Checks what the sender said about a send (a 400 names the field).
     pub fn check_plan(&self, query: &AuthorizationQuery<'_>, plan: &SendPlan<'_>) -> Result<(), ServiceError> {
@@ -148,7 +183,7 @@ impl ConsentService {
     }
 
     /// Time and volume, once consent allows. `usage` is the number's usage
-    /// when the caller read it already (a batch).
+    /// when the caller read it already.
     pub(crate) async fn after_consent(
         &self,
         pid: &str,
@@ -158,27 +193,17 @@ impl ConsentService {
         consent: Decision,
         mut usage: Option<Option<UsageItem>>,
     ) -> Decision {
-        let rules: &[SendRule] = &program.send_rules;
-        if rules.is_empty() && !plan.reserve {
+        if program.send_rules.is_empty() && !plan.reserve {
             return consent;
         }
-        if rules::too_long_for_exemption(rules, plan.segments, plan.length) {
-            return Decision::deny(Reason::TooLongForExemption);
-        }
-        let Ok(number) = PhoneNumber::parse(query.to) else {
-            return Decision::deny(Reason::InvalidNumber);
+        let check = match self.prepare(program, query, plan) {
+            Ok(check) => check,
+            Err(denied) => return denied,
         };
-        let Ok(whereabouts) = recipient::locate(&number, plan.time_zone, plan.state) else {
-            // `check_plan` refuses these before; never allow on doubt.
-            return Decision::deny(Reason::Unavailable);
-        };
-        let at = plan.send_at.unwrap_or_else(|| self.now());
-        let (windows, caps) = (rules::windows(rules, &whereabouts), rules::caps(rules, &whereabouts));
-        let counts = !caps.is_empty() || plan.reserve;
         for _ in 0..MAX_ATTEMPTS {
             let current = match usage.take() {
                 Some(known) => known,
-                None if counts => match self.store.usage(pid).await {
+                None if check.counts(plan) => match self.store.usage(pid).await {
                     Ok(found) => found,
                     Err(error) => {
                         tracing::error!(pid = %pid, %error, "authorization denied: usage unavailable");
@@ -188,23 +213,14 @@ impl ConsentService {
                 None => None,
             };
             let sends = current.as_ref().map(|u| u.sends.as_slice()).unwrap_or_default();
-            if let Some((reason, next)) = first_allowed(&windows, &caps, &whereabouts, sends, program, at) {
-                return Decision::wait(reason, consent.as_of, next);
+            if let Some(denied) = check.verdict(sends, program, &consent) {
+                return denied;
             }
             if !plan.reserve {
                 return consent;
             }
-            let id = reservation_id(pid);
             let expected = current.as_ref().map(|u| u.version);
-            let mut next = current.unwrap_or_else(|| UsageItem { pid: pid.to_owned(), ..Default::default() });
-            volume::prune(&mut next.sends, self.now());
-            next.sends.push(SendRecord {
-                reservation_id: id.clone(),
-                program: program.id.clone(),
-                organization: program.letterhead.organization.clone(),
-                at,
-            });
-            next.version = expected.map_or(1, |v| v + 1);
+            let (next, id) = self.with_reservation(pid, current, program, check.at);
             match self.store.put_usage(&next, expected).await {
                 Ok(true) => {
                     tracing::info!(pid = %pid, program = %program.id, "send reserved");
@@ -219,6 +235,117 @@ impl ConsentService {
         }
         tracing::error!(pid = %pid, "authorization denied: reservations kept racing");
         Decision::deny(Reason::Unavailable)
+    }
+
+    /// What a send must meet, for this program, recipient and time.
+    fn prepare(
+        &self,
+        program: &Program,
+        query: &AuthorizationQuery<'_>,
+        plan: &SendPlan<'_>,
+    ) -> Result<Check, Decision> {
+        let rules: &[SendRule] = &program.send_rules;
+        if rules::too_long_for_exemption(rules, plan.segments, plan.length) {
+            return Err(Decision::deny(Reason::TooLongForExemption));
+        }
+        let number = PhoneNumber::parse(query.to).map_err(|_| Decision::deny(Reason::InvalidNumber))?;
+        // `check_plan` refuses a bad recipient before; never allow on doubt.
+        let whereabouts =
+            recipient::locate(&number, plan.time_zone, plan.state).map_err(|_| Decision::deny(Reason::Unavailable))?;
+        Ok(Check {
+            at: plan.send_at.unwrap_or_else(|| self.now()),
+            windows: rules::windows(rules, &whereabouts),
+            caps: rules::caps(rules, &whereabouts),
+            whereabouts,
+        })
+    }
+
+    /// The number's usage with one more send reserved, and its id.
+    fn with_reservation(
+        &self,
+        pid: &str,
+        current: Option<UsageItem>,
+        program: &Program,
+        at: OffsetDateTime,
+    ) -> (UsageItem, String) {
+        let id = reservation_id(pid);
+        let version = current.as_ref().map_or(1, |u| u.version + 1);
+        let mut next = current.unwrap_or_else(|| UsageItem { pid: pid.to_owned(), ..Default::default() });
+        volume::prune(&mut next.sends, self.now());
+        next.sends.push(SendRecord {
+            reservation_id: id.clone(),
+            program: program.id.clone(),
+            organization: program.letterhead.organization.clone(),
+            at,
+        });
+        next.version = version;
+        (next, id)
+    }
+
+    /// A batch's reservations, from the usage read with the batch: each
+    /// request is decided in order against its number's usage (a second
+    /// request for one number counts the first's reservation), then every
+    /// changed usage is written with `put_usages` (`TransactWriteItems` in
+    /// chunks on DynamoDB). A number whose write lost a race has its
+    /// requests decided again one by one.
+    pub(crate) async fn reserve_many(
+        &self,
+        requests: Vec<Reservation<'_, '_>>,
+        mut usages: HashMap<String, Option<UsageItem>>,
+    ) -> Vec<(usize, Decision)> {
+        let mut expected: HashMap<String, Option<u64>> = HashMap::new();
+        let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(requests.len());
+        for r in &requests {
+            let check = match self.prepare(r.program, r.query, r.plan) {
+                Ok(check) => check,
+                Err(denied) => {
+                    decided.push((r.index, denied));
+                    continue;
+                }
+            };
+            let current = usages.remove(&r.pid).flatten();
+            expected.entry(r.pid.clone()).or_insert_with(|| current.as_ref().map(|u| u.version));
+            let sends = current.as_ref().map(|u| u.sends.as_slice()).unwrap_or_default();
+            if let Some(denied) = check.verdict(sends, r.program, &r.consent) {
+                usages.insert(r.pid.clone(), current);
+                decided.push((r.index, denied));
+                continue;
+            }
+            let (mut next, id) = self.with_reservation(&r.pid, current, r.program, check.at);
+            // One write per number, whatever its number of requests.
+            next.version = expected[&r.pid].map_or(1, |v| v + 1);
+            usages.insert(r.pid.clone(), Some(next));
+            decided.push((r.index, Decision { reservation_id: Some(id), ..r.consent.clone() }));
+        }
+        let writes: Vec<(UsageItem, Option<u64>)> = expected
+            .iter()
+            .filter_map(|(pid, before)| {
+                let item = usages.get(pid)?.as_ref()?;
+                (Some(item.version) != *before).then(|| (item.clone(), *before))
+            })
+            .collect();
+        let lost: Vec<String> = match self.store.put_usages(&writes).await {
+            Ok(written) => writes.iter().zip(written).filter(|(_, ok)| !ok).map(|((u, _), _)| u.pid.clone()).collect(),
+            Err(error) => {
+                tracing::error!(%error, "batch reservations not stored; denied");
+                let failed: Vec<String> = writes.iter().map(|(u, _)| u.pid.clone()).collect();
+                for (index, decision) in decided.iter_mut() {
+                    let pid = &requests.iter().find(|r| r.index == *index).map(|r| r.pid.clone()).unwrap_or_default();
+                    if decision.reservation_id.is_some() && failed.contains(pid) {
+                        *decision = Decision::deny(Reason::Unavailable);
+                    }
+                }
+                return decided;
+            }
+        };
+        // A number whose usage changed meanwhile: its requests again, one by one.
+        for r in requests.iter().filter(|r| lost.contains(&r.pid)) {
+            let decision = self.after_consent(&r.pid, r.program, r.query, r.plan, r.consent.clone(), None).await;
+            if let Some(slot) = decided.iter_mut().find(|(index, _)| *index == r.index) {
+                slot.1 = decision;
+            }
+        }
+        decided
     }
 
     /// Releases a reservation that was not used, so a failed send does not

@@ -453,47 +453,71 @@ impl ConsentService {
 
     /// A batch with each request's plan: consent for all in one read, then
     /// the time and volume rules; the usage of the numbers whose program
-    /// caps volume is read in one more call; reservations are made one by
-    /// one (each a conditional write).
+    /// can cap, or whose send is reserved, in one more batch read; the
+    /// reservations written together (`gate::reserve_many`).
     pub async fn authorize_batch(
         &self,
         queries: &[AuthorizationQuery<'_>],
         plans: &[gate::SendPlan<'_>],
     ) -> Vec<Decision> {
         let consents = self.consent_many(queries).await;
-        let counted: Vec<usize> = (0..queries.len())
-            .filter(|&i| {
-                consents[i].1.as_ref().is_some_and(|(_, program)| {
-                    consents[i].0.allowed && !plans[i].reserve && !crate::domain::rules::caps_none(&program.send_rules)
-                })
+        // The usage of every number whose program can cap, or whose send is
+        // reserved: one more batch read.
+        let needs_usage = |i: usize| {
+            consents[i].1.as_ref().is_some_and(|(_, program)| {
+                consents[i].0.allowed && (plans[i].reserve || !crate::domain::rules::caps_none(&program.send_rules))
             })
+        };
+        let mut pids: Vec<String> = (0..queries.len())
+            .filter(|&i| needs_usage(i))
+            .filter_map(|i| consents[i].1.as_ref().map(|(pid, _)| pid.clone()))
             .collect();
-        let pids: Vec<String> =
-            counted.iter().filter_map(|&i| consents[i].1.as_ref().map(|(pid, _)| pid.clone())).collect();
-        let mut usages: HashMap<usize, Option<UsageItem>> = HashMap::new();
+        pids.sort();
+        pids.dedup();
         let read = if pids.is_empty() { Ok(Vec::new()) } else { self.store.usages(&pids).await };
-        let usage_failed = match read {
-            Ok(found) => {
-                usages.extend(counted.iter().copied().zip(found));
-                false
-            }
+        let usages: Option<HashMap<String, Option<UsageItem>>> = match read {
+            Ok(found) => Some(pids.into_iter().zip(found).collect()),
             Err(error) => {
-                tracing::error!(%error, "batch authorization: usage unavailable; capped requests denied");
-                true
+                tracing::error!(%error, "batch authorization: usage unavailable; capped and reserved requests denied");
+                None
             }
         };
-        let mut decisions = Vec::with_capacity(queries.len());
+        let mut decisions: Vec<Option<Decision>> = vec![None; queries.len()];
+        let mut reservations = Vec::new();
         for (i, (consent, found)) in consents.into_iter().enumerate() {
-            let decision = match found {
-                Some(_) if usage_failed && counted.contains(&i) => Decision::deny(Reason::Unavailable),
+            decisions[i] = Some(match found {
                 Some((pid, program)) if consent.allowed => {
-                    self.after_consent(&pid, program, &queries[i], &plans[i], consent, usages.remove(&i)).await
+                    let known = usages.as_ref().map(|u| u.get(&pid).cloned());
+                    let requires = plans[i].reserve || !crate::domain::rules::caps_none(&program.send_rules);
+                    match (known, requires) {
+                        (None, true) => Decision::deny(Reason::Unavailable),
+                        _ if plans[i].reserve => {
+                            reservations.push(gate::Reservation {
+                                index: i,
+                                pid,
+                                program,
+                                query: &queries[i],
+                                plan: &plans[i],
+                                consent,
+                            });
+                            continue;
+                        }
+                        (known, _) => {
+                            let usage = known.flatten();
+                            self.after_consent(&pid, program, &queries[i], &plans[i], consent, usage).await
+                        }
+                    }
                 }
                 _ => consent,
-            };
-            decisions.push(decision);
+            });
         }
-        decisions
+        if !reservations.is_empty() {
+            let usages = usages.unwrap_or_default();
+            for (i, decision) in self.reserve_many(reservations, usages).await {
+                decisions[i] = Some(decision);
+            }
+        }
+        decisions.into_iter().map(|d| d.unwrap_or_else(|| Decision::deny(Reason::Unavailable))).collect()
     }
 
     /// Consent for a batch, with each request's number and program where
