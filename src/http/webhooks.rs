@@ -121,7 +121,7 @@ async fn record(
 /// replays, else `ignored`; the confirmation when the delivery carried one
 /// message that got one.
 fn outcome<'a>(recorded: &'a [(InboundMessage, InboundOutcome)], blocked: &[bool]) -> Outcome<'a> {
-    let any_block = |new: bool| blocked.iter().any(|b| *b == new);
+    let any_block = |new: bool| blocked.contains(&new);
     let (mut any_recorded, mut any_outboxed, mut any_duplicate) = (any_block(true), false, any_block(false));
     for (_, outcome) in recorded {
         match outcome {
