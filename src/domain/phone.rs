@@ -1,4 +1,11 @@
-//! Phone numbers, built only by parsing: a `PhoneNumber` is always valid E.164.
+//! Phone numbers, built only by parsing: a `PhoneNumber` is always E.164.
+//!
+//! A number the bundled numbering metadata knows is formatted by it. A
+//! number it does not know yet (a range or area code opened after the
+//! `phonenumber` crate's data, such as +1 273 in 2025) is still accepted
+//! when it is syntactically E.164 under a country code that exists: 8 to 15
+//! digits, and for +1 the North American plan's shape. A STOP from such a
+//! number must be recorded, not refused. Keep the crate's data fresh.
 
 use std::fmt;
 
@@ -45,10 +52,18 @@ impl PhoneNumber {
             return Err(PhoneError::Invalid);
         }
         let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::Invalid)?;
-        if !phonenumber::is_valid(&parsed) {
+        if phonenumber::is_valid(&parsed) {
+            return Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()));
+        }
+        // Not in the bundled metadata: E.164 by shape under a real country code.
+        let all: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+        let code = parsed.code().value().to_string();
+        let national = all.strip_prefix(code.as_str()).unwrap_or_default();
+        let shaped = (8..=15).contains(&all.len()) && national.len() >= 4 && (code != "1" || is_nanp(national));
+        if !shaped {
             return Err(PhoneError::Invalid);
         }
-        Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()))
+        Ok(Self(format!("+{all}")))
     }
 
     /// Parses a provider's bare-digit form (`14155550100`, as Vonage sends it)
@@ -65,6 +80,12 @@ impl PhoneNumber {
     pub fn as_e164(&self) -> &str {
         &self.0
     }
+}
+
+/// The North American plan's shape: NXX NXX XXXX (N is 2 to 9).
+fn is_nanp(national: &str) -> bool {
+    let b = national.as_bytes();
+    b.len() == 10 && (b'2'..=b'9').contains(&b[0]) && (b'2'..=b'9').contains(&b[3])
 }
 
 /// Never prints the number: a stray `{:?}` in a log line must not leak PHI.
@@ -108,6 +129,17 @@ mod tests {
         ] {
             assert!(PhoneNumber::parse(input).is_err(), "{input:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_number_newer_than_the_bundled_metadata_is_accepted_by_its_shape() {
+        // +1 273 (Pennsylvania) went into service in 2025.
+        assert_eq!(PhoneNumber::parse("+1 273 555 0123").unwrap().as_e164(), "+12735550123");
+        assert_eq!(PhoneNumber::parse_digits("12735550123").unwrap().as_e164(), "+12735550123");
+        for bad in ["+1273555012", "+12731550123", "+1 073 555 0123", "+999123456789", "+4412"] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(PhoneNumber::parse("+4420794609581").is_ok(), "a +44 number the metadata does not know");
     }
 
     #[test]

@@ -196,3 +196,18 @@ async fn a_public_url_with_a_stage_path_is_what_gets_verified() {
     assert_eq!(response.status(), 200);
     assert_eq!(app.ledger_len(PATIENT).await, 1);
 }
+
+/// A STOP is never refused for its number: an area code newer than the
+/// bundled numbering metadata (+1 273, in service since 2025) or a range it
+/// lacks is recorded and honoured.
+#[tokio::test]
+async fn a_stop_from_a_number_newer_than_the_numbering_data_is_honoured() {
+    let app = TestApp::spawn().await;
+    for (sid, newer) in [("SM273", "+12735550123"), ("SM44", "+4420794609581")] {
+        let response = app.twilio_sms(sid, newer, CLINIC, "STOP").await;
+        assert_eq!(response.status(), 200, "{newer}");
+        assert!(response.text().await.unwrap().contains("unsubscribed"));
+        assert_eq!(app.reason(newer, "clinic", "billing").await, "opted_out", "{newer}");
+    }
+    assert_eq!(app.reason("+1273555012", "clinic", "billing").await, "invalid_number", "still not garbage");
+}
