@@ -171,16 +171,32 @@ impl ConsentState {
     }
 
     /// The deciding mark for one program and category: the latest of the
-    /// global, program-wide and category marks.
+    /// global, program-wide and category marks, except that a category's
+    /// revocation (recorded through the API: SMS never scopes a category)
+    /// stands against a later opt-in of the whole program or of all: a
+    /// patient who phoned to stop billing texts is not reopened to them by
+    /// texting START. Only consent recorded for that category lifts it.
     pub fn deciding_mark(&self, program: &str, category: &str) -> Option<&Mark> {
-        [
-            self.marks.get(GLOBAL_KEY),
-            self.marks.get(&program_key(program)),
-            self.marks.get(&category_key(program, category)),
-        ]
-        .into_iter()
-        .flatten()
-        .max_by(|a, b| a.precedence(b))
+        let broad = [self.marks.get(GLOBAL_KEY), self.marks.get(&program_key(program))]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.precedence(b));
+        match (broad, self.marks.get(&category_key(program, category))) {
+            (Some(broad), Some(narrow)) if narrow.consent == Consent::OptOut && broad.consent == Consent::OptIn => {
+                Some(narrow)
+            }
+            (broad, narrow) => [broad, narrow].into_iter().flatten().max_by(|a, b| a.precedence(b)),
+        }
+    }
+
+    /// Whether the whole program (or all) is opted out now: what a
+    /// conditional opt-in ("Yes") needs to be one.
+    pub fn program_opted_out(&self, program: &str) -> bool {
+        [self.marks.get(GLOBAL_KEY), self.marks.get(&program_key(program))]
+            .into_iter()
+            .flatten()
+            .max_by(|a, b| a.precedence(b))
+            .is_some_and(|m| m.consent == Consent::OptOut)
     }
 
     pub fn decide(&self, program: &str, category: &str, default: DefaultConsent) -> Decision {
@@ -370,5 +386,37 @@ mod tests {
         assert!(!state.opted_out_since(Some("other"), t(0)), "one category's revocation does not");
         state.apply(&change("stop-all", 5, Consent::OptOut, Scope::All));
         assert!(state.opted_out_since(Some("other"), t(0)) && state.opted_out_since(None, t(0)), "STOP ALL does");
+    }
+
+    #[test]
+    fn a_category_revoked_through_the_api_is_not_reopened_by_a_program_start() {
+        let t = |m: i64| time::macros::datetime!(2026-03-01 10:00 UTC) + time::Duration::minutes(m);
+        let change = |id: &str, m: i64, consent: Consent, scope: Scope| ConsentChange {
+            event_id: id.into(),
+            occurred_at: t(m),
+            consent,
+            scope,
+        };
+        let billing = || Scope::Categories { program: "clinic".into(), categories: vec!["billing".into()] };
+        let program = || Scope::Program { program: "clinic".into() };
+        let mut state = ConsentState::default();
+        state.apply(&change("phone-call", 0, Consent::OptOut, billing()));
+        state.apply(&change("sms-start", 5, Consent::OptIn, program()));
+        assert_eq!(state.decide("clinic", "billing", DefaultConsent::OptedIn).reason, Reason::OptedOut);
+        assert_eq!(state.decide("clinic", "reminders", DefaultConsent::OptedIn).reason, Reason::Allowed);
+        assert!(!state.program_opted_out("clinic"));
+        state.apply(&change("form", 9, Consent::OptIn, billing()));
+        assert_eq!(
+            state.decide("clinic", "billing", DefaultConsent::OptedIn).reason,
+            Reason::Allowed,
+            "consent for the category lifts it"
+        );
+        state.apply(&change("sms-stop", 12, Consent::OptOut, program()));
+        assert_eq!(
+            state.decide("clinic", "billing", DefaultConsent::OptedIn).reason,
+            Reason::OptedOut,
+            "a later STOP wins"
+        );
+        assert!(state.program_opted_out("clinic"));
     }
 }

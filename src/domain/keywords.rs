@@ -44,6 +44,19 @@ impl Intent {
     }
 }
 
+/// Opt-in words that are also everyday answers: reminders ask patients to
+/// "reply YES to confirm", so "Yes" or "Sí" opts in only a number that is
+/// opted out (as the providers do); from any other number it is an
+/// ordinary message.
+const CONDITIONAL_OPT_IN: &[&str] = &["yes", "si"];
+
+/// Whether `text` is an opt-in only when it follows an opt-out.
+pub fn is_conditional_opt_in(text: &str) -> bool {
+    let tokens = normalize(text);
+    let core = strip_courtesy(&tokens);
+    CONDITIONAL_OPT_IN.contains(&core.join(" ").as_str())
+}
+
 /// True when `text`, uppercased and trimmed, is exactly one of `keywords`: how
 /// the providers' own auto-responders match (no courtesy, no punctuation).
 pub fn is_exact_keyword(text: &str, keywords: &[&str]) -> bool {
@@ -413,6 +426,17 @@ mod tests {
         #[test]
         fn classifying_any_text_never_panics(s in "\\PC{0,200}") {
             let _ = Intent::classify(&s);
+        }
+    }
+
+    #[test]
+    fn yes_and_si_are_conditional_opt_ins_and_start_is_not() {
+        for text in ["Yes", "YES!", "yes please", "Sí", "si"] {
+            assert!(is_conditional_opt_in(text), "{text}");
+            assert_eq!(Intent::classify(text), Intent::OptIn, "{text}");
+        }
+        for text in ["START", "unstop", "Yes, see you then at 3", "STOP"] {
+            assert!(!is_conditional_opt_in(text), "{text}");
         }
     }
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::inbound::{InboundMessage, ReplyStyle};
-use crate::domain::keywords::is_exact_keyword;
+use crate::domain::keywords::{is_conditional_opt_in, is_exact_keyword};
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::serde_name;
 use crate::domain::{
@@ -180,11 +180,21 @@ impl ConsentService {
         if let Some(at) = message.occurred_at {
             check_event_time(at, "the message's time")?;
         }
+        let pid = self.crypto.blind_index(&message.from);
+        // "Yes" / "Sí" opt in only a number that is opted out of the program:
+        // otherwise it answers a reminder ("reply YES to confirm").
+        if let (Intent::OptIn, Some(p)) = (intent, program) {
+            if is_conditional_opt_in(&message.text) {
+                let opted_out = self.read_state(&pid).await?.is_some_and(|s| s.consent.program_opted_out(&p.id));
+                if !opted_out {
+                    return Ok(self.ignore("yes from a number that is not opted out"));
+                }
+            }
+        }
         let event_id = format!("{}:{}", message.provider, message.message_id);
         // A provider's clock may run ahead; an event cannot happen after it
         // arrived, and a future time must not outrank later real events.
         let occurred_at = message.occurred_at.map_or(now, |at| at.min(now));
-        let pid = self.crypto.blind_index(&message.from);
         let pk = phone_pk(&pid);
         let change = scope.clone().map(|scope| ConsentChange {
             event_id: event_id.clone(),

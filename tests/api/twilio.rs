@@ -211,3 +211,34 @@ async fn a_stop_from_a_number_newer_than_the_numbering_data_is_honoured() {
     }
     assert_eq!(app.reason("+1273555012", "clinic", "billing").await, "invalid_number", "still not garbage");
 }
+
+/// "Reply YES to confirm": a Yes from a number that never opted out is an
+/// ordinary answer (no event, no "resubscribed"); after a STOP it opts in.
+#[tokio::test]
+async fn yes_opts_in_only_after_an_opt_out() {
+    let app = TestApp::spawn().await;
+    let answer = app.twilio_sms("SM-yes-1", PATIENT, CLINIC, "Yes").await.text().await.unwrap();
+    assert!(!answer.contains("<Message>"), "no reply to a confirmation: {answer}");
+    assert_eq!(app.ledger_len(PATIENT).await, 0, "nothing stored");
+    app.twilio_sms("SM-stop", PATIENT, CLINIC, "STOP").await;
+    let answer = app.twilio_sms("SM-yes-2", PATIENT, CLINIC, "Sí").await.text().await.unwrap();
+    assert!(answer.contains("resubscribed"), "{answer}");
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
+    let again = app.twilio_sms("SM-yes-3", PATIENT, CLINIC, "YES").await.text().await.unwrap();
+    assert!(!again.contains("<Message>"), "opted in already: an ordinary answer again");
+    assert_eq!(app.ledger_len(PATIENT).await, 2);
+}
+
+/// A category revoked by phone (recorded through the API) stays revoked
+/// when the patient texts START to the program.
+#[tokio::test]
+async fn a_start_does_not_reopen_a_category_revoked_through_the_api() {
+    let app = TestApp::spawn().await;
+    let revocation = serde_json::json!({"to": PATIENT, "program": "clinic", "categories": ["billing"], "kind": "revocation",
+        "source": "phone_call", "captured_at": "2026-01-01T00:00:00Z"});
+    assert_eq!(app.api("/v1/consents", Some(RECORD_ONLY_KEY), revocation).await.status(), 201);
+    app.twilio_sms("SM-stop", PATIENT, CLINIC, "STOP").await;
+    app.twilio_sms("SM-start", PATIENT, CLINIC, "START").await;
+    assert_eq!(app.reason(PATIENT, "clinic", "appointment_reminders").await, "allowed");
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out", "billing stays revoked");
+}
