@@ -182,7 +182,7 @@ fn the_authorize_role_writes_only_usage_items_and_its_function_serves_the_releas
         })
         .collect();
     assert_eq!(writes.len(), 1, "one write statement: {writes:?}");
-    assert_eq!(writes[0]["Action"], "dynamodb:PutItem");
+    assert_eq!(writes[0]["Action"], serde_json::json!(["dynamodb:PutItem", "dynamodb:TransactWriteItems"]));
     let condition = &writes[0]["Condition"];
     assert_eq!(
         condition["ForAllValues:StringEquals"]["dynamodb:Attributes"],
