@@ -1,12 +1,23 @@
 //! Reads what a patient wrote and decides whether it is an opt-out, an opt-in,
 //! a request for help, or an ordinary message.
 //!
-//! The whole message must be a keyword or a known phrase, optionally wrapped
-//! in courtesy ("Stop. Thank you", "please stop texting me"); a keyword inside
-//! a sentence ("Can I stop by at 3?") or inside a word ("weekend") is never
-//! one. Lists and phrases come from the providers' documented defaults and the
-//! FCC's 2024 revocation order (`shared/compliance/KEYWORDS.md`), in English
-//! and Spanish.
+//! Two readings, both deterministic and explainable:
+//!
+//! 1. The whole message is a keyword or a known phrase, optionally wrapped
+//!    in courtesy ("Stop. Thank you", "please stop texting me"), with a
+//!    repeated word read once ("STOP STOP") and a leading "ok" dropped.
+//! 2. Otherwise, sentence by sentence: the message is split at sentence
+//!    ends and line breaks, sign-offs are dropped ("Sent from my iPhone",
+//!    "-John"), and a first sentence that is itself a keyword or phrase
+//!    decides, the rest being its reason ("Stop. Wrong number"), unless a
+//!    later sentence negates it ("Stop. Don't stop") or is another keyword
+//!    of a different kind. A question never decides, and CANCEL decides only
+//!    alone (a clinic's patients cancel appointments).
+//!
+//! A keyword inside a sentence ("Can I stop by at 3?") or inside a word
+//! ("weekend") is never one. Lists and phrases come from the providers'
+//! documented defaults and the FCC's 2024 revocation order
+//! (`shared/compliance/KEYWORDS.md`), in English and Spanish.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -31,16 +42,71 @@ pub enum Intent {
 
 impl Intent {
     pub fn classify(text: &str) -> Intent {
-        let tokens = normalize(text);
-        let core = strip_courtesy(&tokens);
-        if core.is_empty() {
-            return Intent::None;
+        match lookup(&normalize(text)) {
+            Intent::None => by_sentence(text),
+            intent => intent,
         }
-        phrase_table().get(&core.join(" ")).copied().unwrap_or(Intent::None)
     }
 
     pub fn is_opt_out(self) -> bool {
         matches!(self, Intent::OptOut | Intent::OptOutAll)
+    }
+}
+
+/// The phrase a run of words is, after courtesy and repeats.
+fn lookup(tokens: &[String]) -> Intent {
+    let mut core = strip_courtesy(tokens);
+    core.dedup();
+    if core.is_empty() {
+        return Intent::None;
+    }
+    phrase_table().get(&core.join(" ")).copied().unwrap_or(Intent::None)
+}
+
+/// Sentence ends and line breaks.
+fn sentences(text: &str) -> impl Iterator<Item = (&str, bool)> {
+    text.split_inclusive(['.', '!', '?', ';', '\n', '\r'])
+        .map(|raw| (raw.trim(), raw.trim_end().ends_with('?')))
+        .filter(|(raw, _)| !raw.is_empty())
+}
+
+/// A signature or sign-off line: "Sent from my iPhone", "-John", "Get Outlook".
+fn is_sign_off(raw: &str, tokens: &[String]) -> bool {
+    raw.starts_with(['-', '\u{2013}', '\u{2014}', '~'])
+        || tokens.starts_with(&["sent".into(), "from".into()])
+        || tokens.starts_with(&["get".into(), "outlook".into()])
+}
+
+/// A sentence that takes a keyword back: "don't stop", "do not stop".
+fn negates(tokens: &[String]) -> bool {
+    tokens.windows(2).any(|w| matches!(w[0].as_str(), "dont" | "not" | "never") && lookup(&w[1..]).is_opt_out())
+}
+
+/// The second reading: a first sentence that is a keyword decides.
+fn by_sentence(text: &str) -> Intent {
+    let parts: Vec<(Vec<String>, bool)> = sentences(text)
+        .map(|(raw, question)| (raw, normalize(raw), question))
+        .filter(|(raw, tokens, _)| !tokens.is_empty() && !is_sign_off(raw, tokens))
+        .map(|(_, tokens, question)| (tokens, question))
+        .collect();
+    let Some(((first, question), rest)) = parts.split_first() else {
+        return Intent::None;
+    };
+    let intent = lookup(first);
+    if *question || intent == Intent::None {
+        return Intent::None;
+    }
+    // CANCEL alone is an opt-out; with more said it may be an appointment.
+    if !rest.is_empty() && strip_courtesy(first) == ["cancel"] {
+        return Intent::None;
+    }
+    let contradicted = rest
+        .iter()
+        .any(|(tokens, _)| negates(tokens) || !matches!(lookup(tokens), Intent::None) && lookup(tokens) != intent);
+    if contradicted || negates(first) {
+        Intent::None
+    } else {
+        intent
     }
 }
 
@@ -96,6 +162,8 @@ const COURTESY: &[&[&str]] = &[
     &["por", "favor"],
     &["gracias"],
     &["ya"],
+    &["ok"],
+    &["okay"],
 ];
 
 fn strip_courtesy(tokens: &[String]) -> Vec<&str> {
@@ -148,6 +216,16 @@ const OPT_OUT: &[&str] = &[
     "ya no quiero mensajes",
     "no quiero mensajes",
     "no quiero recibir mensajes",
+    "no quiero mas mensajes",
+    "no me manden mensajes",
+    "no me envien mensajes",
+    "deja de enviarme mensajes",
+    "dejen de enviarme mensajes",
+    "deja de mandarme mensajes",
+    "dejen de mandarme mensajes",
+    // French (providers' ARRET, and the verb as people write it).
+    "arrete",
+    "arreter",
     // Plain-language revocations a reasonable person would read as "stop".
     "stop it",
     "stop this",
@@ -175,6 +253,10 @@ const OPT_OUT_ALL: &[&str] = &[
 
 const OPT_IN: &[&str] = &[
     "start",
+    "resume messages",
+    "resume texts",
+    "start messages",
+    "start texts",
     "yes",
     "unstop",
     "subscribe",
@@ -223,7 +305,10 @@ fn revocation_phrases() -> Vec<String> {
     for gerund in GERUNDS {
         objects.push(gerund.to_string());
         objects.push(format!("{gerund} me"));
+        objects.push(format!("{gerund} this number"));
+        objects.push(format!("{gerund} my number"));
     }
+    objects.push("text".into());
     for det in DETERMINERS {
         for noun in NOUNS {
             objects.push(format!("{det}{noun}"));
@@ -240,7 +325,9 @@ fn revocation_phrases() -> Vec<String> {
     for noun in NOUNS.iter().chain(&["texting"]) {
         out.push(format!("no more {noun}"));
         for det in DETERMINERS {
-            out.push(format!("i dont want {det}{noun}"));
+            for want in ["i dont want", "i no longer want", "i dont want to receive", "i no longer want to receive"] {
+                out.push(format!("{want} {det}{noun}"));
+            }
         }
     }
     for dont in DONT {
@@ -252,7 +339,10 @@ fn revocation_phrases() -> Vec<String> {
     for list in LIST {
         out.push(format!("take me off {list}"));
         out.push(format!("remove me from {list}"));
+        out.push(format!("remove my number from {list}"));
+        out.push(format!("unsubscribe me from {list}"));
     }
+    out.extend(["remove me", "remove my number", "unsubscribe me"].map(String::from));
     out
 }
 
@@ -401,6 +491,37 @@ mod tests {
         ("please", None),
         ("C", None),
         ("Stop by the front desk", None),
+        // Sentences around a keyword, as people write them (issue 13).
+        ("STOP STOP", OptOut),
+        ("STOP\n\nSent from my iPhone", OptOut),
+        ("Stop. Wrong number", OptOut),
+        ("ok stop", OptOut),
+        ("Stop text", OptOut),
+        ("Please remove my number", OptOut),
+        ("Unsubscribe me from this list", OptOut),
+        ("I no longer want to receive texts", OptOut),
+        ("Stop messaging this number", OptOut),
+        ("No quiero más mensajes", OptOut),
+        ("Ya no me manden mensajes", OptOut),
+        ("Deja de enviarme mensajes", OptOut),
+        ("Arrête", OptOut),
+        ("Resume messages", OptIn),
+        ("STOP\n-John", OptOut),
+        ("Stop! Thanks!", OptOut),
+        ("Help. I have a question", Help),
+        // ... and what must not become one.
+        ("Please don't stop the reminders", None),
+        ("Stop. Don't stop", None),
+        ("Can you stop by the pharmacy?", None),
+        ("Where do I stop to park?", None),
+        ("Can I cancel and reschedule?", None),
+        ("Ending my visit early?", None),
+        ("Unstoppable", None),
+        ("Cancel. I will call to reschedule", None),
+        ("Stop? What is this about?", None),
+        ("Thanks. See you at 3", None),
+        ("Sent from my iPhone", None),
+        ("Stop. Start", None),
     ];
 
     #[test]
@@ -412,6 +533,29 @@ mod tests {
             .map(|(text, want)| format!("{text:?}: want {want:?}, got {:?}", Intent::classify(text)))
             .collect();
         assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn a_signature_or_courtesy_after_a_keyword_never_changes_its_class() {
+        for keyword in OPT_OUT.iter().chain(OPT_IN).chain(HELP).filter(|k| **k != "cancel") {
+            let class = Intent::classify(keyword);
+            assert_ne!(class, Intent::None, "{keyword}");
+            for tail in ["\n\nSent from my iPhone", "\n-Maria", ". Thank you", "! Thanks!", " please"] {
+                let text = format!("{keyword}{tail}");
+                assert_eq!(Intent::classify(&text), class, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_question_word_never_turns_an_ordinary_sentence_into_an_opt_out() {
+        let ordinary = CASES.iter().filter(|(_, want)| *want == None).map(|(text, _)| *text);
+        for text in ordinary.chain(["stop by tomorrow", "cancel my appointment", "end my visit early"]) {
+            for question in ["Can I", "Why", "Where do I", "Should I", "How do I"] {
+                let asked = format!("{question} {text}?");
+                assert!(!Intent::classify(&asked).is_opt_out(), "{asked:?}");
+            }
+        }
     }
 
     #[test]
