@@ -231,12 +231,7 @@ impl BandwidthSend {
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?;
-        let refusal = describe(&answer);
-        let answer = answer.accepted(|_| None).map_err(|e| match e {
-            SendError::Refused { .. } => SendError::Refused { reason: refusal },
-            other => other,
-        })?;
+        let answer = send::execute(request).await?.accepted(|_| None, describe)?;
         let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
         Ok(Sent { message_id: id })
     }

@@ -297,12 +297,7 @@ impl BirdSend {
             .header(http::header::AUTHORIZATION, format!("AccessKey {}", self.access_key.expose()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?;
-        let refusal = describe(&answer);
-        let answer = answer.accepted(|_| None).map_err(|e| match e {
-            SendError::Refused { .. } => SendError::Refused { reason: refusal },
-            other => other,
-        })?;
+        let answer = send::execute(request).await?.accepted(|_| None, describe)?;
         let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
         Ok(Sent { message_id: id })
     }

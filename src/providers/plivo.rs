@@ -267,13 +267,9 @@ pub async fn send_message(config: &PlivoSendConfig, message: &OutboundMessage<'_
         .basic_auth(&config.auth_id, Some(config.auth_token.expose()))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body.to_string());
-    let answer = send::execute(request).await?;
-    let status = answer.status;
+    let refusal = |a: &send::HttpAnswer| describe(a.status, a.json::<serde_json::Value>().as_ref());
+    let answer = send::execute(request).await?.accepted(opted_out, refusal)?;
     let parsed = answer.json::<serde_json::Value>();
-    answer.accepted(opted_out).map_err(|e| match e {
-        SendError::Refused { .. } => SendError::refused(describe(status, parsed.as_ref())),
-        other => other,
-    })?;
     let id = parsed.as_ref().and_then(|v| v.get("message_uuid")).and_then(|ids| match ids {
         serde_json::Value::Array(ids) => ids.first().and_then(|id| id.as_str()).map(str::to_owned),
         serde_json::Value::String(id) => Some(id.clone()),

@@ -28,8 +28,14 @@ pub struct HttpAnswer {
 
 impl HttpAnswer {
     /// The answer of a 2xx, or the error it means. `opted_out` reads the
-    /// provider's opt-out code from a non-2xx answer (`None`: not one).
-    pub fn accepted(self, opted_out: impl Fn(&HttpAnswer) -> Option<String>) -> Result<HttpAnswer, SendError> {
+    /// provider's opt-out code from a non-2xx answer (`None`: not one);
+    /// `refusal` describes any other refusal from the provider's own error
+    /// code (never its error text, which can echo the numbers).
+    pub fn accepted(
+        self,
+        opted_out: impl Fn(&HttpAnswer) -> Option<String>,
+        refusal: impl Fn(&HttpAnswer) -> String,
+    ) -> Result<HttpAnswer, SendError> {
         let status = self.status;
         if status.is_success() {
             return Ok(self);
@@ -44,9 +50,7 @@ impl HttpAnswer {
         if let Some(code) = opted_out(&self) {
             return Err(SendError::OptedOut { code, reason: format!("the provider answered {status}") });
         }
-        // The body is not quoted: providers' error texts can echo the
-        // numbers. Each provider adds its own error code to the reason.
-        Err(SendError::Refused { reason: format!("the provider answered {status}") })
+        Err(SendError::Refused { reason: refusal(&self) })
     }
 
     /// The body as JSON, when it is.
@@ -252,23 +256,23 @@ mod tests {
         };
         let send = || execute(client().post(format!("{}/send", fake.base_url)).body("x"));
         assert_eq!(
-            send().await.unwrap().accepted(opted_out).unwrap_err(),
+            send().await.unwrap().accepted(opted_out, |a| format!("the provider answered {}", a.status)).unwrap_err(),
             SendError::Temporary {
                 reason: "the provider answered 429 Too Many Requests".into(),
                 retry_after: Some(Duration::from_secs(7))
             }
         );
         assert!(matches!(
-            send().await.unwrap().accepted(opted_out),
+            send().await.unwrap().accepted(opted_out, |a| format!("the provider answered {}", a.status)),
             Err(SendError::Temporary { retry_after: None, .. })
         ));
         assert!(
-            matches!(send().await.unwrap().accepted(opted_out), Err(SendError::OptedOut { code, .. }) if code == "21610")
+            matches!(send().await.unwrap().accepted(opted_out, |a| format!("the provider answered {}", a.status)), Err(SendError::OptedOut { code, .. }) if code == "21610")
         );
         assert!(
-            matches!(send().await.unwrap().accepted(opted_out), Err(SendError::Refused { reason }) if reason == "the provider answered 401 Unauthorized")
+            matches!(send().await.unwrap().accepted(opted_out, |a| format!("the provider answered {}", a.status)), Err(SendError::Refused { reason }) if reason == "the provider answered 401 Unauthorized")
         );
-        let ok = send().await.unwrap().accepted(opted_out).unwrap();
+        let ok = send().await.unwrap().accepted(opted_out, |a| format!("the provider answered {}", a.status)).unwrap();
         assert_eq!(ok.json::<serde_json::Value>().unwrap()["id"], "m1");
         assert_eq!(fake.seen().len(), 5);
     }

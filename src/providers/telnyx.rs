@@ -248,13 +248,8 @@ impl TelnyxSend {
             .bearer_auth(self.api_key.expose())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?;
-        let refusal = describe(&answer);
-        let answer =
-            answer.accepted(|a| a.json::<ErrorBody>().and_then(|b| opt_out_code(&b.errors))).map_err(|e| match e {
-                SendError::Refused { .. } => SendError::Refused { reason: refusal },
-                other => other,
-            })?;
+        let opted_out = |a: &HttpAnswer| a.json::<ErrorBody>().and_then(|b| opt_out_code(&b.errors));
+        let answer = send::execute(request).await?.accepted(opted_out, describe)?;
         let id = answer.json::<serde_json::Value>().and_then(|v| v["data"]["id"].as_str().map(str::to_owned));
         Ok(Sent { message_id: id })
     }

@@ -220,13 +220,10 @@ pub async fn send_message(config: &TwilioSendConfig, message: &OutboundMessage<'
     );
     let request =
         send::client().post(url).basic_auth(&config.account_sid, Some(config.auth_token.expose())).form(&form);
-    let answer = send::execute(request).await?;
-    let status = answer.status;
-    let code = answer.json::<serde_json::Value>().and_then(|v| v.get("code").and_then(|c| c.as_i64()));
-    let answer = answer.accepted(opted_out).map_err(|e| match e {
-        SendError::Refused { .. } => SendError::refused(describe(status, code)),
-        other => other,
-    })?;
+    let refusal = |a: &send::HttpAnswer| {
+        describe(a.status, a.json::<serde_json::Value>().and_then(|v| v.get("code").and_then(|c| c.as_i64())))
+    };
+    let answer = send::execute(request).await?.accepted(opted_out, refusal)?;
     let sid = answer.json::<serde_json::Value>().and_then(|v| v.get("sid")?.as_str().map(str::to_owned));
     Ok(Sent { message_id: sid })
 }

@@ -386,12 +386,9 @@ async fn send_sms_api(config: &VonageSendConfig, message: &OutboundMessage<'_>) 
         ("text", message.body),
         ("client-ref", message.reference),
     ];
-    let answer = send::execute(send::client().post(url).form(&form)).await?;
-    let http_status = answer.status;
-    let answer = answer.accepted(|_| None).map_err(|e| match e {
-        SendError::Refused { .. } => SendError::refused(format!("Vonage answered {http_status}")),
-        other => other,
-    })?;
+    let answer = send::execute(send::client().post(url).form(&form))
+        .await?
+        .accepted(|_| None, |a| format!("Vonage answered {}", a.status))?;
     let body: Value = answer.json().ok_or_else(|| SendError::refused("Vonage answered a body that is not JSON"))?;
     let first =
         body.get("messages").and_then(|m| m.get(0)).ok_or_else(|| SendError::refused("Vonage answered no messages"))?;
@@ -438,18 +435,12 @@ async fn send_messages_api(config: &VonageSendConfig, message: &OutboundMessage<
         .basic_auth(&config.api_key, Some(config.api_secret.expose()))
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body.to_string());
-    let answer = send::execute(request).await?;
-    let status = answer.status;
-    let problem = answer.json::<Value>();
-    let answer = answer.accepted(messages_opted_out).map_err(|e| match e {
-        SendError::Refused { .. } => {
-            let field = |name: &str| problem.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str).unwrap_or("");
-            SendError::refused(
-                format!("Vonage answered {status}: {} {}", field("type"), field("title")).trim_end().to_owned(),
-            )
-        }
-        other => other,
-    })?;
+    let refusal = |a: &send::HttpAnswer| {
+        let problem = a.json::<Value>();
+        let field = |name: &str| problem.as_ref().and_then(|p| p.get(name)).and_then(Value::as_str).unwrap_or("");
+        format!("Vonage answered {}: {} {}", a.status, field("type"), field("title")).trim_end().to_owned()
+    };
+    let answer = send::execute(request).await?.accepted(messages_opted_out, refusal)?;
     let id = answer.json::<Value>().and_then(|v| v.get("message_uuid")?.as_str().map(str::to_owned));
     Ok(Sent { message_id: id })
 }
