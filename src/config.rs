@@ -528,6 +528,9 @@ scopes = ["authorize"]
         let config = Config::from_toml(GOOD).unwrap();
         assert_eq!(config.server.listen, DEFAULT_LISTEN);
         assert_eq!(config.programs[0].default, DefaultConsent::NoConsent);
+        assert_eq!(config.programs[0].send_rules, DEFAULT_RULES, "quiet hours and state rules unless it says");
+        let off = Config::from_toml(&GOOD.replace("categories = [", "send_rules = []\ncategories = [")).unwrap();
+        assert!(off.programs[0].send_rules.is_empty(), "[] turns them off");
     }
 
     #[test]
@@ -549,6 +552,14 @@ scopes = ["authorize"]
             ),
             (GOOD.replace("[server]", "[server]\nlisten = \"everywhere\""), "server.listen"),
             (GOOD.replace("[server]", "[server]\nsurprise = 1"), "server.surprise"),
+            (
+                GOOD.replace(
+                    "frequency = \"Msg frequency varies\"",
+                    "frequency = \"Msg frequency varies\"\nsend_rules = [\"quiet_hours\", \"quiet_time\"]",
+                ),
+                "programs[0].send_rules",
+            ),
+            (GOOD.replace("[server]", "[outbox]\nmax_attempts = 0\n[server]"), "outbox.max_attempts"),
         ];
         for (text, field) in cases {
             let err = Config::from_toml(&text).unwrap_err();

@@ -89,6 +89,10 @@ async fn logs_carry_no_phone_number_or_message_text() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("consent event recorded"), "the capture saw the service's logs");
     assert!(logs.contains("integrity"), "the integrity alarm was logged");
+    assert!(
+        logs.contains("no send table: this provider's replies will wait in the outbox") && logs.contains("\"vonage\""),
+        "one warning at start for a provider whose replies will wait"
+    );
     let worker_lines: Vec<&str> = logs.lines().filter(|l| l.contains("reply") || l.contains("outbox")).collect();
     assert!(
         logs.contains("reply refused by the provider") && logs.contains("reply sent"),

@@ -22,8 +22,8 @@ use crate::ports::keys::{
     STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
-    UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem,
+    StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -298,45 +298,12 @@ impl ConsentStore for DynamoStore {
         }
     }
 
+    /// One `BatchGetItem` (unprocessed keys retried), keyed by the key each
+    /// item is stored under, never by the pid inside its data: the service
+    /// checks that the two agree.
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
-        if pids.len() > MAX_BATCH {
-            return Err(StoreError::Unavailable(format!("a batch holds at most {MAX_BATCH} keys")));
-        }
-        let mut unique: Vec<&String> = pids.iter().collect();
-        unique.sort();
-        unique.dedup();
-        let mut found: HashMap<String, StateItem> = HashMap::new();
-        if !unique.is_empty() {
-            let keys = unique.iter().map(|pid| key(&phone_pk(pid), STATE_SK)).collect();
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            for attempt in 0..BATCH_ATTEMPTS {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request.clone())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                // Keyed by the key each item is stored under, never by the pid
-                // inside its data: the service checks that the two agree.
-                for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    found.insert(pid_of_item(item)?, decode_state(item)?);
-                }
-                match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                    Some(rest) if !rest.keys().is_empty() => {
-                        request = rest.clone();
-                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                    }
-                    _ => return Ok(pids.iter().map(|pid| found.get(pid).cloned()).collect()),
-                }
-            }
-            return Err(StoreError::Unavailable("batch read left keys unprocessed".into()));
-        }
-        Ok(pids.iter().map(|_| None).collect())
+        let found = self.batch_get(pids, STATE_SK).await?;
+        pids.iter().map(|pid| found.get(pid).map(decode_state).transpose()).collect()
     }
 
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
@@ -666,13 +633,7 @@ impl ConsentStore for DynamoStore {
     /// Chunks of at most 100, one `TransactWriteItems` each: all or nothing
     /// within a chunk, not across chunks.
     async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
-        let mut pids: Vec<&str> = items.iter().map(|(item, _)| item.pid.as_str()).collect();
-        pids.sort_unstable();
-        let before = pids.len();
-        pids.dedup();
-        if pids.len() != before {
-            return Err(StoreError::Unavailable("a number's usage is written twice in one batch".into()));
-        }
+        distinct_usages(items)?;
         let mut written = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_BATCH) {
             let ok = self.put_usage_chunk(chunk).await?;

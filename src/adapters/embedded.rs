@@ -18,8 +18,8 @@ use crate::ports::keys::{
     KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError,
-    UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem,
+    StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -318,17 +318,6 @@ fn put_usages_in(table: &mut Items<'_>, items: &[(UsageItem, Option<u64>)]) -> R
     Ok(true)
 }
 
-fn distinct_pids(items: &[(UsageItem, Option<u64>)]) -> Result<(), StoreError> {
-    let mut pids: Vec<&str> = items.iter().map(|(item, _)| item.pid.as_str()).collect();
-    pids.sort_unstable();
-    let before = pids.len();
-    pids.dedup();
-    if pids.len() != before {
-        return Err(StoreError::Unavailable("a number's usage is written twice in one batch".into()));
-    }
-    Ok(())
-}
-
 fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(ITEMS).map_err(unavailable)?;
@@ -590,7 +579,7 @@ impl ConsentStore for EmbeddedStore {
 
     /// One write transaction for all of them: all written, or none.
     async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
-        distinct_pids(items)?;
+        distinct_usages(items)?;
         let items = items.to_vec();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;

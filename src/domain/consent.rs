@@ -177,11 +177,7 @@ impl ConsentState {
     /// patient who phoned to stop billing texts is not reopened to them by
     /// texting START. Only consent recorded for that category lifts it.
     pub fn deciding_mark(&self, program: &str, category: &str) -> Option<&Mark> {
-        let broad = [self.marks.get(GLOBAL_KEY), self.marks.get(&program_key(program))]
-            .into_iter()
-            .flatten()
-            .max_by(|a, b| a.precedence(b));
-        match (broad, self.marks.get(&category_key(program, category))) {
+        match (self.program_mark(program), self.marks.get(&category_key(program, category))) {
             (Some(broad), Some(narrow)) if narrow.consent == Consent::OptOut && broad.consent == Consent::OptIn => {
                 Some(narrow)
             }
@@ -192,11 +188,16 @@ impl ConsentState {
     /// Whether the whole program (or all) is opted out now: what a
     /// conditional opt-in ("Yes") needs to be one.
     pub fn program_opted_out(&self, program: &str) -> bool {
+        self.program_mark(program).is_some_and(|m| m.consent == Consent::OptOut)
+    }
+
+    /// The later of the global and program-wide marks: what the whole
+    /// program's consent is.
+    fn program_mark(&self, program: &str) -> Option<&Mark> {
         [self.marks.get(GLOBAL_KEY), self.marks.get(&program_key(program))]
             .into_iter()
             .flatten()
             .max_by(|a, b| a.precedence(b))
-            .is_some_and(|m| m.consent == Consent::OptOut)
     }
 
     pub fn decide(&self, program: &str, category: &str, default: DefaultConsent) -> Decision {
@@ -360,20 +361,18 @@ mod tests {
         }
     }
 
+    /// 10:00 on a fixed day, plus `m` minutes.
+    fn t(m: i64) -> OffsetDateTime {
+        time::macros::datetime!(2026-03-01 10:00 UTC) + time::Duration::minutes(m)
+    }
+
     #[test]
     fn a_later_opt_out_of_the_program_or_all_supersedes_a_reply() {
-        let t = |m: i64| time::macros::datetime!(2026-03-01 10:00 UTC) + time::Duration::minutes(m);
-        let change = |id: &str, m: i64, consent: Consent, scope: Scope| ConsentChange {
-            event_id: id.into(),
-            occurred_at: t(m),
-            consent,
-            scope,
-        };
         let lakeside = || Scope::Program { program: "lakeside".into() };
         let mut state = ConsentState::default();
-        state.apply(&change("start", 0, Consent::OptIn, lakeside()));
+        state.apply(&change("start", t(0), Consent::OptIn, lakeside()));
         assert!(!state.opted_out_since(Some("lakeside"), t(0)), "its own opt-in does not supersede it");
-        state.apply(&change("stop", 2, Consent::OptOut, lakeside()));
+        state.apply(&change("stop", t(2), Consent::OptOut, lakeside()));
         assert!(state.opted_out_since(Some("lakeside"), t(0)), "a later STOP does");
         assert!(state.opted_out_since(Some("lakeside"), t(2)), "an opt-out wins a tie");
         assert!(
@@ -382,36 +381,29 @@ mod tests {
         );
         assert!(!state.opted_out_since(Some("other"), t(0)), "another program's STOP does not");
         let billing = Scope::Categories { program: "other".into(), categories: vec!["billing".into()] };
-        state.apply(&change("revoke", 4, Consent::OptOut, billing));
+        state.apply(&change("revoke", t(4), Consent::OptOut, billing));
         assert!(!state.opted_out_since(Some("other"), t(0)), "one category's revocation does not");
-        state.apply(&change("stop-all", 5, Consent::OptOut, Scope::All));
+        state.apply(&change("stop-all", t(5), Consent::OptOut, Scope::All));
         assert!(state.opted_out_since(Some("other"), t(0)) && state.opted_out_since(None, t(0)), "STOP ALL does");
     }
 
     #[test]
     fn a_category_revoked_through_the_api_is_not_reopened_by_a_program_start() {
-        let t = |m: i64| time::macros::datetime!(2026-03-01 10:00 UTC) + time::Duration::minutes(m);
-        let change = |id: &str, m: i64, consent: Consent, scope: Scope| ConsentChange {
-            event_id: id.into(),
-            occurred_at: t(m),
-            consent,
-            scope,
-        };
         let billing = || Scope::Categories { program: "clinic".into(), categories: vec!["billing".into()] };
         let program = || Scope::Program { program: "clinic".into() };
         let mut state = ConsentState::default();
-        state.apply(&change("phone-call", 0, Consent::OptOut, billing()));
-        state.apply(&change("sms-start", 5, Consent::OptIn, program()));
+        state.apply(&change("phone-call", t(0), Consent::OptOut, billing()));
+        state.apply(&change("sms-start", t(5), Consent::OptIn, program()));
         assert_eq!(state.decide("clinic", "billing", DefaultConsent::OptedIn).reason, Reason::OptedOut);
         assert_eq!(state.decide("clinic", "reminders", DefaultConsent::OptedIn).reason, Reason::Allowed);
         assert!(!state.program_opted_out("clinic"));
-        state.apply(&change("form", 9, Consent::OptIn, billing()));
+        state.apply(&change("form", t(9), Consent::OptIn, billing()));
         assert_eq!(
             state.decide("clinic", "billing", DefaultConsent::OptedIn).reason,
             Reason::Allowed,
             "consent for the category lifts it"
         );
-        state.apply(&change("sms-stop", 12, Consent::OptOut, program()));
+        state.apply(&change("sms-stop", t(12), Consent::OptOut, program()));
         assert_eq!(
             state.decide("clinic", "billing", DefaultConsent::OptedIn).reason,
             Reason::OptedOut,

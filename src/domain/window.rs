@@ -89,37 +89,6 @@ pub fn check(window: Window, zones: &[String], at: OffsetDateTime) -> Result<(),
     }
 }
 
-/// The recipient's local calendar date at `at` in `zone` (for day caps), and the instant the next local day starts.
-///
-/// An unknown zone name (a caller bug: `locate` checks names) counts days in
-/// UTC. An `at` outside jiff's range gives its UTC date and the next UTC
-/// midnight.
-pub fn local_date(zone: &str, at: OffsetDateTime) -> (time::Date, OffsetDateTime) {
-    let utc = || {
-        let date = at.to_offset(time::UtcOffset::UTC).date();
-        let next = date.next_day().map(|d| d.midnight().assume_utc()).unwrap_or(at);
-        (date, next)
-    };
-    let Ok(ts) = Timestamp::from_nanosecond(at.unix_timestamp_nanos()) else {
-        return utc();
-    };
-    let tz = jiff::tz::db().get(zone).unwrap_or(TimeZone::UTC);
-    let zoned = ts.to_zoned(tz);
-    let local = zoned.date();
-    let Ok(date) = time::Month::try_from(local.month() as u8)
-        .and_then(|month| time::Date::from_calendar_date(i32::from(local.year()), month, local.day() as u8))
-    else {
-        return utc();
-    };
-    // start_of_day handles a zone whose midnight falls in a DST gap.
-    let next = zoned.tomorrow().and_then(|tomorrow| tomorrow.start_of_day()).ok();
-    let next = next.and_then(|z| OffsetDateTime::from_unix_timestamp_nanos(z.timestamp().as_nanosecond()).ok());
-    match next {
-        Some(next) => (date, next),
-        None => utc(),
-    }
-}
-
 fn seconds_floor(nanos: i128) -> Option<i64> {
     let ts = Timestamp::from_nanosecond(nanos).ok()?;
     // Floor, not truncate, for instants before 1970.
@@ -409,32 +378,6 @@ mod tests {
         let _ = check(huge, &ny, datetime!(2025-01-10 10:00 -05:00));
         let _ = check(FEDERAL, &ny, OffsetDateTime::UNIX_EPOCH - time::Duration::days(400_000));
         let _ = check(FEDERAL, &ny, datetime!(1965-06-01 12:00:00.5 UTC));
-        let _ = local_date("America/New_York", OffsetDateTime::UNIX_EPOCH + time::Duration::days(2_000_000));
-    }
-
-    #[test]
-    fn local_date_across_midnight() {
-        use time::macros::date;
-        // 23:59 in Los Angeles on the 15th is the 16th in UTC and in New York.
-        let at = datetime!(2025-01-15 23:59 -08:00);
-        assert_eq!(local_date("America/Los_Angeles", at), (date!(2025 - 01 - 15), datetime!(2025-01-16 00:00 -08:00)));
-        assert_eq!(local_date("America/New_York", at), (date!(2025 - 01 - 16), datetime!(2025-01-17 00:00 -05:00)));
-        let midnight = datetime!(2025-01-16 00:00 -08:00);
-        assert_eq!(local_date("America/Los_Angeles", midnight).0, date!(2025 - 01 - 16));
-        // Days are calendar days, 23 or 25 hours long across DST changes.
-        assert_eq!(
-            local_date("America/New_York", datetime!(2025-03-09 00:30 -05:00)),
-            (date!(2025 - 03 - 09), datetime!(2025-03-10 00:00 -04:00))
-        );
-        assert_eq!(
-            local_date("America/New_York", datetime!(2025-11-02 00:30 -04:00)),
-            (date!(2025 - 11 - 02), datetime!(2025-11-03 00:00 -05:00))
-        );
-        // A zone whose midnight falls in the DST gap (Havana springs forward at 0:00).
-        let (day, next) = local_date("America/Havana", datetime!(2025-03-08 12:00 -05:00));
-        assert_eq!((day, next), (date!(2025 - 03 - 08), datetime!(2025-03-09 01:00 -04:00)));
-        // An unknown zone counts UTC days.
-        assert_eq!(local_date("Nowhere", at), (date!(2025 - 01 - 16), datetime!(2025-01-17 00:00 UTC)));
     }
 
     proptest::proptest! {
@@ -467,7 +410,6 @@ mod tests {
         ) {
             let at = OffsetDateTime::from_unix_timestamp(seconds % 253_402_300_799).unwrap();
             let _ = check(Window { start_minute: start, end_minute: end }, std::slice::from_ref(&zone), at);
-            let _ = local_date(&zone, at);
         }
     }
 }

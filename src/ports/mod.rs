@@ -344,3 +344,16 @@ pub trait ConsentStore: Send + Sync {
     /// Name of the table, bound into every value's AAD.
     fn table(&self) -> &str;
 }
+
+/// What `put_usages` refuses on every store: one number's usage twice.
+pub fn distinct_usages(items: &[(UsageItem, Option<u64>)]) -> Result<(), StoreError> {
+    let mut pids: Vec<&str> = items.iter().map(|(item, _)| item.pid.as_str()).collect();
+    pids.sort_unstable();
+    let before = pids.len();
+    pids.dedup();
+    if pids.len() == before {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable("a number's usage is written twice in one batch".into()))
+    }
+}

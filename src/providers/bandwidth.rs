@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::send::{self, HttpAnswer, OutboundMessage, SendError, Sent};
+use super::send::{self, OutboundMessage, SendError, Sent};
 use super::{
     authorization, bad, json_body, non_empty, parse_rfc3339, phone, required, Configured, InboundMessage, Outside,
     PayloadError, Profile, Provider, ProviderBlock, ProviderConfigError, Received, Rejection, ReplyStyle, Secret,
@@ -231,17 +231,11 @@ impl BandwidthSend {
             .basic_auth(&self.username, Some(self.password.expose()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?.accepted(|_| None, describe)?;
-        let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
-        Ok(Sent { message_id: id })
+        // A refusal names its error `type`, never the error's text (which
+        // may quote the numbers).
+        let answer = send::execute(request).await?.accepted(|_| None, send::refusal_coded("/type"))?;
+        Ok(Sent { message_id: answer.text_at("/id") })
     }
-}
-
-/// A refusal's reason: the status and Bandwidth's error `type`, never its
-/// `description` or field errors (which may quote the numbers).
-fn describe(answer: &HttpAnswer) -> String {
-    let kind = answer.json::<serde_json::Value>().and_then(|v| v["type"].as_str().map(str::to_owned));
-    format!("the provider answered {}: {}", answer.status, kind.unwrap_or_default())
 }
 
 impl Configured for Bandwidth {

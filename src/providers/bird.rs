@@ -19,7 +19,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::send::{self, HttpAnswer, OutboundMessage, SendError, Sent};
+use super::send::{self, OutboundMessage, SendError, Sent};
 use super::{
     bad, check_timestamp, decode_hmac_jwt, form_pairs, param, parse_rfc3339, phone, required, same_bytes, secrets,
     sha256_hex, Configured, InboundMessage, Outside, PayloadError, Profile, Provider, ProviderConfigError, Received,
@@ -297,17 +297,11 @@ impl BirdSend {
             .header(http::header::AUTHORIZATION, format!("AccessKey {}", self.access_key.expose()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?.accepted(|_| None, describe)?;
-        let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
-        Ok(Sent { message_id: id })
+        // A refusal names its error `code`, never the error's text (which
+        // may quote the numbers).
+        let answer = send::execute(request).await?.accepted(|_| None, send::refusal_coded("/code"))?;
+        Ok(Sent { message_id: answer.text_at("/id") })
     }
-}
-
-/// A refusal's reason: the status and Bird's error `code`, never its
-/// `message` or `details` (which may quote the number).
-fn describe(answer: &HttpAnswer) -> String {
-    let code = answer.json::<serde_json::Value>().and_then(|v| v["code"].as_str().map(str::to_owned));
-    format!("the provider answered {}: {}", answer.status, code.unwrap_or_default())
 }
 
 impl Configured for Bird {

@@ -57,6 +57,18 @@ impl HttpAnswer {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
         serde_json::from_slice(&self.body).ok()
     }
+
+    /// The string at a JSON pointer of the body (`/id`, `/data/id`).
+    pub fn text_at(&self, pointer: &str) -> Option<String> {
+        self.json::<serde_json::Value>()?.pointer(pointer)?.as_str().map(str::to_owned)
+    }
+}
+
+/// A refusal described by the status and the provider's error code at a
+/// JSON pointer of its error body, never its error text (which can echo the
+/// numbers).
+pub fn refusal_coded(pointer: &'static str) -> impl Fn(&HttpAnswer) -> String {
+    move |answer| format!("the provider answered {}: {}", answer.status, answer.text_at(pointer).unwrap_or_default())
 }
 
 /// The one HTTP client of every provider's send API, built on first use

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::send::{self, HttpAnswer, OutboundMessage, SendError, Sent};
+use super::send::{self, OutboundMessage, SendError, Sent};
 use super::{
     bad, check_timestamp, digits_phone, json_body, parse_rfc3339, required, same_bytes, secrets, Configured,
     InboundMessage, Outside, PayloadError, Profile, Provider, ProviderBlock, ProviderConfigError, Received, Rejection,
@@ -276,17 +276,11 @@ impl SinchSend {
             .bearer_auth(self.api_token.expose())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = send::execute(request).await?.accepted(|_| None, describe)?;
-        let id = answer.json::<serde_json::Value>().and_then(|v| v["id"].as_str().map(str::to_owned));
-        Ok(Sent { message_id: id })
+        // A refusal names its error `code`, never the error's text (which
+        // may quote the numbers).
+        let answer = send::execute(request).await?.accepted(|_| None, send::refusal_coded("/code"))?;
+        Ok(Sent { message_id: answer.text_at("/id") })
     }
-}
-
-/// A refusal's reason: the status and Sinch's error `code`, never its
-/// `text` (which may quote a number).
-fn describe(answer: &HttpAnswer) -> String {
-    let code = answer.json::<serde_json::Value>().and_then(|v| v["code"].as_str().map(str::to_owned));
-    format!("the provider answered {}: {}", answer.status, code.unwrap_or_default())
 }
 
 impl Configured for Sinch {

@@ -250,8 +250,7 @@ impl TelnyxSend {
             .body(body.to_string());
         let opted_out = |a: &HttpAnswer| a.json::<ErrorBody>().and_then(|b| opt_out_code(&b.errors));
         let answer = send::execute(request).await?.accepted(opted_out, describe)?;
-        let id = answer.json::<serde_json::Value>().and_then(|v| v["data"]["id"].as_str().map(str::to_owned));
-        Ok(Sent { message_id: id })
+        Ok(Sent { message_id: answer.text_at("/data/id") })
     }
 }
 

@@ -224,8 +224,7 @@ pub async fn send_message(config: &TwilioSendConfig, message: &OutboundMessage<'
         describe(a.status, a.json::<serde_json::Value>().and_then(|v| v.get("code").and_then(|c| c.as_i64())))
     };
     let answer = send::execute(request).await?.accepted(opted_out, refusal)?;
-    let sid = answer.json::<serde_json::Value>().and_then(|v| v.get("sid")?.as_str().map(str::to_owned));
-    Ok(Sent { message_id: sid })
+    Ok(Sent { message_id: answer.text_at("/sid") })
 }
 
 /// TwiML: the confirmation inline, or an empty response.

@@ -142,9 +142,10 @@ pub struct LocalServer {
     pub calls: Calls,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
-    /// The outbox worker's loop, and how to stop it.
+    /// The outbox worker's loop (none when no provider can send: nothing
+    /// would be delivered, so nothing is polled), and how to stop it.
     outbox_stop: watch::Sender<bool>,
-    outbox_task: JoinHandle<()>,
+    outbox_task: Option<JoinHandle<()>>,
 }
 
 pub fn load_config(path: &Path) -> Result<Config, StartError> {
@@ -203,7 +204,9 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
     let task = tokio::spawn(serve(listener, app, limits, rx));
     let (outbox_stop, stopped) = watch::channel(false);
     let poll = Duration::from_millis(config.outbox.poll_interval_ms);
-    let outbox_task = tokio::spawn(outbox::run_local(outbox::worker(&state, &config), poll, stopped));
+    let worker = outbox::worker(&state, &config);
+    let outbox_task =
+        state.providers.iter().any(|p| p.sends()).then(|| tokio::spawn(outbox::run_local(worker, poll, stopped)));
     tracing::info!(%addr, data_dir = %dir.display(), "sms-consent listening");
     Ok(LocalServer {
         addr,
@@ -366,7 +369,9 @@ impl LocalServer {
         let result = (&mut self.task).await.map_err(std::io::Error::other)?;
         // The worker finishes the reply it is sending, then stops.
         let _ = self.outbox_stop.send(true);
-        (&mut self.outbox_task).await.map_err(std::io::Error::other)?;
+        if let Some(task) = self.outbox_task.take() {
+            task.await.map_err(std::io::Error::other)?;
+        }
         // Dropping the last handle closes the database file.
         drop(self.state);
         result

@@ -473,14 +473,21 @@ impl ConsentService {
         let consents = self.consent_many(queries).await;
         // The usage of every number whose program can cap, or whose send is
         // reserved: one more batch read.
-        let needs_usage = |i: usize| {
-            consents[i].1.as_ref().is_some_and(|(_, program)| {
-                consents[i].0.allowed && (plans[i].reserve || !crate::domain::rules::caps_none(&program.send_rules))
+        let needs: Vec<bool> = consents
+            .iter()
+            .zip(plans)
+            .map(|((consent, found), plan)| {
+                consent.allowed
+                    && found
+                        .as_ref()
+                        .is_some_and(|(_, p)| plan.reserve || !crate::domain::rules::caps_none(&p.send_rules))
             })
-        };
-        let mut pids: Vec<String> = (0..queries.len())
-            .filter(|&i| needs_usage(i))
-            .filter_map(|i| consents[i].1.as_ref().map(|(pid, _)| pid.clone()))
+            .collect();
+        let mut pids: Vec<String> = consents
+            .iter()
+            .zip(&needs)
+            .filter(|(_, needed)| **needed)
+            .filter_map(|((_, found), _)| found.as_ref().map(|(pid, _)| pid.clone()))
             .collect();
         pids.sort();
         pids.dedup();
@@ -496,27 +503,15 @@ impl ConsentService {
         let mut reservations = Vec::new();
         for (i, (consent, found)) in consents.into_iter().enumerate() {
             decisions[i] = Some(match found {
+                Some(_) if needs[i] && usages.is_none() => Decision::deny(Reason::Unavailable),
+                Some((pid, program)) if consent.allowed && plans[i].reserve => {
+                    let (query, plan) = (&queries[i], &plans[i]);
+                    reservations.push(gate::Reservation { index: i, pid, program, query, plan, consent });
+                    continue;
+                }
                 Some((pid, program)) if consent.allowed => {
-                    let known = usages.as_ref().map(|u| u.get(&pid).cloned());
-                    let requires = plans[i].reserve || !crate::domain::rules::caps_none(&program.send_rules);
-                    match (known, requires) {
-                        (None, true) => Decision::deny(Reason::Unavailable),
-                        _ if plans[i].reserve => {
-                            reservations.push(gate::Reservation {
-                                index: i,
-                                pid,
-                                program,
-                                query: &queries[i],
-                                plan: &plans[i],
-                                consent,
-                            });
-                            continue;
-                        }
-                        (known, _) => {
-                            let usage = known.flatten();
-                            self.after_consent(&pid, program, &queries[i], &plans[i], consent, usage).await
-                        }
-                    }
+                    let usage = if needs[i] { usages.as_ref().and_then(|u| u.get(&pid).cloned()) } else { None };
+                    self.after_consent(&pid, program, &queries[i], &plans[i], consent, usage).await
                 }
                 _ => consent,
             });

@@ -109,10 +109,6 @@ impl OutboxWorker {
         OutboxWorker { service, dispatch, settings, owner }
     }
 
-    pub fn settings(&self) -> &OutboxSettings {
-        &self.settings
-    }
-
     pub fn service(&self) -> &Arc<ConsentService> {
         &self.service
     }
