@@ -36,8 +36,72 @@ pub enum Intent {
     /// Resume messages from the program that owns the number it was sent to.
     OptIn,
     Help,
+    /// Not a clear keyword, but it uses revocation vocabulary ("stop",
+    /// "unsubscribe", "no more"...): recorded for staff to review.
+    Unclear,
     /// Not a keyword: the message is neither stored nor answered.
     None,
+}
+
+/// A language the classifier reads, by its ISO 639-1 code (the key of a
+/// program's per-language reply templates: `[programs.replies.es]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    Es,
+    Fr,
+    Pt,
+    Vi,
+    Zh,
+    Tl,
+    Ko,
+    Ht,
+}
+
+impl Language {
+    pub const ALL: [Language; 9] = [
+        Language::En,
+        Language::Es,
+        Language::Fr,
+        Language::Pt,
+        Language::Vi,
+        Language::Zh,
+        Language::Tl,
+        Language::Ko,
+        Language::Ht,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Es => "es",
+            Language::Fr => "fr",
+            Language::Pt => "pt",
+            Language::Vi => "vi",
+            Language::Zh => "zh",
+            Language::Tl => "tl",
+            Language::Ko => "ko",
+            Language::Ht => "ht",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|l| l.code() == code)
+    }
+}
+
+/// What a message asks for, and the language it was written in (English
+/// when nothing says otherwise: "STOP" is every language's keyword).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub intent: Intent,
+    pub language: Language,
+}
+
+/// Reads one message.
+pub fn read(text: &str) -> Reading {
+    Reading { intent: Intent::classify(text), language: Language::En }
 }
 
 impl Intent {

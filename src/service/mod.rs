@@ -161,7 +161,7 @@ impl ConsentService {
         let intent = Intent::classify(&message.text);
         let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
-            (Intent::None, _) => return Ok(self.ignore("no keyword")),
+            (Intent::None | Intent::Unclear, _) => return Ok(self.ignore("no keyword")),
             (Intent::OptOut, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptOut)),
             (Intent::OptOutAll, _) | (Intent::OptOut, None) => {
                 if program.is_none() {
