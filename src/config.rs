@@ -272,6 +272,7 @@ impl ProgramConfig {
             replies: self.replies.clone(),
             reply_mode: self.reply_mode,
             send_rules: self.send_rules.clone(),
+            unclear: Default::default(),
         }
     }
 }
@@ -283,6 +284,8 @@ pub enum ApiScope {
     Record,
     ReadHistory,
     Erase,
+    /// The review queue of unclear messages: list and decide.
+    Review,
 }
 
 #[derive(Debug, Clone, Deserialize)]

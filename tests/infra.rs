@@ -197,3 +197,28 @@ fn the_authorize_role_writes_only_usage_items_and_its_function_serves_the_releas
     assert!(integration.contains("AuthorizeFunction"), "by the authorize function: {integration}");
     assert!(release["security"].to_string().contains("AWS_IAM"), "with IAM auth: {release}");
 }
+
+#[test]
+fn the_consents_role_deletes_only_review_queue_keys_and_its_function_serves_the_review_routes() {
+    let template = transformed();
+    let policy = &template["Resources"]["ConsentsPolicy"]["Properties"]["PolicyDocument"]["Statement"];
+    let deletes: Vec<&serde_json::Value> = policy
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("Delete") || s["Action"] == "*" || s["Action"] == "dynamodb:*")
+        .collect();
+    assert_eq!(deletes.len(), 1, "one delete statement: {deletes:?}");
+    assert_eq!(deletes[0]["Action"], "dynamodb:DeleteItem");
+    assert_eq!(
+        deletes[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        serde_json::json!(["REVIEW", "REVIEW#*"]),
+        "never a number's items"
+    );
+    for path in ["/v1/reviews", "/v1/reviews/resolve"] {
+        let route = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path]["post"];
+        let integration = route["x-amazon-apigateway-integration"]["uri"].to_string();
+        assert!(integration.contains("ConsentsFunction"), "{path} by the consents function: {integration}");
+        assert!(route["security"].to_string().contains("AWS_IAM"), "{path} with IAM auth: {route}");
+    }
+}

@@ -474,6 +474,7 @@ macro_rules! contract {
                     state: Some(state),
                     expected_version: expected,
                     initial_state: None,
+                    review: None,
                 };
                 h.store.commit(write).await.unwrap();
                 assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
@@ -847,6 +848,7 @@ macro_rules! contract {
                     state: None,
                     expected_version: None,
                     initial_state: None,
+                    review: None,
                 };
                 assert_eq!(h.store.commit(write("a", &["n1"])).await.unwrap(), CommitOutcome::Committed);
                 assert_eq!(h.store.commit(write("b", &["n1"])).await.unwrap(), CommitOutcome::Duplicate, "a known nonce");
@@ -1127,6 +1129,12 @@ mod dynamodb_only {
         assert_eq!(decision["reason"], "opted_out");
         assert_eq!(calls.dynamodb.count() - dynamodb, 1, "one Query");
         assert_eq!(calls.kms.count() - kms, 0, "no KMS call");
+    }
+
+    #[tokio::test]
+    async fn the_review_queue_works_end_to_end_over_http_on_dynamodb() {
+        let (app, _) = spawn_on_moto().await;
+        review_queue_end_to_end(&app).await;
     }
 
     #[tokio::test]

@@ -11,19 +11,19 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::ports::keys::{
-    outbox_sk, phone_pk, pid_of, state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_PREFIX,
-    STATE_SK, USAGE_SK,
+    outbox_sk, phone_pk, pid_of, review_by_event_pk, state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK,
+    OUTBOX_PREFIX, REVIEW_PK, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem,
-    StateRead, StoreError, UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, ReviewItem,
+    ReviewWrite, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -246,6 +246,20 @@ impl DynamoStore {
         }
     }
 
+    /// One item by its key, strongly consistent.
+    async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(decode).transpose()
+    }
+
     async fn query_prefix<T: DeserializeOwned>(&self, pid: &str, prefix: &str) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut pages = self
@@ -352,6 +366,26 @@ impl ConsentStore for DynamoStore {
                 .build()
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match &write.review {
+            Some(ReviewWrite::Open(review)) => {
+                items.push(build(put(&self.table, item(REVIEW_PK, &review.sort_key(), review)?))?);
+                let by_event = review_by_event_pk(&review.event_id);
+                items.push(build(put(&self.table, item(&by_event, DEDUP_SK, review)?))?);
+            }
+            Some(ReviewWrite::Close(review)) => {
+                for (pk, sk) in
+                    [(REVIEW_PK.to_owned(), review.sort_key()), (review_by_event_pk(&review.event_id), DEDUP_SK.into())]
+                {
+                    let delete = Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(&pk, &sk)))
+                        .build()
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+            }
+            None => {}
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(CommitOutcome::Committed),
@@ -461,6 +495,39 @@ impl ConsentStore for DynamoStore {
             }
         }
         Ok(due)
+    }
+
+    async fn event(&self, pid: &str, sk: &str) -> Result<Option<EventItem>, StoreError> {
+        self.get(&phone_pk(pid), sk).await
+    }
+
+    async fn reviews_page(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(REVIEW_PK));
+        if let Some(before) = before {
+            query = query.set_exclusive_start_key(Some(key(REVIEW_PK, before)));
+        }
+        let out = query.send().await.map_err(unavailable)?;
+        let page: Vec<ReviewItem> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
+        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
+        Ok((page, next))
+    }
+
+    async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError> {
+        self.get(&review_by_event_pk(event_id), DEDUP_SK).await
     }
 
     async fn events_page(

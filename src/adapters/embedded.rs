@@ -14,12 +14,13 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ports::keys::{
-    outbox_due_sk, outbox_sk, phone_pk, split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX,
-    KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
+    outbox_due_sk, outbox_sk, phone_pk, review_by_event_pk, split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END,
+    EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, REVIEW_PK, SK_MAX, SK_MIN,
+    STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, StateItem,
-    StateRead, StoreError, UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, ReviewItem,
+    ReviewWrite, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -273,6 +274,17 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// One item by its key.
+    async fn get<T: DeserializeOwned + Send + 'static>(&self, pk: String, sk: String) -> Result<Option<T>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let item = table.get((pk.as_str(), sk.as_str())).map_err(unavailable)?;
+            item.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
     /// Every item of one number whose sort key is in `start..end`, in
     /// sort-key order.
     async fn items<T: DeserializeOwned + Send + 'static>(
@@ -431,6 +443,20 @@ impl ConsentStore for EmbeddedStore {
                 if let Some(outbox) = &write.outbox {
                     put_outbox(&mut table, outbox)?;
                 }
+                match &write.review {
+                    Some(ReviewWrite::Open(review)) => {
+                        let value = encode(review)?;
+                        table.insert((REVIEW_PK, review.sort_key().as_str()), value.as_slice()).map_err(unavailable)?;
+                        let by_event = review_by_event_pk(&review.event_id);
+                        table.insert((by_event.as_str(), DEDUP_SK), value.as_slice()).map_err(unavailable)?;
+                    }
+                    Some(ReviewWrite::Close(review)) => {
+                        table.remove((REVIEW_PK, review.sort_key().as_str())).map_err(unavailable)?;
+                        let by_event = review_by_event_pk(&review.event_id);
+                        table.remove((by_event.as_str(), DEDUP_SK)).map_err(unavailable)?;
+                    }
+                    None => {}
+                }
             }
             // redb's default durability fsyncs before commit returns.
             txn.commit().map_err(unavailable)?;
@@ -448,14 +474,35 @@ impl ConsentStore for EmbeddedStore {
     }
 
     async fn outbox_item(&self, pid: &str, event_id: &str) -> Result<Option<OutboxItem>, StoreError> {
-        let (pk, sk) = (phone_pk(pid), outbox_sk(event_id));
+        self.get(phone_pk(pid), outbox_sk(event_id)).await
+    }
+
+    async fn event(&self, pid: &str, sk: &str) -> Result<Option<EventItem>, StoreError> {
+        self.get(phone_pk(pid), sk.to_owned()).await
+    }
+
+    async fn reviews_page(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError> {
+        let end = before.unwrap_or(SK_MAX).to_owned();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let item = table.get((pk.as_str(), sk.as_str())).map_err(unavailable)?;
-            item.map(|v| decode(v.value())).transpose()
+            let range = table.range((REVIEW_PK, SK_MIN)..(REVIEW_PK, end.as_str())).map_err(unavailable)?;
+            let mut page = Vec::new();
+            for entry in range.rev().take(limit) {
+                page.push(decode::<ReviewItem>(entry.map_err(unavailable)?.1.value())?);
+            }
+            let next = (page.len() == limit).then(|| page.last().map(ReviewItem::sort_key)).flatten();
+            Ok((page, next))
         })
         .await
+    }
+
+    async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError> {
+        self.get(review_by_event_pk(event_id), DEDUP_SK.to_owned()).await
     }
 
     async fn update_outbox(&self, item: &OutboxItem, expected: u64) -> Result<bool, StoreError> {

@@ -20,6 +20,16 @@ pub enum ReplyMode {
     Provider,
 }
 
+/// What an unclear message does to a program's sends while it awaits
+/// review: `deny` (the default) holds them, `allow` does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnclearPolicy {
+    #[default]
+    Deny,
+    Allow,
+}
+
 /// One messaging program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Program {
@@ -34,6 +44,7 @@ pub struct Program {
     pub reply_mode: ReplyMode,
     /// The sending rules authorization applies (`send_rules`).
     pub send_rules: Vec<SendRule>,
+    pub unclear: UnclearPolicy,
 }
 
 impl Program {
@@ -98,6 +109,7 @@ mod tests {
             replies: ReplyTemplates::default(),
             reply_mode: ReplyMode::Service,
             send_rules: Vec::new(),
+            unclear: UnclearPolicy::Deny,
         }
     }
 

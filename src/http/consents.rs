@@ -81,10 +81,13 @@ pub struct HistoryRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LedgerEvent {
     pub event_id: String,
-    /// `opt_out`, `opt_out_all`, `opt_in`, `help`, `consent_express_written`,
-    /// `consent_express`, `revocation`, `history_read`, `erasure`.
+    /// `opt_out`, `opt_out_all`, `opt_in`, `help`, `unclear`,
+    /// `consent_express_written`, `consent_express`, `revocation`,
+    /// `not_revocation`, `provider_block`, `history_read`, `review_read`,
+    /// `erasure`.
     pub kind: String,
-    /// The provider, the capture source, or `api`.
+    /// The provider, the capture source, `review` (a staff decision on an
+    /// unclear message), or `api`.
     pub source: String,
     pub caller: Option<String>,
     pub program: Option<String>,
@@ -158,13 +161,13 @@ pub struct ErasureAnswer {
 
 /// The `page_token` handed out for the page after `sort_key`: the event's
 /// sort key, base64url (an opaque cursor, nothing to do with API keys).
-fn page_cursor(sort_key: &str) -> String {
+pub(super) fn page_cursor(sort_key: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_key)
 }
 
 /// The sort key a `page_token` stands for.
-fn cursor_position(page_token: &str) -> Result<String, ApiError> {
+pub(super) fn cursor_position(page_token: &str) -> Result<String, ApiError> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(page_token)

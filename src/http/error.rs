@@ -32,6 +32,9 @@ pub enum ApiError {
     /// A release of a reservation that is not there.
     #[error("no such reservation (never made, or released already)")]
     NoSuchReservation,
+    /// A decision on a review that is not open.
+    #[error("no open review of this event (never queued, or decided already)")]
+    NoSuchReview,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the topic is not on this endpoint's allow-list")]
@@ -103,7 +106,9 @@ impl ApiError {
             ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "invalid-signature"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
-            ApiError::NotFound | ApiError::NoSuchReservation => (StatusCode::NOT_FOUND, "not-found"),
+            ApiError::NotFound | ApiError::NoSuchReservation | ApiError::NoSuchReview => {
+                (StatusCode::NOT_FOUND, "not-found")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             ApiError::TopicNotAllowed => (StatusCode::FORBIDDEN, "topic-not-allowed"),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream-failed"),

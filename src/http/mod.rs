@@ -21,6 +21,7 @@ pub mod consents;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod reviews;
 pub mod webhooks;
 
 use auth::Authenticator;
@@ -70,7 +71,7 @@ pub enum Role {
     /// `POST /v1/authorizations`, `POST /v1/reservations/release` and
     /// `GET /openapi.json`.
     Authorize,
-    /// `/v1/consents*`.
+    /// `/v1/consents*` and `/v1/reviews*`.
     Consents,
 }
 
@@ -95,7 +96,9 @@ pub fn router_for(state: AppState, role: Role) -> Router {
             .route("/v1/consents", post(consents::record))
             .route("/v1/consents/state", post(consents::consent_state))
             .route("/v1/consents/events", post(consents::history))
-            .route("/v1/consents/erasure", post(consents::erasure));
+            .route("/v1/consents/erasure", post(consents::erasure))
+            .route("/v1/reviews", post(reviews::list))
+            .route("/v1/reviews/resolve", post(reviews::resolve));
     }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -89,6 +89,27 @@ pub fn event_dedup_pk(event_id: &str) -> String {
     format!("DEDUP#{event_id}")
 }
 
+/// The review queue: one item per unclear message awaiting staff,
+/// `REVIEW` / `<occurred_at as 20-digit Unix nanoseconds>#<event_id>`, so a
+/// query of the partition backwards lists the newest first.
+pub const REVIEW_PK: &str = "REVIEW";
+
+pub fn review_sk(occurred_at: OffsetDateTime, event_id: &str) -> String {
+    let nanos = occurred_at.unix_timestamp_nanos().max(0);
+    format!("{nanos:020}#{event_id}")
+}
+
+/// Whether `sk` is a review queue sort key (a page cursor is one).
+pub fn is_review_sk(sk: &str) -> bool {
+    sk.split_once('#').is_some_and(|(nanos, _)| nanos.len() == 20 && nanos.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `REVIEW#<event_id>` / `-`: where an open review is found by its event id
+/// (a copy of the queue item, written and deleted with it).
+pub fn review_by_event_pk(event_id: &str) -> String {
+    format!("REVIEW#{event_id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +141,9 @@ mod tests {
         assert_eq!(event_dedup_pk("api:a:1"), "DEDUP#api:a:1");
         assert_eq!(outbox_due_sk("abc", "telnyx:m#1"), "abc#telnyx:m#1");
         assert_eq!(split_outbox_due_sk("abc#telnyx:m#1"), Some(("abc", "telnyx:m#1")));
+        assert_eq!(review_sk(at, "twilio:SM1"), "01772359200000000000#twilio:SM1");
+        assert!(is_review_sk(&review_sk(at, "twilio:SM1")) && !is_review_sk("EVENT#x") && !is_review_sk("1#x"));
+        assert!(review_sk(at, "b") < review_sk(at + time::Duration::nanoseconds(1), "a"));
+        assert_eq!(review_by_event_pk("twilio:SM1"), "REVIEW#twilio:SM1");
     }
 }

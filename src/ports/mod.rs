@@ -150,6 +150,39 @@ pub struct OutboxItem {
     pub delivery: Delivery,
 }
 
+/// `REVIEW` / `<time>#<event_id>` (and its copy at `REVIEW#<event_id>`): an
+/// unclear message awaiting a staff decision. No PHI: the text stays sealed
+/// in its event, the number in the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    pub pid: String,
+    pub event_id: String,
+    /// The program whose number received it (`None`: no program owns it).
+    pub program: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+}
+
+impl ReviewItem {
+    pub fn sort_key(&self) -> String {
+        keys::review_sk(self.occurred_at, &self.event_id)
+    }
+
+    /// The sort key of the unclear message's own event.
+    pub fn event_sort_key(&self) -> String {
+        keys::event_sk(self.occurred_at, &self.event_id)
+    }
+}
+
+/// What a commit does to the review queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewWrite {
+    /// An unclear message joins the queue.
+    Open(ReviewItem),
+    /// A staff decision takes it off.
+    Close(ReviewItem),
+}
+
 /// Where a reply stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -239,6 +272,8 @@ pub struct LedgerWrite {
     /// With no `state`: the version-1 state to create if the number has none
     /// (ignored when a `STATE` exists). The service always sets it then.
     pub initial_state: Option<StateItem>,
+    /// A review queue entry to add or remove, in the same transaction.
+    pub review: Option<ReviewWrite>,
 }
 
 /// What one read of a number's state found.
@@ -337,6 +372,18 @@ pub trait ConsentStore: Send + Sync {
     /// half written. The embedded store writes every item in one transaction
     /// (one chunk). A pid given twice is refused (`Unavailable`).
     async fn put_usages(&self, items: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError>;
+    /// One event of a number by its sort key (strongly consistent).
+    async fn event(&self, pid: &str, sk: &str) -> Result<Option<EventItem>, StoreError>;
+    /// One page of the review queue, newest first: items whose sort key is
+    /// below `before` (all when `None`), at most `limit`; and the cursor of
+    /// the next page when there may be one.
+    async fn reviews_page(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError>;
+    /// The open review of one unclear message, by its event id.
+    async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError>;
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.

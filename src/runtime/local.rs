@@ -115,7 +115,13 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             name: Some("local-dev".into()),
             token_sha256: Some(crate::http::auth::sha256_hex(&creds.api_key)),
             token: None,
-            scopes: vec![ApiScope::Authorize, ApiScope::Record, ApiScope::ReadHistory, ApiScope::Erase],
+            scopes: vec![
+                ApiScope::Authorize,
+                ApiScope::Record,
+                ApiScope::ReadHistory,
+                ApiScope::Erase,
+                ApiScope::Review,
+            ],
         }],
         ..Config::default()
     }

@@ -8,22 +8,26 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::crypto::{Crypto, CryptoError};
+use crate::domain::consent::PendingReview;
 use crate::domain::inbound::{InboundMessage, ReplyStyle};
 use crate::domain::keywords::{is_conditional_opt_in, is_exact_keyword};
+use crate::domain::program::UnclearPolicy;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::serde_name;
 use crate::domain::{
-    Consent, ConsentChange, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason, ReplyKind,
-    ReplyMode, Scope,
+    Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason,
+    ReplyKind, ReplyMode, Scope,
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, StateItem, StateRead, StoreError, UsageItem,
+    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem, ReviewWrite, StateItem,
+    StateRead, StoreError, UsageItem,
 };
 
 pub mod gate;
 pub mod outbox;
 pub mod records;
+pub mod reviews;
 
 /// The earliest and latest event times the ledger takes (RFC 3339 can
 /// write nothing outside them).
@@ -86,6 +90,13 @@ pub(crate) enum Effect<'a> {
     Apply(&'a ConsentChange),
     /// Removes the sealed number (erasure); consent stays as it is.
     ErasePhone,
+    /// An unclear message awaits review.
+    OpenReview(&'a ReviewItem),
+    /// A staff decision on one: the revocation it was found to be, if it was.
+    Resolve {
+        review: &'a ReviewItem,
+        change: Option<&'a ConsentChange>,
+    },
 }
 
 /// An event on its way to the store.
@@ -99,6 +110,8 @@ pub(crate) struct Pending<'a> {
     pub event: EventItem,
     pub outbox: Option<OutboxItem>,
     pub effect: Effect<'a>,
+    /// The review queue entry it adds or removes.
+    pub review: Option<ReviewWrite>,
 }
 
 pub struct AuthorizationQuery<'a> {
@@ -161,7 +174,9 @@ impl ConsentService {
         let intent = Intent::classify(&message.text);
         let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
-            (Intent::None | Intent::Unclear, _) => return Ok(self.ignore("no keyword")),
+            (Intent::None, _) => return Ok(self.ignore("no keyword")),
+            // Kept for staff to decide, unanswered (see `reviews`).
+            (Intent::Unclear, _) => (None, None),
             (Intent::OptOut, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptOut)),
             (Intent::OptOutAll, _) | (Intent::OptOut, None) => {
                 if program.is_none() {
@@ -218,6 +233,12 @@ impl ConsentService {
             occurred_at,
             received_at: now,
         };
+        let review = (intent == Intent::Unclear).then(|| ReviewItem {
+            pid: pid.clone(),
+            event_id: event_id.clone(),
+            program: program.map(|p| p.id.clone()),
+            occurred_at,
+        });
         let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, style));
         let outbox = match (&reply, style.inline) {
             (Some(body), false) => {
@@ -251,7 +272,12 @@ impl ConsentService {
             extra_dedup_keys: message.replay_key.iter().map(|key| dedup_pk(message.provider, key)).collect(),
             event,
             outbox,
-            effect: change.as_ref().map_or(Effect::None, Effect::Apply),
+            effect: match (&change, &review) {
+                (Some(change), _) => Effect::Apply(change),
+                (None, Some(review)) => Effect::OpenReview(review),
+                (None, None) => Effect::None,
+            },
+            review: review.clone().map(ReviewWrite::Open),
         };
         if self.commit_event(pending).await? {
             tracing::info!(pid = %pid, intent = %serde_name(&intent), "consent event recorded");
@@ -285,6 +311,14 @@ impl ConsentService {
                 Effect::None => false,
                 Effect::Apply(change) => consent.apply(change),
                 Effect::ErasePhone => current.is_some() && phone.take().is_some(),
+                Effect::OpenReview(review) => {
+                    let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
+                    consent.reviews.insert(review.event_id.clone(), pending).is_none()
+                }
+                Effect::Resolve { review, change } => {
+                    let revoked = change.is_some_and(|change| consent.apply(change));
+                    consent.reviews.remove(&review.event_id).is_some() || revoked
+                }
             };
             let state = if changed {
                 let version = current.as_ref().map_or(1, |s| s.version + 1);
@@ -325,6 +359,7 @@ impl ConsentService {
                 state,
                 expected_version: current.as_ref().map(|s| s.version),
                 initial_state,
+                review: pending.review.clone(),
             };
             match self.store.commit(write).await? {
                 CommitOutcome::Committed => return Ok(true),
@@ -419,7 +454,7 @@ impl ConsentService {
         category: &str,
     ) -> Decision {
         match self.checked(pid, read).await {
-            Ok(state) => state.map(|s| s.consent).unwrap_or_default().decide(&program.id, category, program.default),
+            Ok(state) => consent_decision(&state.map(|s| s.consent).unwrap_or_default(), program, category),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");
                 Decision::deny(Reason::Unavailable)
@@ -583,6 +618,17 @@ impl ConsentService {
 }
 
 /// An event time the ledger can write and order: 1970 to 9999.
+/// A program's answer from a number's consent: its default where there is
+/// no record, and its `unclear` policy where a message awaits review.
+pub(crate) fn consent_decision(state: &ConsentState, program: &Program, category: &str) -> Decision {
+    let decision = state.decide(&program.id, category, program.default);
+    if program.unclear == UnclearPolicy::Deny {
+        state.hold_for_review(decision, &program.id, category)
+    } else {
+        decision
+    }
+}
+
 pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), ServiceError> {
     if (EARLIEST_YEAR..=LATEST_YEAR).contains(&at.year()) {
         Ok(())

@@ -384,6 +384,7 @@ impl ConsentService {
             event,
             outbox: None,
             effect: Effect::Apply(&change),
+            review: None,
         };
         let recorded = self.commit_event(pending).await?;
         if recorded {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
+use super::{check_event_time, consent_decision, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::serde_name;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
 use crate::ports::keys::{event_dedup_pk, event_sk, is_event_sk, phone_pk};
@@ -123,6 +123,23 @@ impl ConsentService {
         }
     }
 
+    /// Records that `caller` read (`kind`) what the ledger holds of a number,
+    /// before anything is disclosed.
+    pub(crate) async fn audit(&self, pid: &str, kind: &str, caller: &str) -> Result<(), ServiceError> {
+        let audit = self.audit_event(pid, kind, caller);
+        self.commit_event(Pending {
+            phone: None,
+            dedup_key: event_dedup_pk(&audit.event_id),
+            extra_dedup_keys: Vec::new(),
+            event: audit,
+            outbox: None,
+            effect: Effect::None,
+            review: None,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Records consent or a revocation captured outside SMS. It is ordered
     /// by `captured_at` with every other event, so a revocation by phone
     /// captured before a later START loses to it, and one after wins.
@@ -205,6 +222,7 @@ impl ConsentService {
             event,
             outbox: None,
             effect: Effect::Apply(&change),
+            review: None,
         };
         if self.commit_event(pending).await? {
             tracing::info!(pid = %pid, caller, kind = record.kind.event_kind(), "consent recorded through the API");
@@ -227,7 +245,7 @@ impl ConsentService {
                 p.categories.iter().map(move |c| CategoryState {
                     program: p.id.clone(),
                     category: c.clone(),
-                    decision: state.decide(&p.id, c, p.default),
+                    decision: consent_decision(state, p, c),
                     decided_by: state.deciding_mark(&p.id, c).map(|m| m.event_id.clone()),
                 })
             })
@@ -247,16 +265,7 @@ impl ConsentService {
             return Err(invalid("page_token: not a token this service gave"));
         }
         let pid = self.crypto.blind_index(&number);
-        let audit = self.audit_event(&pid, "history_read", caller);
-        self.commit_event(Pending {
-            phone: None,
-            dedup_key: event_dedup_pk(&audit.event_id),
-            extra_dedup_keys: Vec::new(),
-            event: audit,
-            outbox: None,
-            effect: Effect::None,
-        })
-        .await?;
+        self.audit(&pid, "history_read", caller).await?;
         let (events, next) = self.store.events_page(&pid, before, HISTORY_PAGE).await?;
         let mut replies: std::collections::HashMap<String, OutboxItem> =
             self.store.outbox(&pid).await?.into_iter().map(|item| (item.event_id.clone(), item)).collect();
@@ -295,6 +304,7 @@ impl ConsentService {
             event: audit,
             outbox: None,
             effect: Effect::ErasePhone,
+            review: None,
         };
         self.commit_event(pending).await?;
         let scrubbed = self.store.scrub(&pid).await?;

@@ -35,6 +35,9 @@ pub const SNS_TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:sms-consent-inbo
 pub const SNS_CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";
 pub const RECORD_ONLY_KEY: &str = "key-for-front-desk";
 pub const STAFF_KEY: &str = "key-for-compliance-staff";
+pub const REVIEW_KEY: &str = "key-for-the-review-desk";
+/// A second patient.
+pub const NEIGHBOUR: &str = "+14158675310";
 
 pub fn config_text() -> String {
     format!(
@@ -114,10 +117,16 @@ scopes = ["record"]
 name = "compliance"
 token_sha256 = "{staff_hash}"
 scopes = ["read_history", "erase"]
+
+[[api_keys]]
+name = "review-desk"
+token_sha256 = "{review_hash}"
+scopes = ["review"]
 "#,
         authorize_hash = sms_consent::http::auth::sha256_hex(AUTHORIZE_KEY),
         record_hash = sms_consent::http::auth::sha256_hex(RECORD_ONLY_KEY),
         staff_hash = sms_consent::http::auth::sha256_hex(STAFF_KEY),
+        review_hash = sms_consent::http::auth::sha256_hex(REVIEW_KEY),
     )
 }
 
@@ -383,4 +392,79 @@ pub async fn assert_problem(response: Response, status: u16) -> Value {
     assert_eq!(body["status"], status);
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     body
+}
+
+/// The review queue end to end, over HTTP, on whichever backend `app` runs:
+/// an unclear message holds sends (program `clinic` keeps the default
+/// `unclear = "deny"`) until staff decide; a revocation opts out as of the
+/// message's own time, "not a revocation" lifts the hold; the scope is
+/// enforced and every read and decision is in the ledger with its caller.
+pub async fn review_queue_end_to_end(app: &TestApp) {
+    let an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let at = an_hour_ago.replace_nanosecond(0).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    let unclear = "Please stop texting my son";
+    assert_eq!(app.standard_sms("msg-unclear-1", PATIENT, CLINIC, unclear, Some(&at)).await.status(), 200);
+    assert_eq!(app.standard_sms("msg-unclear-2", NEIGHBOUR, CLINIC, "How do I stop these", None).await.status(), 200);
+
+    let held = app.decision(PATIENT, "clinic", "billing").await;
+    assert_eq!((held["allowed"].as_bool(), held["reason"].as_str()), (Some(false), Some("review_pending")));
+    assert_eq!(held["as_of"], at.as_str());
+    assert_eq!(app.reason(NEIGHBOUR, "clinic", "appointment_reminders").await, "review_pending");
+
+    // Only the `review` scope lists or decides.
+    assert_problem(app.api("/v1/reviews", None, json!({})).await, 401).await;
+    assert_problem(app.api("/v1/reviews", Some(STAFF_KEY), json!({})).await, 403).await;
+    let decide = |event_id: &str, decision: &str| json!({ "event_id": event_id, "decision": decision });
+    let forbidden =
+        app.api("/v1/reviews/resolve", Some(AUTHORIZE_KEY), decide("standard-webhooks:msg-unclear-1", "revocation"));
+    assert_problem(forbidden.await, 403).await;
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "review_pending", "a refused decision changes nothing");
+
+    let page: Value = app.api("/v1/reviews", Some(REVIEW_KEY), json!({})).await.json().await.unwrap();
+    let reviews = page["reviews"].as_array().unwrap();
+    assert_eq!(reviews.len(), 2, "{page}");
+    let (newest, oldest) = (&reviews[0], &reviews[1]);
+    assert_eq!(newest["to"], NEIGHBOUR, "newest first");
+    assert_eq!(oldest["to"], PATIENT);
+    assert_eq!(oldest["text"], unclear);
+    assert_eq!(oldest["program"], "clinic");
+    assert_eq!(oldest["occurred_at"], at.as_str());
+    let (first, second) = (oldest["event_id"].as_str().unwrap(), newest["event_id"].as_str().unwrap());
+
+    // A revocation: opted out as of the message, not of the decision.
+    let answer = app.api("/v1/reviews/resolve", Some(REVIEW_KEY), decide(first, "revocation")).await;
+    assert_eq!(answer.status(), 200);
+    let decided = app.decision(PATIENT, "clinic", "billing").await;
+    assert_eq!((decided["reason"].as_str(), decided["as_of"].as_str()), (Some("opted_out"), Some(at.as_str())));
+    assert_eq!(app.reason(PATIENT, "pharmacy", "refills").await, "no_consent", "the clinic's program only");
+    assert_problem(app.api("/v1/reviews/resolve", Some(REVIEW_KEY), decide(first, "not_revocation")).await, 404).await;
+
+    // Not a revocation: the hold lifts, consent is as it was.
+    let answer = app.api("/v1/reviews/resolve", Some(REVIEW_KEY), decide(second, "not_revocation")).await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(app.reason(NEIGHBOUR, "clinic", "appointment_reminders").await, "allowed");
+    let page: Value = app.api("/v1/reviews", Some(REVIEW_KEY), json!({})).await.json().await.unwrap();
+    assert_eq!(page["reviews"], json!([]));
+    assert_problem(app.api("/v1/reviews/resolve", Some(REVIEW_KEY), json!({"event_id": first})).await, 400).await;
+
+    // The ledger keeps the message (sealed), who read it, and who decided.
+    let history: Value =
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let events = history["events"].as_array().unwrap();
+    let find = |kind: &str| events.iter().find(|e| e["kind"] == kind).unwrap_or_else(|| panic!("no {kind}: {history}"));
+    assert_eq!(find("unclear")["text"], unclear);
+    assert_eq!(find("review_read")["caller"], "review-desk");
+    let revocation = find("revocation");
+    assert_eq!((revocation["caller"].as_str(), revocation["source"].as_str()), (Some("review-desk"), Some("review")));
+    assert_eq!(revocation["occurred_at"], at.as_str());
+    let history: Value =
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": NEIGHBOUR })).await.json().await.unwrap();
+    assert!(
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "not_revocation" && e["caller"] == "review-desk"),
+        "{history}"
+    );
 }

@@ -7,6 +7,7 @@ mod durability;
 mod helpers;
 mod providers;
 mod replies;
+mod reviews;
 mod robustness;
 mod security_providers;
 mod standard_webhooks;

@@ -105,6 +105,19 @@ impl ConsentStore for BrokenStore {
     async fn scrub(&self, _: &str) -> Result<usize, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn event(&self, _: &str, _: &str) -> Result<Option<EventItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn reviews_page(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<(Vec<sms_consent::ports::ReviewItem>, Option<String>), StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
+    async fn review(&self, _: &str) -> Result<Option<sms_consent::ports::ReviewItem>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn get_states(&self, _: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
