@@ -213,6 +213,12 @@ fn precision_and_recall_per_class_meet_their_floors() {
     };
 
     add(format!("{} replies from {}", table.len(), path()));
+    let per_language: Vec<String> = Language::ALL
+        .iter()
+        .map(|l| format!("{} {}", l.code(), table.iter().filter(|(row, _)| row.language == *l).count()))
+        .collect();
+    let guards = table.iter().filter(|(row, _)| row.guard).count();
+    add(format!("rows per language: {}; guard rows: {guards}", per_language.join(", ")));
     add(format!("{:<12} {:>9} {:>9} {:>6} {:>9} {:>7}", "class", "labelled", "predicted", "tp", "precision", "recall"));
     for class in CLASSES {
         let labelled = table.iter().filter(|(row, _)| row.class == class).count();
