@@ -143,7 +143,7 @@ impl ConsentService {
     ) -> Option<String> {
         match program {
             Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
-            Some(p) => Some(p.replies.render(kind, &p.letterhead)),
+            Some(p) => Some(p.reply(kind, crate::domain::keywords::Language::En)),
             None => Some(UNOWNED_OPT_OUT_REPLY.to_owned()),
         }
     }
