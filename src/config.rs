@@ -325,7 +325,9 @@ impl RepliesConfig {
                 }
                 toml::Value::Boolean(false) => templates.remove(language),
                 toml::Value::Table(table) => {
-                    english_table.extend(table.keys().cloned().filter(|_| language == Language::En));
+                    if language == Language::En {
+                        english_table.extend(table.keys().cloned());
+                    }
                     templates.insert(language, language_templates(program, language, table)?);
                 }
                 _ => {
@@ -824,6 +826,11 @@ frequency = "Tần suất thay đổi"
             ("[programs.replies]\nopt_out = 3", "programs[0].replies.opt_out", "string"),
             ("[programs.replies]\nes = true", "programs[0].replies.es", "table"),
             ("[programs.replies]\nen = false", "programs[0].replies.en", "English"),
+            (
+                "[programs.replies]\nopt_out = \"{program}: Reply START\"\n[programs.replies.en]\nopt_out = \"{program}: START\"",
+                "programs[0].replies.opt_out",
+                "[programs.replies.en]",
+            ),
         ];
         for (tables, field, says) in cases {
             let err = with("", tables).unwrap_err();
