@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::keywords::Language;
+pub use crate::domain::program::UnclearPolicy;
+use crate::domain::replies::{LanguageTemplates, TemplateError};
 use crate::domain::rules::{SendRule, DEFAULT_RULES};
 pub use crate::domain::ReplyMode;
-use crate::domain::{serde_name, DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyTemplates};
+use crate::domain::{DefaultConsent, Letterhead, PhoneNumber, Program, Programs, ReplyKind, ReplyTemplates};
 use crate::providers::aws_sns::SnsNetwork;
 pub use crate::providers::standard_webhooks::StandardWebhooksConfig;
 pub use crate::providers::twilio::TwilioConfig;
@@ -232,8 +235,13 @@ pub struct ProgramConfig {
     pub categories: Vec<String>,
     #[serde(default)]
     pub default: DefaultConsent,
+    /// `[programs.replies]`: the English templates, a table per language.
     #[serde(default)]
-    pub replies: ReplyTemplates,
+    pub replies: RepliesConfig,
+    /// What an unclear message means for sends until staff review it:
+    /// `deny` (default) or `allow`.
+    #[serde(default)]
+    pub unclear: UnclearPolicy,
     /// Who confirms: `service` (default) sends every confirmation; `provider`
     /// leaves the provider's own auto-responder to answer its exact keywords
     /// and confirms only what it recognised beyond them.
@@ -269,10 +277,159 @@ impl ProgramConfig {
             numbers: self.numbers.iter().filter_map(|n| PhoneNumber::parse(n).ok()).collect(),
             categories: self.categories.clone(),
             default: self.default,
-            replies: self.replies.clone(),
+            replies: self.replies.templates(&self.id).unwrap_or_default(),
             reply_mode: self.reply_mode,
+            unclear: self.unclear,
             send_rules: self.send_rules.clone(),
-            unclear: Default::default(),
+        }
+    }
+}
+
+/// `[programs.replies]` as written: the English templates (`opt_out`,
+/// `opt_in`, `help`), then per language (`[programs.replies.es]`) any of
+/// the three and its `frequency`, or `es = false` to answer that language in
+/// English. Read into `ReplyTemplates` by `templates`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct RepliesConfig(pub toml::Table);
+
+impl RepliesConfig {
+    /// The program's templates: shipped English and Spanish with what the
+    /// config replaces or adds. An error is (field under the program, message).
+    pub fn templates(&self, program: &str) -> Result<ReplyTemplates, (String, String)> {
+        let codes = Language::ALL.map(Language::code).join(", ");
+        let mut templates = ReplyTemplates::default();
+        let mut english_table: Vec<String> = Vec::new();
+        for (key, value) in &self.0 {
+            if reply_kind(key).is_some() {
+                continue;
+            }
+            let field = format!("replies.{key}");
+            let Some(language) = Language::from_code(key) else {
+                return Err((
+                    field,
+                    format!(
+                        "{key:?} is not a reply of program {program:?}: use opt_out, opt_in, help (English) or a \
+                         language code ({codes}) with its own table"
+                    ),
+                ));
+            };
+            match value {
+                toml::Value::Boolean(false) if language == Language::En => {
+                    return Err((
+                        field,
+                        format!(
+                            "English answers every language without templates; it cannot be off (program {program:?})"
+                        ),
+                    ))
+                }
+                toml::Value::Boolean(false) => templates.remove(language),
+                toml::Value::Table(table) => {
+                    if language == Language::En {
+                        english_table.extend(table.keys().cloned());
+                    }
+                    templates.insert(language, language_templates(program, language, table)?);
+                }
+                _ => {
+                    return Err((
+                        field,
+                        format!("must be a table ([programs.replies.{key}]) or false (program {program:?})"),
+                    ))
+                }
+            }
+        }
+        let mut english = templates.for_language(Language::En).clone();
+        for (key, value) in &self.0 {
+            let Some(kind) = reply_kind(key) else { continue };
+            if english_table.iter().any(|k| k == key) {
+                return Err((
+                    format!("replies.{key}"),
+                    format!("is also set in [programs.replies.en] (program {program:?})"),
+                ));
+            }
+            english.set(kind, template_text(program, &format!("replies.{key}"), value)?);
+        }
+        templates.insert(Language::En, english);
+        Ok(templates)
+    }
+}
+
+fn reply_kind(key: &str) -> Option<ReplyKind> {
+    ReplyKind::ALL.into_iter().find(|k| k.key() == key)
+}
+
+fn template_text(program: &str, field: &str, value: &toml::Value) -> Result<String, (String, String)> {
+    match value {
+        toml::Value::String(text) if !text.trim().is_empty() => Ok(text.clone()),
+        _ => Err((field.to_owned(), format!("must be a non-empty string (program {program:?})"))),
+    }
+}
+
+/// One `[programs.replies.<code>]` table over that language's shipped
+/// templates; a language without them gives all three.
+fn language_templates(
+    program: &str,
+    language: Language,
+    table: &toml::Table,
+) -> Result<LanguageTemplates, (String, String)> {
+    let code = language.code();
+    let shipped = LanguageTemplates::shipped(language);
+    let mut out = shipped.clone().unwrap_or(LanguageTemplates {
+        opt_out: String::new(),
+        opt_in: String::new(),
+        help: String::new(),
+        frequency: None,
+    });
+    for (key, value) in table {
+        let field = format!("replies.{code}.{key}");
+        match (reply_kind(key), key.as_str()) {
+            (Some(kind), _) => out.set(kind, template_text(program, &field, value)?),
+            (None, "frequency") if language != Language::En => {
+                out.frequency = Some(template_text(program, &field, value)?)
+            }
+            _ => {
+                let frequency = if language == Language::En { "" } else { ", frequency" };
+                return Err((
+                    field,
+                    format!("{key:?} is not a key of program {program:?}'s {code} replies: use opt_out, opt_in, help{frequency}"),
+                ));
+            }
+        }
+    }
+    if shipped.is_none() {
+        if let Some(kind) = ReplyKind::ALL.into_iter().find(|k| !table.contains_key(k.key())) {
+            return Err((
+                format!("replies.{code}.{}", kind.key()),
+                format!(
+                    "program {program:?}: no templates ship for {code}; give all three (opt_out, opt_in, help) \
+                     in [programs.replies.{code}]"
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The reason a template fails, and for a shipped one that no longer fits
+/// because of the program's own name or frequency, what to do about it.
+fn template_problem(language: Language, kind: ReplyKind, template: &str, error: &TemplateError) -> String {
+    let shipped = LanguageTemplates::shipped(language).is_some_and(|t| t.get(kind) == template);
+    if !(shipped && error.is_too_long()) {
+        return error.to_string();
+    }
+    let key = kind.key();
+    match language {
+        Language::En => format!(
+            "{error}: the shipped reply does not fit with this program's name and frequency; shorten them, or write \
+             your own {key} under [programs.replies]"
+        ),
+        _ => {
+            let code = language.code();
+            format!(
+                "{error}: the shipped {code} reply does not fit with this program's name and frequency; shorten them, \
+                 write your own {key} under [programs.replies.{code}], or set {code} = false under [programs.replies] \
+                 to answer in English"
+            )
         }
     }
 }
@@ -390,10 +547,15 @@ impl Config {
                     return Err(bad(format!("programs[{i}].categories[{j}]"), "must be letters, digits, '-' or '_'"));
                 }
             }
-            program
-                .replies
-                .validate(&program.letterhead())
-                .map_err(|(kind, e)| bad(format!("programs[{i}].replies.{}", serde_name(&kind)), e.to_string()))?;
+            let templates =
+                program.replies.templates(&program.id).map_err(|(field, message)| bad(at(&field), message))?;
+            templates.validate(&program.letterhead()).map_err(|(language, kind, e)| {
+                let field = match language {
+                    Language::En => format!("replies.{}", kind.key()),
+                    _ => format!("replies.{}.{}", language.code(), kind.key()),
+                };
+                bad(at(&field), template_problem(language, kind, templates.get(kind, language), &e))
+            })?;
         }
         for (i, principal) in self.iam_principals.iter().enumerate() {
             if !principal.arn.starts_with("arn:aws") || !principal.arn.contains(":iam::") {
@@ -578,6 +740,148 @@ scopes = ["authorize"]
         );
         let err = Config::from_toml(&two).unwrap_err();
         assert_eq!(err.field, "programs[1].numbers[0]");
+    }
+
+    /// GOOD with `keys` added to its program and `tables` after it.
+    fn with(keys: &str, tables: &str) -> Result<Config, ConfigError> {
+        build(GOOD, keys, tables)
+    }
+
+    /// As `with`, for a program named "Lakeside": UCS-2 replies (70 code
+    /// units) leave room for a short name only.
+    fn short(tables: &str) -> Result<Config, ConfigError> {
+        build(&GOOD.replace("Lakeside Reminders", "Lakeside"), "", tables)
+    }
+
+    fn build(base: &str, keys: &str, tables: &str) -> Result<Config, ConfigError> {
+        let text = base
+            .replace("frequency = \"Msg frequency varies\"", &format!("frequency = \"Msg frequency varies\"\n{keys}"))
+            .replace("[providers.twilio]", &format!("{tables}\n[providers.twilio]"));
+        Config::from_toml(&text)
+    }
+
+    const VIETNAMESE: &str = r#"
+[programs.replies.vi]
+opt_out = "{program}: Đã hủy đăng ký. Nhắn START để đăng ký lại."
+opt_in = "{program}: Đăng ký lại. {frequency}. HELP: trợ giúp. STOP: hủy."
+help = "{program}: {help_contact}. {frequency}. Nhắn STOP để hủy."
+frequency = "Tần suất thay đổi"
+"#;
+
+    #[test]
+    fn programs_answer_in_english_and_spanish_by_default() {
+        let config = with("", "").unwrap();
+        let program = config.programs().get("lakeside").unwrap().clone();
+        assert_eq!(program.replies.languages().collect::<Vec<_>>(), [Language::En, Language::Es]);
+        assert_eq!(program.replies, ReplyTemplates::default());
+        assert!(program.reply(ReplyKind::OptOut, Language::Es).starts_with("Lakeside Reminders: Se ha dado de baja"));
+        assert_eq!(program.reply(ReplyKind::Help, Language::Fr), program.reply(ReplyKind::Help, Language::En));
+    }
+
+    #[test]
+    fn a_spanish_table_replaces_only_the_replies_it_names() {
+        let mine = "{program}: Listo, ya no le escribiremos. Responda START o VOLVER para recibir mensajes de nuevo.";
+        let config = with("", &format!("[programs.replies.es]\nopt_out = \"{mine}\"")).unwrap();
+        let program = config.programs().get("lakeside").unwrap().clone();
+        assert_eq!(program.reply(ReplyKind::OptOut, Language::Es), mine.replace("{program}", "Lakeside Reminders"));
+        let shipped = ReplyTemplates::default();
+        let lh = program.letterhead.clone();
+        assert_eq!(program.reply(ReplyKind::Help, Language::Es), shipped.render(ReplyKind::Help, Language::Es, &lh));
+        assert_eq!(
+            program.reply(ReplyKind::OptOut, Language::En),
+            shipped.render(ReplyKind::OptOut, Language::En, &lh)
+        );
+        // Today's English keys still replace the English replies.
+        let english = with("replies = { opt_out = \"{program}: Bye. Reply START to come back.\" }", "").unwrap();
+        let program = english.programs().get("lakeside").unwrap().clone();
+        assert_eq!(
+            program.reply(ReplyKind::OptOut, Language::En),
+            "Lakeside Reminders: Bye. Reply START to come back."
+        );
+        assert_eq!(program.reply(ReplyKind::OptOut, Language::Ko), program.reply(ReplyKind::OptOut, Language::En));
+    }
+
+    #[test]
+    fn a_language_without_shipped_templates_gives_all_three() {
+        let config = short(VIETNAMESE).unwrap();
+        let program = config.programs().get("lakeside").unwrap().clone();
+        assert_eq!(program.replies.languages().collect::<Vec<_>>(), [Language::En, Language::Es, Language::Vi]);
+        assert!(program.reply(ReplyKind::OptIn, Language::Vi).contains("Tần suất thay đổi"));
+        let err = short(&VIETNAMESE.replace("help = ", "# help = ")).unwrap_err();
+        assert_eq!(err.field, "programs[0].replies.vi.help");
+        assert!(err.message.contains("give all three") && err.message.contains("\"lakeside\""), "{err}");
+        // One code unit past a UCS-2 segment names the encoding and the numbers.
+        let long = VIETNAMESE.replace("Nhắn STOP để hủy.", "Nhắn STOP để hủy. Cảm ơn bạn đã dùng dịch vụ!");
+        let err = short(&long).unwrap_err();
+        assert_eq!(err.field, "programs[0].replies.vi.help");
+        assert!(err.message.contains("UCS-2") && err.message.contains("one UCS-2 segment holds 70"), "{err}");
+    }
+
+    #[test]
+    fn unknown_languages_and_keys_under_replies_are_refused_by_name() {
+        let cases = [
+            ("[programs.replies.xx]\nopt_out = \"{program}: Reply START\"", "programs[0].replies.xx", "\"xx\""),
+            ("[programs.replies.ES]\nopt_out = \"{program}: Reply START\"", "programs[0].replies.ES", "\"ES\""),
+            ("[programs.replies]\nhelpp = \"{program}\"", "programs[0].replies.helpp", "\"helpp\""),
+            ("[programs.replies.es]\nstop = \"{program}\"", "programs[0].replies.es.stop", "\"stop\""),
+            ("[programs.replies]\nfrequency = \"often\"", "programs[0].replies.frequency", "\"frequency\""),
+            ("[programs.replies]\nopt_out = 3", "programs[0].replies.opt_out", "string"),
+            ("[programs.replies]\nes = true", "programs[0].replies.es", "table"),
+            ("[programs.replies]\nen = false", "programs[0].replies.en", "English"),
+            (
+                "[programs.replies]\nopt_out = \"{program}: Reply START\"\n[programs.replies.en]\nopt_out = \"{program}: START\"",
+                "programs[0].replies.opt_out",
+                "[programs.replies.en]",
+            ),
+        ];
+        for (tables, field, says) in cases {
+            let err = with("", tables).unwrap_err();
+            assert_eq!(err.field, field, "{tables}: {err}");
+            assert!(err.message.contains(says) && err.message.contains("\"lakeside\""), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_reply_without_its_keyword_instruction_is_refused_in_each_language() {
+        let es = "[programs.replies.es]\nopt_out = \"{program}: Se ha dado de baja.\"";
+        assert_eq!(with("", es).unwrap_err().field, "programs[0].replies.es.opt_out");
+        let vi = VIETNAMESE.replace("Nhắn START để đăng ký lại.", "Nhắn để đăng ký lại.");
+        let err = short(&vi).unwrap_err();
+        assert_eq!(err.field, "programs[0].replies.vi.opt_out");
+        assert!(err.message.contains("say how to resubscribe"), "{err}");
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_shipped_spanish_says_what_to_do() {
+        // Fits every English reply (49 characters to spare), not the Spanish opt-in.
+        let name = "Lakeside Family Clinic Appointment Reminder";
+        let long = GOOD.replace("Lakeside Reminders", name);
+        let err = Config::from_toml(&long).unwrap_err();
+        assert_eq!(err.field, "programs[0].replies.es.opt_in");
+        assert!(
+            err.message.contains("GSM-7")
+                && err.message.contains("[programs.replies.es]")
+                && err.message.contains("es = false"),
+            "{err}"
+        );
+        // Saying so answers Spanish in English.
+        let english_only = long.replace("[providers.twilio]", "[programs.replies]\nes = false\n\n[providers.twilio]");
+        let config = Config::from_toml(&english_only).unwrap();
+        let program = config.programs().get("lakeside").unwrap().clone();
+        assert_eq!(program.replies.languages().collect::<Vec<_>>(), [Language::En]);
+        assert!(program.reply(ReplyKind::OptOut, Language::Es).contains("You are unsubscribed"));
+    }
+
+    #[test]
+    fn unclear_is_deny_unless_the_program_says_allow() {
+        assert_eq!(with("", "").unwrap().programs().get("lakeside").unwrap().unclear, UnclearPolicy::Deny);
+        assert_eq!(with("unclear = \"deny\"", "").unwrap().programs[0].unclear, UnclearPolicy::Deny);
+        let allow = with("unclear = \"allow\"", "").unwrap();
+        assert_eq!(allow.programs().get("lakeside").unwrap().unclear, UnclearPolicy::Allow);
+        for bad in ["\"maybe\"", "\"Deny\"", "true"] {
+            let err = with(&format!("unclear = {bad}"), "").unwrap_err();
+            assert_eq!(err.field, "programs[0].unclear", "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::keywords::Language;
 use super::rules::SendRule;
-use super::{DefaultConsent, Letterhead, PhoneNumber, ReplyTemplates};
+use super::{DefaultConsent, Letterhead, PhoneNumber, ReplyKind, ReplyTemplates};
 
 /// Who confirms a keyword: `service` (default) sends every confirmation;
 /// `provider` leaves the provider's own auto-responder to answer its exact
@@ -20,8 +21,10 @@ pub enum ReplyMode {
     Provider,
 }
 
-/// What an unclear message does to a program's sends while it awaits
-/// review: `deny` (the default) holds them, `allow` does not.
+/// What authorization answers for a number whose last message was unclear
+/// (revocation vocabulary, but no clear keyword) until staff resolve it:
+/// `deny` (default: `allowed: false`, reason `review_pending`, failing
+/// closed as the FCC's revocation rule expects) or `allow`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnclearPolicy {
@@ -40,14 +43,22 @@ pub struct Program {
     pub numbers: Vec<PhoneNumber>,
     pub categories: Vec<String>,
     pub default: DefaultConsent,
+    /// Its replies, per language (English always).
     pub replies: ReplyTemplates,
     pub reply_mode: ReplyMode,
+    /// What an unclear message means for sends until it is reviewed.
+    pub unclear: UnclearPolicy,
     /// The sending rules authorization applies (`send_rules`).
     pub send_rules: Vec<SendRule>,
-    pub unclear: UnclearPolicy,
 }
 
 impl Program {
+    /// The reply of this kind in `language` when the program has templates
+    /// for it, else in English.
+    pub fn reply(&self, kind: ReplyKind, language: Language) -> String {
+        self.replies.render(kind, language, &self.letterhead)
+    }
+
     pub fn has_category(&self, category: &str) -> bool {
         self.categories.iter().any(|c| c == category)
     }
@@ -108,8 +119,8 @@ mod tests {
             default: DefaultConsent::NoConsent,
             replies: ReplyTemplates::default(),
             reply_mode: ReplyMode::Service,
+            unclear: UnclearPolicy::default(),
             send_rules: Vec::new(),
-            unclear: UnclearPolicy::Deny,
         }
     }
 
@@ -120,5 +131,13 @@ mod tests {
         assert!(programs.owner_of(&PhoneNumber::parse("+14155550300").unwrap()).is_none());
         assert_eq!(programs.sorted().iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["a", "z"]);
         assert!(programs.get("z").unwrap().has_category("billing") && !programs.get("z").unwrap().has_category("x"));
+    }
+
+    #[test]
+    fn a_program_replies_in_its_languages_and_in_english_otherwise() {
+        let p = program("clinic", "+14155550100");
+        assert!(p.reply(ReplyKind::OptOut, Language::Es).contains("Se ha dado de baja"));
+        assert_eq!(p.reply(ReplyKind::OptOut, Language::Ko), p.reply(ReplyKind::OptOut, Language::En));
+        assert_eq!(p.unclear, UnclearPolicy::Deny, "unclear messages deny unless the program says");
     }
 }

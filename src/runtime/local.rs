@@ -23,7 +23,7 @@ use crate::config::{
     ApiKeyConfig, ApiScope, Config, ConfigError, ProgramConfig, ProvidersConfig, Secret, ServerConfig,
     StandardWebhooksConfig, TwilioConfig,
 };
-use crate::domain::{DefaultConsent, ReplyTemplates};
+use crate::domain::DefaultConsent;
 use crate::http::auth::Authenticator;
 use crate::http::error::ApiError;
 use crate::http::{AppState, Role};
@@ -99,7 +99,8 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             frequency: "Msg frequency varies".into(),
             categories: vec!["appointment_reminders".into(), "billing".into()],
             default: DefaultConsent::OptedIn,
-            replies: ReplyTemplates::default(),
+            replies: Default::default(),
+            unclear: Default::default(),
             reply_mode: Default::default(),
             // The demo answers the same at any hour; see "Sending rules".
             send_rules: Vec::new(),

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::crypto::{Crypto, CryptoError};
 use crate::domain::consent::PendingReview;
 use crate::domain::inbound::{InboundMessage, ReplyStyle};
-use crate::domain::keywords::{is_conditional_opt_in, is_exact_keyword};
+use crate::domain::keywords::{is_conditional_opt_in, is_exact_keyword, read, Language, Reading};
 use crate::domain::program::UnclearPolicy;
 use crate::domain::replies::UNOWNED_OPT_OUT_REPLY;
 use crate::domain::serde_name;
@@ -152,11 +152,12 @@ impl ConsentService {
         kind: ReplyKind,
         program: Option<&Program>,
         text: &str,
+        language: Language,
         style: ReplyStyle,
     ) -> Option<String> {
         match program {
             Some(p) if p.reply_mode == ReplyMode::Provider && is_exact_keyword(text, style.auto_reply_keywords) => None,
-            Some(p) => Some(p.replies.render(kind, &p.letterhead)),
+            Some(p) => Some(p.reply(kind, language)),
             None => Some(UNOWNED_OPT_OUT_REPLY.to_owned()),
         }
     }
@@ -171,7 +172,7 @@ impl ConsentService {
         message: &InboundMessage,
         style: ReplyStyle,
     ) -> Result<InboundOutcome, ServiceError> {
-        let intent = Intent::classify(&message.text);
+        let Reading { intent, language } = read(&message.text);
         let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
             (Intent::None, _) => return Ok(self.ignore("no keyword")),
@@ -239,7 +240,7 @@ impl ConsentService {
             program: program.map(|p| p.id.clone()),
             occurred_at,
         });
-        let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, style));
+        let reply = reply_kind.and_then(|kind| self.confirmation(kind, program, &message.text, language, style));
         let outbox = match (&reply, style.inline) {
             (Some(body), false) => {
                 let sk = outbox_sk(&event_id);

@@ -242,3 +242,18 @@ async fn a_start_does_not_reopen_a_category_revoked_through_the_api() {
     assert_eq!(app.reason(PATIENT, "clinic", "appointment_reminders").await, "allowed");
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out", "billing stays revoked");
 }
+
+#[tokio::test]
+async fn a_patient_is_answered_in_the_language_they_wrote_in() {
+    let app = TestApp::spawn().await;
+
+    let stop = app.twilio_sms("SM0001", PATIENT, CLINIC, "No me envíen más mensajes").await.text().await.unwrap();
+    assert!(stop.contains("Lakeside Reminders: Se ha dado de baja"), "the shipped Spanish reply: {stop}");
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
+    let start = app.twilio_sms("SM0002", PATIENT, CLINIC, "START").await.text().await.unwrap();
+    assert!(start.contains("You are resubscribed"), "a language-neutral keyword is answered in English: {start}");
+    // A language the program has no templates for is answered in English.
+    let vietnamese = app.twilio_sms("SM0003", PATIENT, CLINIC, "DỪNG").await.text().await.unwrap();
+    assert!(vietnamese.contains("You are unsubscribed"), "{vietnamese}");
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
+}
