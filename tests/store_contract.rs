@@ -842,7 +842,7 @@ macro_rules! contract {
                     event: EventItem {
                         pid: pid.clone(), event_id: format!("test:{dedup}"), kind: "help".into(), source: "test".into(),
                         program: None, categories: Vec::new(), text: None, evidence: None, caller: None,
-                        code: None, signature_verified: true, occurred_at: at, received_at: at,
+                        code: None, signature_verified: true, occurred_at: at, received_at: at, link: None,
                     },
                     outbox: None,
                     state: None,
