@@ -35,8 +35,13 @@ pub mod reviews;
 pub const EARLIEST_YEAR: i32 = 1970;
 pub const LATEST_YEAR: i32 = 9999;
 /// Attempts at a write that keeps losing the version race before giving up
-/// (the provider then retries the delivery).
-const MAX_ATTEMPTS: usize = 8;
+/// (the provider then retries the delivery). Every event of a number takes
+/// the next link of its chain, so concurrent deliveries for one number
+/// serialise on its `STATE` version: each lost race waits a short random
+/// while (`RETRY_JITTER_MS` per attempt so far, at most `MAX_RETRY_WAIT_MS`).
+const MAX_ATTEMPTS: usize = 32;
+const RETRY_JITTER_MS: u64 = 3;
+const MAX_RETRY_WAIT_MS: u64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -309,7 +314,12 @@ impl ConsentService {
         let pid = pending.event.pid.clone();
         let pk = phone_pk(&pid);
         let now = self.clock.now();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS as u64 {
+            if attempt > 0 {
+                let most = (attempt * RETRY_JITTER_MS).min(MAX_RETRY_WAIT_MS);
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=most);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
             let current = self.read_state_unchecked_quarantine(&pid).await?;
             let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
             let mut phone = current.as_ref().and_then(|s| s.phone.clone());
