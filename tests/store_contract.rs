@@ -1850,7 +1850,8 @@ impl Harness {
         let fresh = Crypto::generate_keys(keys.as_ref()).await.unwrap();
         let id = format!("i{}", wrapped.integrity_keys.len() + 1);
         wrapped.integrity_keys.push(WrappedIntegrityKey { id, wrapped: fresh.integrity_keys[0].wrapped.clone() });
-        self.crypto = Arc::new(Crypto::start(keys, &wrapped, self.store.table(), CacheLimits::default()).await.unwrap());
+        self.crypto =
+            Arc::new(Crypto::start(keys, &wrapped, self.store.table(), CacheLimits::default()).await.unwrap());
         self.service =
             ConsentService::new(self.config.programs(), self.store.clone(), self.crypto.clone(), self.clock.clone());
     }

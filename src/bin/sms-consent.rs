@@ -170,11 +170,7 @@ async fn verify_ledger(config: &std::path::Path, rate: f64) -> ExitCode {
                     println!("quarantined {}: its authorizations now deny", number.pid);
                 }
             }
-            let verdict = if report.intact() {
-                "intact".to_owned()
-            } else {
-                format!("{} broken", report.broken.len())
-            };
+            let verdict = if report.intact() { "intact".to_owned() } else { format!("{} broken", report.broken.len()) };
             println!("verified {} numbers, {} events: {verdict}", report.numbers, report.events);
             if report.intact() {
                 ExitCode::SUCCESS

@@ -117,8 +117,7 @@ pub(crate) fn link(crypto: &Crypto, event: &EventItem, seq: u64, prev: String) -
 /// Whether an event's link MAC holds and its sealed values (where still
 /// there) are the ones it was written with.
 fn link_holds(crypto: &Crypto, pid: &str, event: &EventItem, link: &ChainLink) -> bool {
-    let body =
-        link_body(event, link.seq, &link.prev, link.text_digest.as_deref(), link.evidence_digest.as_deref());
+    let body = link_body(event, link.seq, &link.prev, link.text_digest.as_deref(), link.evidence_digest.as_deref());
     let sealed_match = |value: &Option<String>, digest: &Option<String>| match value {
         Some(sealed) => digest.as_deref() == Some(Crypto::digest(sealed).as_str()),
         None => true,
@@ -136,17 +135,37 @@ pub enum Break {
     StateMissing,
     StateMalformed,
     StateTag,
-    StateHead { head: Option<u64>, last: Option<u64> },
+    StateHead {
+        head: Option<u64>,
+        last: Option<u64>,
+    },
     Quarantined,
-    EventMalformed { sk: String },
+    EventMalformed {
+        sk: String,
+    },
     /// Stored under a key that is not its own (a copy, or swapped contents).
-    Misplaced { sk: String },
-    Unlinked { sk: String },
-    Altered { seq: u64 },
-    SealedValueRemoved { seq: u64 },
-    Missing { from: u64, to: u64 },
-    Duplicate { seq: u64 },
-    Relinked { seq: u64 },
+    Misplaced {
+        sk: String,
+    },
+    Unlinked {
+        sk: String,
+    },
+    Altered {
+        seq: u64,
+    },
+    SealedValueRemoved {
+        seq: u64,
+    },
+    Missing {
+        from: u64,
+        to: u64,
+    },
+    Duplicate {
+        seq: u64,
+    },
+    Relinked {
+        seq: u64,
+    },
 }
 
 impl std::fmt::Display for Break {
@@ -344,9 +363,9 @@ impl ConsentService {
     /// events do not (a `STATE` that fails denies already). False when there
     /// is nothing to do or it is quarantined already.
     async fn quarantine(&self, ledger: &NumberLedger, breaks: &[Break]) -> Result<bool, ServiceError> {
-        let state_broken = breaks.iter().any(|b| {
-            matches!(b, Break::StateMissing | Break::StateMalformed | Break::StateTag | Break::Quarantined)
-        });
+        let state_broken = breaks
+            .iter()
+            .any(|b| matches!(b, Break::StateMissing | Break::StateMalformed | Break::StateTag | Break::Quarantined));
         if state_broken {
             return Ok(false);
         }
