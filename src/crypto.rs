@@ -408,4 +408,39 @@ mod tests {
         assert!(matches!(crypto.tag("pid", 1, &state), Err(CryptoError::Serialise(_))));
         assert!(!crypto.verify_tag("pid", 1, &state, "t1.i1.AAAA"));
     }
+
+    #[tokio::test]
+    async fn a_state_from_before_the_chain_keeps_its_tag_and_the_head_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto_in(dir.path(), None).await;
+        let consent = ConsentState::default();
+        let mut state = StateItem {
+            pid: "pid".into(),
+            version: 3,
+            consent: consent.clone(),
+            phone: None,
+            tag: crypto.tag("pid", 3, &consent).unwrap(),
+            updated_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            head: None,
+            quarantine: None,
+        };
+        assert!(crypto.verify_state_tag("pid", &state), "a legacy tag verifies");
+        state.head = Some(ChainHead { seq: 2, mac: "c1.i1.x".into() });
+        assert!(!crypto.verify_state_tag("pid", &state), "a head added to a legacy state");
+        state.tag = crypto.state_tag(&state).unwrap();
+        assert!(crypto.verify_state_tag("pid", &state));
+        let mut moved = state.clone();
+        moved.head = Some(ChainHead { seq: 1, mac: "c1.i1.x".into() });
+        assert!(!crypto.verify_state_tag("pid", &moved), "a head put back");
+        let mut freed = state.clone();
+        freed.quarantine = Some("broken".into());
+        assert!(!crypto.verify_state_tag("pid", &freed));
+        freed.tag = crypto.state_tag(&freed).unwrap();
+        freed.quarantine = None;
+        assert!(!crypto.verify_state_tag("pid", &freed), "a quarantine removed");
+        let link = crypto.link_mac("pid", b"body").unwrap();
+        assert!(link.starts_with("c1.i1.") && crypto.verify_link_mac("pid", b"body", &link));
+        assert!(!crypto.verify_link_mac("pid", b"bodz", &link) && !crypto.verify_link_mac("other", b"body", &link));
+        assert!(!crypto.verify_tag("pid", 3, &consent, &link), "a link MAC is no state tag");
+    }
 }

@@ -294,6 +294,10 @@ pub use crate::domain::volume::SendRecord;
 /// - a `STATE` of version v is written once: its version marker
 ///   (`PHONE#<pid>` / `STATEV#<v>`) is written with it, and a marker already
 ///   there means the state was rolled back (`CommitOutcome::Tampered`).
+///
+/// The service now sets `state` on every write (each event moves the
+/// number's chain head, see `service::ledger`); `initial_state` stays part of
+/// the contract for writes without one.
 #[derive(Debug, Clone)]
 pub struct LedgerWrite {
     /// `DEDUP#<source>#<id>`; the write is refused as a duplicate if present.
