@@ -22,10 +22,15 @@ use zeroize::Zeroizing;
 
 use crate::domain::{ConsentState, PhoneNumber};
 use crate::ports::keys::{phone_pk, STATE_SK};
-use crate::ports::{EncryptionContext, KeyError, KeyService, WrappedIntegrityKey, WrappedKeys};
+use crate::ports::{ChainHead, EncryptionContext, KeyError, KeyService, StateItem, WrappedIntegrityKey, WrappedKeys};
 
 const SEALED_VERSION: &str = "v1";
 const TAG_VERSION: &str = "t1";
+/// The version of a chain link's MAC (`c1.<key id>.<HMAC>`).
+const LINK_VERSION: &str = "c1";
+/// What a link's HMAC input starts with: never the start of a state tag's
+/// (`PHONE#...`), so one integrity key serves both without confusion.
+const LINK_DOMAIN: &str = "sms-consent/chain-link";
 const APPLICATION: &str = "sms-consent";
 
 /// How long and how often one cached data key may be used.
@@ -223,40 +228,112 @@ impl Crypto {
     }
 
     /// The HMAC binds the key the item is stored under (`PHONE#<pid>` /
-    /// `STATE`, with the pid that was asked for), its version and its consent.
-    fn tag_with(key: &[u8; 32], pid: &str, version: u64, consent: &ConsentState) -> Result<Vec<u8>, CryptoError> {
+    /// `STATE`, with the pid that was asked for), its version and its consent;
+    /// and, when the state has them, its chain head and quarantine (appended
+    /// after a separator that a serialised consent never holds, so a state
+    /// written before the chain keeps the tag it has).
+    fn tag_with(key: &[u8; 32], pid: &str, version: u64, consent: &ConsentState, chain: &Chain<'_>) -> Tagged {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
         // A time outside what RFC 3339 can write (year < 0 or > 9999) does
         // not serialise: an error, never a panic.
         let consent = serde_json::to_vec(consent).map_err(|e| CryptoError::Serialise(e.to_string()))?;
         mac.update(format!("{}\u{1f}{STATE_SK}\u{1f}{version}\u{1f}", phone_pk(pid)).as_bytes());
         mac.update(&consent);
+        if chain.head.is_some() || chain.quarantine.is_some() {
+            let chain = serde_json::to_vec(chain).map_err(|e| CryptoError::Serialise(e.to_string()))?;
+            mac.update(b"\x1fchain\x1f");
+            mac.update(&chain);
+        }
         Ok(mac.finalize().into_bytes().to_vec())
     }
 
-    /// `t1.<key id>.<HMAC>` over the record's key, version and consent fields.
-    pub fn tag(&self, pid: &str, version: u64, consent: &ConsentState) -> Result<String, CryptoError> {
+    /// `<version>.<key id>.<HMAC>` with the newest integrity key.
+    fn sign(&self, version: &str, mac: impl FnOnce(&[u8; 32]) -> Tagged) -> Result<String, CryptoError> {
         let (id, key) = self.integrity_keys.last().ok_or(CryptoError::Malformed)?;
-        Ok(format!("{TAG_VERSION}.{id}.{}", URL_SAFE_NO_PAD.encode(Self::tag_with(key, pid, version, consent)?)))
+        Ok(format!("{version}.{id}.{}", URL_SAFE_NO_PAD.encode(mac(key)?)))
     }
 
-    /// Constant-time check of a stored tag, with whichever key made it.
-    pub fn verify_tag(&self, pid: &str, version: u64, consent: &ConsentState, tag: &str) -> bool {
+    /// Constant-time check of a `<version>.<key id>.<HMAC>`, with whichever
+    /// key made it (rotation keeps old tags and links verifiable).
+    fn check(&self, version: &str, tag: &str, mac: impl FnOnce(&[u8; 32]) -> Tagged) -> bool {
         use subtle::ConstantTimeEq;
         let mut parts = tag.splitn(3, '.');
-        let (Some(TAG_VERSION), Some(id), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(found), Some(id), Some(given)) = (parts.next(), parts.next(), parts.next()) else {
             return false;
         };
-        let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else {
+        let Ok(given) = URL_SAFE_NO_PAD.decode(given) else {
             return false;
         };
         let Some((_, key)) = self.integrity_keys.iter().find(|(k, _)| k == id) else {
             return false;
         };
-        match Self::tag_with(key, pid, version, consent) {
-            Ok(expected) => expected.ct_eq(&mac).into(),
+        match mac(key) {
+            Ok(expected) => found == version && bool::from(expected.ct_eq(&given)),
             Err(_) => false,
         }
+    }
+
+    /// `t1.<key id>.<HMAC>` over the record's key, version and consent fields.
+    pub fn tag(&self, pid: &str, version: u64, consent: &ConsentState) -> Result<String, CryptoError> {
+        self.sign(TAG_VERSION, |key| Self::tag_with(key, pid, version, consent, &Chain::default()))
+    }
+
+    /// Constant-time check of a stored tag, with whichever key made it.
+    pub fn verify_tag(&self, pid: &str, version: u64, consent: &ConsentState, tag: &str) -> bool {
+        self.check(TAG_VERSION, tag, |key| Self::tag_with(key, pid, version, consent, &Chain::default()))
+    }
+
+    /// The tag of a state (its `tag` field aside): key, version, consent,
+    /// chain head and quarantine.
+    pub fn state_tag(&self, state: &StateItem) -> Result<String, CryptoError> {
+        let chain = Chain::of(state);
+        self.sign(TAG_VERSION, |key| Self::tag_with(key, &state.pid, state.version, &state.consent, &chain))
+    }
+
+    /// Checks a stored state's tag against the pid it was asked for.
+    pub fn verify_state_tag(&self, pid: &str, state: &StateItem) -> bool {
+        let chain = Chain::of(state);
+        self.check(TAG_VERSION, &state.tag, |key| Self::tag_with(key, pid, state.version, &state.consent, &chain))
+    }
+
+    fn link_with(key: &[u8; 32], pid: &str, body: &[u8]) -> Tagged {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        mac.update(format!("{LINK_DOMAIN}\u{1f}{}\u{1f}", phone_pk(pid)).as_bytes());
+        mac.update(body);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+
+    /// `c1.<key id>.<HMAC>` of a chain link's canonical body (built by
+    /// `service::ledger`), bound to the number's partition key.
+    pub fn link_mac(&self, pid: &str, body: &[u8]) -> Result<String, CryptoError> {
+        self.sign(LINK_VERSION, |key| Self::link_with(key, pid, body))
+    }
+
+    /// Constant-time check of a link's MAC, with whichever key made it.
+    pub fn verify_link_mac(&self, pid: &str, body: &[u8], mac: &str) -> bool {
+        self.check(LINK_VERSION, mac, |key| Self::link_with(key, pid, body))
+    }
+
+    /// SHA-256 of a sealed value, base64url: what a link keeps of it (a
+    /// digest of an AEAD ciphertext reveals nothing of the plaintext).
+    pub fn digest(sealed: &str) -> String {
+        use sha2::Digest;
+        URL_SAFE_NO_PAD.encode(Sha256::digest(sealed.as_bytes()))
+    }
+}
+
+type Tagged = Result<Vec<u8>, CryptoError>;
+
+/// What a state's tag covers of the chain, when the state has it.
+#[derive(Default, serde::Serialize)]
+struct Chain<'a> {
+    head: Option<&'a ChainHead>,
+    quarantine: Option<&'a str>,
+}
+
+impl<'a> Chain<'a> {
+    fn of(state: &'a StateItem) -> Self {
+        Chain { head: state.head.as_ref(), quarantine: state.quarantine.as_deref() }
     }
 }
 
@@ -330,5 +407,40 @@ mod tests {
         });
         assert!(matches!(crypto.tag("pid", 1, &state), Err(CryptoError::Serialise(_))));
         assert!(!crypto.verify_tag("pid", 1, &state, "t1.i1.AAAA"));
+    }
+
+    #[tokio::test]
+    async fn a_state_from_before_the_chain_keeps_its_tag_and_the_head_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, _) = crypto_in(dir.path(), None).await;
+        let consent = ConsentState::default();
+        let mut state = StateItem {
+            pid: "pid".into(),
+            version: 3,
+            consent: consent.clone(),
+            phone: None,
+            tag: crypto.tag("pid", 3, &consent).unwrap(),
+            updated_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            head: None,
+            quarantine: None,
+        };
+        assert!(crypto.verify_state_tag("pid", &state), "a legacy tag verifies");
+        state.head = Some(ChainHead { seq: 2, mac: "c1.i1.x".into() });
+        assert!(!crypto.verify_state_tag("pid", &state), "a head added to a legacy state");
+        state.tag = crypto.state_tag(&state).unwrap();
+        assert!(crypto.verify_state_tag("pid", &state));
+        let mut moved = state.clone();
+        moved.head = Some(ChainHead { seq: 1, mac: "c1.i1.x".into() });
+        assert!(!crypto.verify_state_tag("pid", &moved), "a head put back");
+        let mut freed = state.clone();
+        freed.quarantine = Some("broken".into());
+        assert!(!crypto.verify_state_tag("pid", &freed));
+        freed.tag = crypto.state_tag(&freed).unwrap();
+        freed.quarantine = None;
+        assert!(!crypto.verify_state_tag("pid", &freed), "a quarantine removed");
+        let link = crypto.link_mac("pid", b"body").unwrap();
+        assert!(link.starts_with("c1.i1.") && crypto.verify_link_mac("pid", b"body", &link));
+        assert!(!crypto.verify_link_mac("pid", b"bodz", &link) && !crypto.verify_link_mac("other", b"body", &link));
+        assert!(!crypto.verify_tag("pid", 3, &consent, &link), "a link MAC is no state tag");
     }
 }

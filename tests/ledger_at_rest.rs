@@ -215,3 +215,78 @@ async fn an_erased_text_is_gone_from_the_ledger_file() {
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "opted_out");
     assert_eq!(app.reason("+14158675310", "clinic", "billing").await, "opted_out");
 }
+
+/// `sms-consent verify-ledger` on the data directory (server stopped):
+/// its exit status and everything it printed.
+fn verify_ledger(app: &TestApp) -> (Option<i32>, String) {
+    let config = app.dir.path().join("verify.toml");
+    let original = std::fs::read_to_string(&app.config_path).unwrap();
+    let data_dir = app.data_dir().display().to_string();
+    std::fs::write(&config, format!("[server]\ndata_dir = {data_dir:?}\n\n{original}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sms-consent"))
+        .args(["verify-ledger", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), printed)
+}
+
+#[tokio::test]
+async fn verify_ledger_exits_0_intact_1_on_a_deleted_event_2_when_it_cannot_run_and_prints_no_number() {
+    let mut app = used_data_dir().await;
+    let (code, printed) = verify_ledger(&app);
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(printed.contains("verified 10 numbers, 10 events: intact"), "{printed}");
+
+    // A STOP deleted from the file, behind the service's back.
+    let (pk, sk) = {
+        let db = Database::open(app.data_dir().join("ledger.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let key = {
+            let mut table = txn.open_table(ITEMS).unwrap();
+            let key = table
+                .iter()
+                .unwrap()
+                .map(Result::unwrap)
+                .map(|(k, _)| (k.value().0.to_owned(), k.value().1.to_owned()))
+                .find(|(pk, sk)| pk.starts_with("PHONE#") && sk.starts_with("EVENT#"))
+                .unwrap();
+            table.remove((key.0.as_str(), key.1.as_str())).unwrap();
+            key
+        };
+        txn.commit().unwrap();
+        key
+    };
+    let pid = pk.trim_start_matches("PHONE#");
+    let (code, printed) = verify_ledger(&app);
+    assert_eq!(code, Some(1), "{printed}");
+    assert!(printed.contains(&format!("broken {pid}: event seq 1 is missing (deleted)")), "{printed}");
+    assert!(printed.contains(&format!("quarantined {pid}")), "{printed}");
+    assert!(printed.contains("verified 10 numbers, 9 events: 1 broken"), "{printed}");
+    for i in 0..10 {
+        let number = format!("415867{i:04}");
+        assert!(!printed.contains(&number), "a phone number in the output: {printed}");
+    }
+    assert!(!printed.contains(&sk), "the event's key names no number either");
+
+    // The quarantined number denies at authorization, over HTTP; the others do not.
+    app.restart().await;
+    let mut unavailable = 0;
+    for i in 0..10 {
+        let decision = app.decision(&format!("+1415867{i:04}"), "clinic", "billing").await;
+        match decision["reason"].as_str() {
+            Some("unavailable") => unavailable += 1,
+            other => assert_eq!(other, Some("opted_out")),
+        }
+    }
+    assert_eq!(unavailable, 1);
+    app.stop().await;
+
+    // No ledger there: it creates none and says so.
+    std::fs::rename(app.data_dir(), app.dir.path().join("moved")).unwrap();
+    let (code, printed) = verify_ledger(&app);
+    assert_eq!(code, Some(2), "{printed}");
+    assert!(printed.contains("no ledger to verify"), "{printed}");
+    assert!(!app.data_dir().join("ledger.redb").exists());
+}

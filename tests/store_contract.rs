@@ -791,13 +791,16 @@ macro_rules! contract {
             }
 
             #[tokio::test]
-            async fn an_event_that_changes_no_state_is_one_write() {
+            async fn an_event_that_changes_no_consent_is_one_read_and_one_write() {
+                // Under the chain every event takes the next link, so HELP reads
+                // the STATE (its head) as STOP and START do.
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("m1", PATIENT, "HELP", None), INLINE).await.unwrap();
-                let before = h.calls.as_ref().map(|c| c.dynamodb.count());
+                let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
                 h.service.handle_inbound(&sms("m2", PATIENT, "HELP", None), INLINE).await.unwrap();
-                if let (Some(calls), Some(before)) = (&h.calls, before) {
-                    assert_eq!(calls.dynamodb.count() - before, 1, "one TransactWriteItems, no read");
+                if let (Some(calls), Some((before, kms))) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - before, 2, "one Query of the STATE, one TransactWriteItems");
+                    assert_eq!(calls.kms.count() - kms, 0, "the text's data key is cached");
                 }
                 assert_eq!(h.ledger_len(PATIENT).await, 2);
             }
@@ -842,7 +845,7 @@ macro_rules! contract {
                     event: EventItem {
                         pid: pid.clone(), event_id: format!("test:{dedup}"), kind: "help".into(), source: "test".into(),
                         program: None, categories: Vec::new(), text: None, evidence: None, caller: None,
-                        code: None, signature_verified: true, occurred_at: at, received_at: at,
+                        code: None, signature_verified: true, occurred_at: at, received_at: at, link: None,
                     },
                     outbox: None,
                     state: None,
@@ -1573,4 +1576,289 @@ mod gate_rules {
     use super::*;
     gate!(embedded);
     gate!(dynamodb);
+}
+
+/// The tamper-evident ledger: raw writes behind the service's back (to the
+/// redb file, or to moto's table with the SDK) are each reported by the
+/// verification `verify-ledger` runs, and the number then denies.
+macro_rules! chain {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            use sms_consent::ports::{NumberLedger, ScanOptions};
+            use sms_consent::service::ledger::{Break, LedgerReport};
+
+            const OTHER: &str = "+14158675310";
+
+            /// PATIENT: STOP, HELP, START, STOP (seq 1 to 4, in event time
+            /// too); OTHER: STOP.
+            async fn ledger() -> Harness {
+                let h = super::super::$backend().await;
+                let script = [("m1", "STOP", "10:00"), ("m2", "HELP", "10:01"), ("m3", "START", "10:02"), ("m4", "STOP", "10:03")];
+                for (id, text, at) in script {
+                    let at = format!("2026-03-01T{at}:00Z");
+                    h.service.handle_inbound(&sms(id, PATIENT, text, Some(&at)), INLINE).await.unwrap();
+                }
+                h.service.handle_inbound(&sms("o1", OTHER, "STOP", None), INLINE).await.unwrap();
+                assert_eq!(verify(&h).await, LedgerReport { numbers: 2, events: 5, broken: Vec::new() });
+                h
+            }
+
+            async fn verify(h: &Harness) -> LedgerReport {
+                h.service.verify_ledger(ScanOptions { rate: 10_000.0 }, &|_, _| {}).await.unwrap()
+            }
+
+            async fn stored(h: &Harness, number: &str) -> NumberLedger {
+                h.store.number_ledger(&h.pid(number)).await.unwrap()
+            }
+
+            /// The sort key and raw JSON of PATIENT's event of `seq`.
+            async fn event_at(h: &Harness, seq: u64) -> (String, EventItem) {
+                let ledger = stored(h, PATIENT).await;
+                let (sk, event) = ledger.events.into_iter().find(|(_, e)| e.as_ref().unwrap().link.as_ref().unwrap().seq == seq).unwrap();
+                (sk, event.unwrap())
+            }
+
+            fn json(event: &EventItem) -> String {
+                serde_json::to_string(event).unwrap()
+            }
+
+            /// The tampering is reported for PATIENT alone, which is then
+            /// quarantined: its authorizations deny (`unavailable`, with the
+            /// alarm) in one read and no key call; OTHER is untouched.
+            async fn reported_and_denied(h: &Harness, expected: impl Fn(&Break) -> bool) -> Vec<Break> {
+                let alarms = h.alarms();
+                let report = verify(h).await;
+                assert_eq!(report.broken.len(), 1, "{report:?}");
+                let broken = &report.broken[0];
+                assert_eq!(broken.pid, h.pid(PATIENT));
+                assert!(broken.breaks.iter().any(&expected), "{:?}", broken.breaks);
+                assert!(broken.quarantined);
+                assert!(h.alarms() > alarms);
+                let before = h.calls.as_ref().map(|c| (c.dynamodb.count(), c.kms.count()));
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+                if let (Some(calls), Some((dynamodb, kms))) = (&h.calls, before) {
+                    assert_eq!(calls.dynamodb.count() - dynamodb, 1, "authorization stays one read");
+                    assert_eq!(calls.kms.count() - kms, 0, "and no key service call");
+                }
+                assert_eq!(h.reasons(&[PATIENT, OTHER]).await, [Reason::Unavailable, Reason::OptedOut]);
+                // Run again: still reported, not quarantined twice.
+                let again = verify(h).await;
+                assert_eq!(again.broken.len(), 1);
+                assert!(!again.broken[0].quarantined && again.broken[0].breaks.contains(&Break::Quarantined));
+                broken.breaks.clone()
+            }
+
+            #[tokio::test]
+            async fn a_deleted_event_is_reported_and_the_number_denies() {
+                let mut h = ledger().await;
+                let (sk, _) = event_at(&h, 2).await;
+                h.raw(vec![Raw::Delete { pk: format!("PHONE#{}", h.pid(PATIENT)), sk }]).await;
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "the STATE alone does not show it");
+                reported_and_denied(&h, |b| *b == Break::Missing { from: 2, to: 2 }).await;
+                // A STOP to a quarantined number is still recorded.
+                let stop = h.service.handle_inbound(&sms("m9", PATIENT, "STOP", None), INLINE).await.unwrap();
+                assert!(matches!(stop, InboundOutcome::Recorded { .. }));
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+            }
+
+            #[tokio::test]
+            async fn the_newest_event_deleted_is_reported_against_the_head() {
+                let mut h = ledger().await;
+                let (sk, _) = event_at(&h, 4).await;
+                h.raw(vec![Raw::Delete { pk: format!("PHONE#{}", h.pid(PATIENT)), sk }]).await;
+                reported_and_denied(&h, |b| *b == Break::Missing { from: 4, to: 4 }).await;
+            }
+
+            #[tokio::test]
+            async fn an_inserted_event_is_reported_and_the_number_denies() {
+                let mut h = ledger().await;
+                let (_, mut forged) = event_at(&h, 3).await;
+                forged.event_id = "standard-webhooks:forged".into();
+                forged.occurred_at = time::macros::datetime!(2026-03-01 10:04 UTC);
+                forged.kind = "opt_in".into();
+                forged.link = None;
+                let forged_sk = forged.sort_key();
+                h.raw(vec![Raw::Put { pk: format!("PHONE#{}", h.pid(PATIENT)), sk: forged_sk.clone(), data: json(&forged) }]).await;
+                reported_and_denied(&h, |b| *b == Break::Unlinked { sk: forged_sk.clone() }).await;
+            }
+
+            #[tokio::test]
+            async fn a_forged_link_is_reported_and_the_number_denies() {
+                let mut h = ledger().await;
+                // A copy of the newest link's fields on a new event: its MAC fails.
+                let (_, newest) = event_at(&h, 4).await;
+                let mut forged = newest.clone();
+                forged.event_id = "standard-webhooks:forged".into();
+                forged.occurred_at = time::macros::datetime!(2026-03-01 10:05 UTC);
+                let link = forged.link.as_mut().unwrap();
+                (link.seq, link.prev) = (5, newest.link.as_ref().unwrap().mac.clone());
+                h.raw(vec![Raw::Put { pk: format!("PHONE#{}", h.pid(PATIENT)), sk: forged.sort_key(), data: json(&forged) }]).await;
+                reported_and_denied(&h, |b| *b == Break::Altered { seq: 5 }).await;
+            }
+
+            #[tokio::test]
+            async fn reordered_events_are_reported_and_the_number_denies() {
+                let mut h = ledger().await;
+                let pk = format!("PHONE#{}", h.pid(PATIENT));
+                let ((sk2, e2), (sk3, e3)) = (event_at(&h, 2).await, event_at(&h, 3).await);
+                h.raw(vec![
+                    Raw::Put { pk: pk.clone(), sk: sk2.clone(), data: json(&e3) },
+                    Raw::Put { pk, sk: sk3.clone(), data: json(&e2) },
+                ])
+                .await;
+                let breaks = reported_and_denied(&h, |b| *b == Break::Misplaced { sk: sk2.clone() }).await;
+                assert!(breaks.contains(&Break::Misplaced { sk: sk3 }));
+            }
+
+            #[tokio::test]
+            async fn an_altered_event_is_reported_denied_and_its_history_refused() {
+                let mut h = ledger().await;
+                let (sk, mut event) = event_at(&h, 4).await;
+                event.kind = "opt_in".into();
+                h.raw(vec![Raw::Put { pk: format!("PHONE#{}", h.pid(PATIENT)), sk, data: json(&event) }]).await;
+                let alarms = h.alarms();
+                let history = h.service.history(PATIENT, None, "auditor").await;
+                assert!(matches!(history, Err(sms_consent::service::ServiceError::Integrity)), "{history:?}");
+                assert!(h.alarms() > alarms);
+                reported_and_denied(&h, |b| *b == Break::Altered { seq: 4 }).await;
+            }
+
+            #[tokio::test]
+            async fn a_replayed_old_event_is_reported_and_the_number_denies() {
+                let mut h = ledger().await;
+                let pk = format!("PHONE#{}", h.pid(PATIENT));
+                // The first STOP's item copied under a later key.
+                let (_, first) = event_at(&h, 1).await;
+                let replay_sk = "EVENT#2026-03-01T10:09:00Z#standard-webhooks:m1".to_owned();
+                h.raw(vec![Raw::Put { pk: pk.clone(), sk: replay_sk.clone(), data: json(&first) }]).await;
+                reported_and_denied(&h, |b| *b == Break::Misplaced { sk: replay_sk.clone() }).await;
+            }
+
+            #[tokio::test]
+            async fn a_replayed_event_with_its_time_rewritten_is_reported() {
+                let mut h = ledger().await;
+                let (_, mut first) = event_at(&h, 1).await;
+                first.occurred_at = time::macros::datetime!(2026-03-01 10:09 UTC);
+                let pk = format!("PHONE#{}", h.pid(PATIENT));
+                h.raw(vec![Raw::Put { pk, sk: first.sort_key(), data: json(&first) }]).await;
+                reported_and_denied(&h, |b| *b == Break::Altered { seq: 1 }).await;
+            }
+
+            #[tokio::test]
+            async fn a_state_whose_head_was_put_back_is_reported() {
+                let mut h = ledger().await;
+                // The STATE replaced by a copy with the head of seq 3 (its tag fails).
+                let mut state = h.state(PATIENT).await;
+                let (_, third) = event_at(&h, 3).await;
+                state.head = Some(sms_consent::ports::ChainHead { seq: 3, mac: third.link.unwrap().mac });
+                let (pk, sk) = state_key(&h.pid(PATIENT));
+                h.raw(vec![Raw::Put { pk, sk, data: serde_json::to_string(&state).unwrap() }]).await;
+                let report = verify(&h).await;
+                assert_eq!(report.broken.len(), 1);
+                assert!(report.broken[0].breaks.contains(&Break::StateTag), "{report:?}");
+                assert!(!report.broken[0].quarantined, "a STATE that fails its tag denies by itself");
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+            }
+
+            #[tokio::test]
+            async fn an_intact_ledger_with_erasures_and_a_key_rotation_verifies_clean() {
+                use sms_consent::service::records::{CaptureSource, ConsentRecord, RecordKind};
+                let mut h = ledger().await;
+                let record = ConsentRecord {
+                    to: OTHER, program: "clinic", categories: None, kind: RecordKind::ExpressWritten, source: CaptureSource::WebForm,
+                    captured_at: time::macros::datetime!(2026-03-02 10:00 UTC), evidence: Some("form-9"), id: Some("r1"),
+                };
+                h.service.record_consent(&record, "tester").await.unwrap();
+                h.service.history(PATIENT, None, "auditor").await.unwrap();
+                assert_eq!(h.service.erase(PATIENT, "dpo").await.unwrap(), 4, "four texts");
+                assert!(verify(&h).await.intact());
+                h.rotate_integrity_key().await;
+                h.service.handle_inbound(&sms("m5", PATIENT, "HELP", None), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("o2", OTHER, "STOP", None), OUTBOX).await.unwrap();
+                h.service.erase(OTHER, "dpo").await.unwrap();
+                let report = verify(&h).await;
+                assert_eq!(report, LedgerReport { numbers: 2, events: 11, broken: Vec::new() });
+                let macs: Vec<String> = stored(&h, PATIENT).await.events.into_iter().map(|(_, e)| e.unwrap().link.unwrap().mac).collect();
+                assert!(macs.iter().any(|m| m.starts_with("c1.i1.")) && macs.iter().any(|m| m.starts_with("c1.i2.")));
+                assert_eq!(h.reasons(&[PATIENT, OTHER]).await, [Reason::OptedOut, Reason::OptedOut]);
+                assert_eq!(h.alarms(), 0);
+                // A text removed without an erasure is not an erasure.
+                let (sk, mut event) = {
+                    let ledger = stored(&h, OTHER).await;
+                    let (sk, e) = ledger.events.into_iter().find(|(_, e)| e.as_ref().unwrap().kind == "opt_out").unwrap();
+                    (sk, e.unwrap())
+                };
+                assert!(event.text.is_none(), "erased");
+                event.link.as_mut().unwrap().text_digest = None;
+                h.raw(vec![Raw::Put { pk: format!("PHONE#{}", h.pid(OTHER)), sk, data: json(&event) }]).await;
+                assert!(!verify(&h).await.intact());
+            }
+
+            #[tokio::test]
+            async fn a_number_from_before_the_chain_starts_it_and_verifies() {
+                let mut h = super::super::$backend().await;
+                let pid = h.pid(PATIENT);
+                let pk = format!("PHONE#{pid}");
+                // A legacy STATE (no head, the tag as it was) and its event.
+                let at = time::macros::datetime!(2026-01-01 9:00 UTC);
+                let legacy = EventItem {
+                    pid: pid.clone(), event_id: "standard-webhooks:old".into(), kind: "help".into(), source: "standard-webhooks".into(),
+                    program: None, categories: Vec::new(), text: None, evidence: None, caller: None,
+                    code: None, signature_verified: true, occurred_at: at, received_at: at, link: None,
+                };
+                let consent = Default::default();
+                let state = StateItem {
+                    pid: pid.clone(), version: 1, tag: h.crypto.tag(&pid, 1, &consent).unwrap(), consent, phone: None,
+                    updated_at: at, head: None, quarantine: None,
+                };
+                h.raw(vec![
+                    Raw::Put { pk: pk.clone(), sk: legacy.sort_key(), data: json(&legacy) },
+                    Raw::Put { pk: pk.clone(), sk: "STATE".into(), data: serde_json::to_string(&state).unwrap() },
+                ])
+                .await;
+                assert!(verify(&h).await.intact(), "legacy, unchained");
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                let (_, first) = stored(&h, PATIENT).await.events.into_iter().find(|(_, e)| e.as_ref().unwrap().link.is_some()).unwrap();
+                assert_eq!(first.unwrap().link.unwrap().prev, "legacy");
+                assert!(verify(&h).await.intact());
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut);
+                // An unlinked event arriving after the chain started is an insertion.
+                let mut late = legacy.clone();
+                (late.event_id, late.received_at) = ("standard-webhooks:late".into(), OffsetDateTime::now_utc() + time::Duration::hours(1));
+                h.raw(vec![Raw::Put { pk, sk: late.sort_key(), data: json(&late) }]).await;
+                let report = verify(&h).await;
+                assert_eq!(report.broken.len(), 1);
+                assert!(report.broken[0].breaks.contains(&Break::Unlinked { sk: late.sort_key() }));
+                assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
+            }
+        }
+    };
+}
+
+impl Harness {
+    /// Rotates the integrity key as an operator would: a new key appended to
+    /// the keyring's `integrity_keys` (the newest signs, any verifies), and
+    /// the service restarted over it.
+    async fn rotate_integrity_key(&mut self) {
+        use sms_consent::ports::{KeyService, WrappedIntegrityKey};
+        let keys: Arc<dyn KeyService> = match &self.embedded {
+            Some(dir) => Arc::new(LocalKeyring::open(dir).unwrap()),
+            None => Backends::open(&self.config).await.unwrap().keys,
+        };
+        let mut wrapped = self.store.wrapped_keys().await.unwrap().unwrap();
+        let fresh = Crypto::generate_keys(keys.as_ref()).await.unwrap();
+        let id = format!("i{}", wrapped.integrity_keys.len() + 1);
+        wrapped.integrity_keys.push(WrappedIntegrityKey { id, wrapped: fresh.integrity_keys[0].wrapped.clone() });
+        self.crypto =
+            Arc::new(Crypto::start(keys, &wrapped, self.store.table(), CacheLimits::default()).await.unwrap());
+        self.service =
+            ConsentService::new(self.config.programs(), self.store.clone(), self.crypto.clone(), self.clock.clone());
+    }
+}
+
+mod chain {
+    use super::*;
+    chain!(embedded);
+    chain!(dynamodb);
 }

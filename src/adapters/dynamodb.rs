@@ -22,8 +22,8 @@ use crate::ports::keys::{
     OUTBOX_PREFIX, REVIEW_PK, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, ReviewItem,
-    ReviewWrite, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
+    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -160,6 +160,49 @@ fn decode_outbox(attributes: &HashMap<String, AttributeValue>) -> Result<OutboxI
         return Err(StoreError::Corrupt("an outbox item's revision attribute disagrees with its data".into()));
     }
     Ok(item)
+}
+
+/// Items of a ledger scan per page: small pages keep the pacing smooth.
+const SCAN_PAGE: i32 = 100;
+
+/// Gathers one number's `STATE` and events from items in key order (a
+/// `Scan` returns the items of one partition key together, in sort-key
+/// order), handing each finished number on. A number seen again after it
+/// was handed on is an error, not a second, partial ledger.
+struct LedgerGrouper<'a> {
+    current: Option<NumberLedger>,
+    done: std::collections::HashSet<String>,
+    each: &'a mut (dyn FnMut(NumberLedger) + Send),
+}
+
+impl LedgerGrouper<'_> {
+    fn item(&mut self, attributes: &HashMap<String, AttributeValue>) -> Result<(), StoreError> {
+        let Some(pk) = attributes.get(PK).and_then(|v| v.as_s().ok()) else { return Ok(()) };
+        let Some(pid) = pid_of(pk) else { return Ok(()) };
+        if self.current.as_ref().is_none_or(|c| c.pid != pid) {
+            self.flush();
+            if self.done.contains(pid) {
+                return Err(StoreError::Unavailable("the scan returned a number's items apart".into()));
+            }
+            self.current = Some(NumberLedger { pid: pid.to_owned(), state: None, events: Vec::new() });
+        }
+        let Some(current) = self.current.as_mut() else { return Ok(()) };
+        let sk = attributes.get(SK).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default();
+        let text = |e: StoreError| e.to_string();
+        if sk == STATE_SK {
+            current.state = Some(decode_state(attributes).map_err(text));
+        } else if sk.starts_with(EVENT_PREFIX) {
+            current.events.push((sk.to_owned(), decode::<EventItem>(attributes).map_err(text)));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(done) = self.current.take() {
+            self.done.insert(done.pid.clone());
+            (self.each)(done);
+        }
+    }
 }
 
 fn put(table: &str, item: HashMap<String, AttributeValue>) -> aws_sdk_dynamodb::types::builders::PutBuilder {
@@ -738,6 +781,73 @@ impl ConsentStore for DynamoStore {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// A consistent `Scan`, page by page (`SCAN_PAGE` items), paced to
+    /// `options.rate` read capacity units per second: after each page it
+    /// waits as long as that page's consumed capacity allows (as the table
+    /// reports it; where it reports none, one unit per item read, the cost
+    /// of a consistent read of an item under 4 KB).
+    async fn scan_ledger(
+        &self,
+        options: ScanOptions,
+        each: &mut (dyn FnMut(NumberLedger) + Send),
+    ) -> Result<(), StoreError> {
+        let rate = if options.rate.is_finite() && options.rate > 0.0 { options.rate } else { 1.0 };
+        let mut grouper = LedgerGrouper { current: None, done: Default::default(), each };
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .limit(SCAN_PAGE)
+                .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for attributes in out.items() {
+                grouper.item(attributes)?;
+            }
+            let consumed = out
+                .consumed_capacity()
+                .and_then(|c| c.capacity_units())
+                .filter(|units| *units > 0.0)
+                .unwrap_or(out.scanned_count().max(1) as f64);
+            match out.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_secs_f64(consumed / rate)).await;
+        }
+        grouper.flush();
+        Ok(())
+    }
+
+    /// A consistent, paginated `Query` of the number's partition.
+    async fn number_ledger(&self, pid: &str) -> Result<NumberLedger, StoreError> {
+        let mut found = None;
+        let mut each = |ledger: NumberLedger| found = Some(ledger);
+        let mut grouper = LedgerGrouper { current: None, done: Default::default(), each: &mut each };
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(phone_pk(pid)))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(attributes) = pages.next().await {
+            grouper.item(&attributes.map_err(unavailable)?)?;
+        }
+        grouper.flush();
+        drop(grouper);
+        Ok(found.unwrap_or(NumberLedger { pid: pid.to_owned(), state: None, events: Vec::new() }))
     }
 
     fn table(&self) -> &str {

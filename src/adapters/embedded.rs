@@ -19,8 +19,8 @@ use crate::ports::keys::{
     STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, OutboxItem, ReviewItem,
-    ReviewWrite, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
+    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
+    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -328,6 +328,41 @@ fn put_usages_in(table: &mut Items<'_>, items: &[(UsageItem, Option<u64>)]) -> R
         table.insert((pk.as_str(), USAGE_SK), encode(item)?.as_slice()).map_err(unavailable)?;
     }
     Ok(true)
+}
+
+/// The `PHONE#` partitions: every key from `PHONE#` up to (not including)
+/// `PHONE$`.
+const PHONE_FIRST: &str = "PHONE#";
+const PHONE_END: &str = "PHONE$";
+
+/// Gathers one number's `STATE` and events, item by item in key order, and
+/// hands each finished number on.
+struct LedgerGrouper<'a> {
+    current: Option<NumberLedger>,
+    each: &'a mut (dyn FnMut(NumberLedger) + Send),
+}
+
+impl LedgerGrouper<'_> {
+    fn item(&mut self, pk: &str, sk: &str, value: &[u8]) {
+        let Some(pid) = crate::ports::keys::pid_of(pk) else { return };
+        if self.current.as_ref().is_none_or(|c| c.pid != pid) {
+            self.flush();
+            self.current = Some(NumberLedger { pid: pid.to_owned(), state: None, events: Vec::new() });
+        }
+        let Some(current) = self.current.as_mut() else { return };
+        let text = |e: StoreError| e.to_string();
+        if sk == STATE_SK {
+            current.state = Some(decode::<StateItem>(value).map_err(text));
+        } else if sk.starts_with(EVENT_PREFIX) {
+            current.events.push((sk.to_owned(), decode::<EventItem>(value).map_err(text)));
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(done) = self.current.take() {
+            (self.each)(done);
+        }
+    }
 }
 
 fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
@@ -689,6 +724,48 @@ impl ConsentStore for EmbeddedStore {
             .await?;
         self.compact().await?;
         Ok(changed)
+    }
+
+    /// One read transaction over every `PHONE#` partition: a snapshot.
+    async fn scan_ledger(
+        &self,
+        _options: ScanOptions,
+        each: &mut (dyn FnMut(NumberLedger) + Send),
+    ) -> Result<(), StoreError> {
+        // Held (shared) for the whole scan, so no compaction swaps the file
+        // under it. Reads from the calling task: a verification is a tool's
+        // only work, not the server's.
+        let db = self.inner.db.read().map_err(|_| unavailable("ledger lock poisoned"))?;
+        let txn = db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(ITEMS).map_err(unavailable)?;
+        let mut grouper = LedgerGrouper { current: None, each };
+        for entry in table.range((PHONE_FIRST, SK_MIN)..(PHONE_END, SK_MIN)).map_err(unavailable)? {
+            let (key, value) = entry.map_err(unavailable)?;
+            let (pk, sk) = key.value();
+            grouper.item(pk, sk, value.value());
+        }
+        grouper.flush();
+        Ok(())
+    }
+
+    async fn number_ledger(&self, pid: &str) -> Result<NumberLedger, StoreError> {
+        let pk = phone_pk(pid);
+        let pid = pid.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let mut found = None;
+            let mut each = |ledger: NumberLedger| found = Some(ledger);
+            let mut grouper = LedgerGrouper { current: None, each: &mut each };
+            for entry in table.range((pk.as_str(), SK_MIN)..(pk.as_str(), SK_MAX)).map_err(unavailable)? {
+                let (key, value) = entry.map_err(unavailable)?;
+                let (pk, sk) = key.value();
+                grouper.item(pk, sk, value.value());
+            }
+            grouper.flush();
+            Ok(found.unwrap_or(NumberLedger { pid, state: None, events: Vec::new() }))
+        })
+        .await
     }
 
     fn table(&self) -> &str {

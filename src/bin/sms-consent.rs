@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Walk every number's event chain and report each break, by blind
+    /// index. Exit 0: intact; 1: broken (those numbers are quarantined: they
+    /// deny); 2: could not run. Stop the local server first (the embedded
+    /// ledger opens in one process at a time).
+    VerifyLedger {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+        /// DynamoDB read capacity units per second the scan may use.
+        #[arg(long, default_value_t = sms_consent::runtime::verify::DEFAULT_RATE)]
+        rate: f64,
+    },
     /// Read an API key on standard input and print its `token_sha256`.
     HashApiKey,
     /// Print the OpenAPI document of the sender and staff API.
@@ -121,6 +132,7 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::VerifyLedger { config, rate } => verify_ledger(&config, rate).await,
         Command::Openapi => {
             print!("{}", sms_consent::http::openapi::document());
             ExitCode::SUCCESS
@@ -133,6 +145,42 @@ async fn main() -> ExitCode {
             }
             println!("{}", sms_consent::http::auth::sha256_hex(key.trim()));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// A progress bar on a terminal (indicatif draws nothing elsewhere), one
+/// line per break and a summary line on standard output.
+async fn verify_ledger(config: &std::path::Path, rate: f64) -> ExitCode {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed} {msg}") {
+        bar.set_style(style);
+    }
+    let progress = |numbers: u64, events: u64| bar.set_message(format!("{numbers} numbers, {events} events"));
+    let report = sms_consent::runtime::verify::verify_ledger(config, rate, &progress).await;
+    bar.finish_and_clear();
+    match report {
+        Ok(report) => {
+            for number in &report.broken {
+                for broken in &number.breaks {
+                    println!("broken {}: {broken}", number.pid);
+                }
+                if number.quarantined {
+                    println!("quarantined {}: its authorizations now deny", number.pid);
+                }
+            }
+            let verdict = if report.intact() { "intact".to_owned() } else { format!("{} broken", report.broken.len()) };
+            println!("verified {} numbers, {} events: {verdict}", report.numbers, report.events);
+            if report.intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("sms-consent: verify-ledger: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -77,10 +77,45 @@ pub struct StateItem {
     pub consent: ConsentState,
     /// The E.164 number, sealed; `None` once erased.
     pub phone: Option<String>,
-    /// HMAC over key, consent and version (see `crypto::Integrity`).
+    /// HMAC over key, consent and version, and the chain head and
+    /// quarantine when present (see `crypto::Crypto::state_tag`).
     pub tag: String,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The newest link of the number's event chain (`None`: a state written
+    /// before the chain, whose next event starts it; see `service::ledger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<ChainHead>,
+    /// Set by `verify-ledger` when the number's events disagree with their
+    /// chain: every authorization of it denies (`unavailable`). No PHI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+}
+
+/// The head of a number's event chain: the sequence number and MAC of its
+/// newest link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub mac: String,
+}
+
+/// An event's place in its number's chain (events ordered by arrival):
+/// `mac` is `c1.<integrity key id>.<HMAC>` over the event's fields, `seq`,
+/// `prev` and the digests of its sealed values (see `service::ledger`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub seq: u64,
+    /// The previous link's MAC; for the first link `""` (a new number) or
+    /// `"legacy"` (a number with events from before the chain).
+    pub prev: String,
+    /// SHA-256 (base64url) of the sealed `text` / `evidence` as written:
+    /// they stay when erasure removes the sealed values.
+    #[serde(default)]
+    pub text_digest: Option<String>,
+    #[serde(default)]
+    pub evidence_digest: Option<String>,
+    pub mac: String,
 }
 
 /// `PHONE#<pid>` / `EVENT#<occurred_at>#<event_id>`: one immutable ledger entry.
@@ -112,6 +147,10 @@ pub struct EventItem {
     pub occurred_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    /// Its link in the number's chain, set by the service as it commits
+    /// (`None` in events written before the chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<ChainLink>,
 }
 
 impl EventItem {
@@ -255,6 +294,10 @@ pub use crate::domain::volume::SendRecord;
 /// - a `STATE` of version v is written once: its version marker
 ///   (`PHONE#<pid>` / `STATEV#<v>`) is written with it, and a marker already
 ///   there means the state was rolled back (`CommitOutcome::Tampered`).
+///
+/// The service now sets `state` on every write (each event moves the
+/// number's chain head, see `service::ledger`); `initial_state` stays part of
+/// the contract for writes without one.
 #[derive(Debug, Clone)]
 pub struct LedgerWrite {
     /// `DEDUP#<source>#<id>`; the write is refused as a duplicate if present.
@@ -285,6 +328,23 @@ pub enum StateRead {
     /// No `STATE`, but other items of the number (events, outbox): since
     /// every commit keeps a `STATE` beside its events, it was deleted.
     MissingWithHistory,
+}
+
+/// One number's ledger as stored, for verification: its `STATE` and its
+/// events with the sort keys they are stored under. An item that does not
+/// decode is kept as its error (a break to report, not a failed scan).
+#[derive(Debug, Clone)]
+pub struct NumberLedger {
+    pub pid: String,
+    pub state: Option<Result<StateItem, String>>,
+    pub events: Vec<(String, Result<EventItem, String>)>,
+}
+
+/// How a ledger scan may read: `rate` bounds the read capacity units per
+/// second on DynamoDB (the embedded store reads one snapshot, unpaced).
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    pub rate: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,6 +448,24 @@ pub trait ConsentStore: Send + Sync {
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.
     async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError>;
+    /// Every number's ledger (`PHONE#` partitions), one at a time, in key
+    /// order: one read snapshot on the embedded store; a paginated,
+    /// consistent, paced `Scan` on DynamoDB (not a snapshot: a number being
+    /// written during the scan may show a torn view, so a caller confirms
+    /// what it finds with `number_ledger`).
+    /// (A store that cannot be walked, such as a test double, says so.)
+    async fn scan_ledger(
+        &self,
+        _options: ScanOptions,
+        _each: &mut (dyn FnMut(NumberLedger) + Send),
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("this store cannot be walked".into()))
+    }
+    /// One number's ledger, strongly consistent (one snapshot on the
+    /// embedded store; a paginated `Query` of its partition on DynamoDB).
+    async fn number_ledger(&self, _pid: &str) -> Result<NumberLedger, StoreError> {
+        Err(StoreError::Unavailable("this store cannot be walked".into()))
+    }
     /// Name of the table, bound into every value's AAD.
     fn table(&self) -> &str;
 }

@@ -18,6 +18,7 @@ pub mod backends;
 pub mod lambda;
 pub mod local;
 pub mod outbox;
+pub mod verify;
 
 /// Why a process did not start; the message names what to fix.
 #[derive(Debug, thiserror::Error)]

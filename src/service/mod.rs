@@ -20,11 +20,12 @@ use crate::domain::{
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem, ReviewWrite, StateItem,
-    StateRead, StoreError, UsageItem,
+    ChainHead, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem, ReviewWrite,
+    StateItem, StateRead, StoreError, UsageItem,
 };
 
 pub mod gate;
+pub mod ledger;
 pub mod outbox;
 pub mod records;
 pub mod reviews;
@@ -34,8 +35,13 @@ pub mod reviews;
 pub const EARLIEST_YEAR: i32 = 1970;
 pub const LATEST_YEAR: i32 = 9999;
 /// Attempts at a write that keeps losing the version race before giving up
-/// (the provider then retries the delivery).
-const MAX_ATTEMPTS: usize = 8;
+/// (the provider then retries the delivery). Every event of a number takes
+/// the next link of its chain, so concurrent deliveries for one number
+/// serialise on its `STATE` version: each lost race waits a short random
+/// while (`RETRY_JITTER_MS` per attempt so far, at most `MAX_RETRY_WAIT_MS`).
+const MAX_ATTEMPTS: usize = 32;
+const RETRY_JITTER_MS: u64 = 3;
+const MAX_RETRY_WAIT_MS: u64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -97,6 +103,9 @@ pub(crate) enum Effect<'a> {
         review: &'a ReviewItem,
         change: Option<&'a ConsentChange>,
     },
+    /// `verify-ledger` found the number's events broken: its state is
+    /// marked so that authorization denies (see `ledger`).
+    Quarantine(&'a str),
 }
 
 /// An event on its way to the store.
@@ -233,6 +242,7 @@ impl ConsentService {
             signature_verified: true,
             occurred_at,
             received_at: now,
+            link: None,
         };
         let review = (intent == Intent::Unclear).then(|| ReviewItem {
             pid: pid.clone(),
@@ -292,26 +302,36 @@ impl ConsentService {
         }
     }
 
-    /// Writes one event with its dedup marker, outbox item and state change
-    /// in one transaction, re-reading and retrying a lost version race.
+    /// Writes one event with its dedup marker, outbox item and new state in
+    /// one transaction, re-reading and retrying a lost version race.
     /// Returns false when the dedup marker was already there.
+    ///
+    /// Every event is a link of its number's chain (`ledger`), so every
+    /// commit reads the `STATE` (its head) and writes the next version with
+    /// the new head, even where consent does not change (HELP, an audit
+    /// entry). A quarantined state is carried forward: a STOP to such a
+    /// number is still recorded.
     pub(crate) async fn commit_event(&self, pending: Pending<'_>) -> Result<bool, ServiceError> {
         let pid = pending.event.pid.clone();
         let pk = phone_pk(&pid);
         let now = self.clock.now();
-        for _ in 0..MAX_ATTEMPTS {
-            // An event that changes no state (HELP, an audit entry) needs no
-            // read: one write, conditioned only on its dedup marker.
-            let current = match pending.effect {
-                Effect::None => None,
-                _ => self.read_state(&pid).await?,
-            };
+        for attempt in 0..MAX_ATTEMPTS as u64 {
+            if attempt > 0 {
+                let most = (attempt * RETRY_JITTER_MS).min(MAX_RETRY_WAIT_MS);
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 0..=most);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            let current = self.read_state_unchecked_quarantine(&pid).await?;
             let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
             let mut phone = current.as_ref().and_then(|s| s.phone.clone());
+            let mut quarantine = current.as_ref().and_then(|s| s.quarantine.clone());
             let changed = match pending.effect {
                 Effect::None => false,
                 Effect::Apply(change) => consent.apply(change),
-                Effect::ErasePhone => current.is_some() && phone.take().is_some(),
+                Effect::ErasePhone => {
+                    phone = None;
+                    false
+                }
                 Effect::OpenReview(review) => {
                     let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
                     consent.reviews.insert(review.event_id.clone(), pending).is_none()
@@ -320,46 +340,47 @@ impl ConsentService {
                     let revoked = change.is_some_and(|change| consent.apply(change));
                     consent.reviews.remove(&review.event_id).is_some() || revoked
                 }
-            };
-            let state = if changed {
-                let version = current.as_ref().map_or(1, |s| s.version + 1);
-                if phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
-                    if let Some(number) = pending.phone {
-                        phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
-                    }
+                Effect::Quarantine(reason) => {
+                    quarantine.get_or_insert_with(|| reason.to_owned());
+                    false
                 }
-                Some(StateItem {
-                    pid: pid.clone(),
-                    version,
-                    tag: self.crypto.tag(&pid, version, &consent)?,
-                    consent,
-                    phone,
-                    updated_at: now,
-                })
-            } else {
-                None
             };
-            // Every number with an event has a STATE: where this write makes
-            // none, the default one is created if absent (no read needed).
-            let initial_state = match (&state, &current) {
-                (None, None) => Some(StateItem {
-                    pid: pid.clone(),
-                    version: 1,
-                    tag: self.crypto.tag(&pid, 1, &Default::default())?,
-                    consent: Default::default(),
-                    phone: None,
-                    updated_at: now,
-                }),
-                _ => None,
+            // The next link: after the head, or the start of the chain (a
+            // state without a head was written before the chain).
+            let (seq, prev) = match current.as_ref().map(|s| s.head.as_ref()) {
+                Some(Some(head)) => (head.seq + 1, head.mac.clone()),
+                Some(None) => (1, ledger::LEGACY_START.to_owned()),
+                None => (1, String::new()),
             };
+            let mut event = pending.event.clone();
+            let link = ledger::link(&self.crypto, &event, seq, prev)?;
+            let head = ChainHead { seq, mac: link.mac.clone() };
+            event.link = Some(link);
+            let version = current.as_ref().map_or(1, |s| s.version + 1);
+            if changed && phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
+                if let Some(number) = pending.phone {
+                    phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
+                }
+            }
+            let mut state = StateItem {
+                pid: pid.clone(),
+                version,
+                tag: String::new(),
+                consent,
+                phone,
+                updated_at: now,
+                head: Some(head),
+                quarantine,
+            };
+            state.tag = self.crypto.state_tag(&state)?;
             let write = LedgerWrite {
                 dedup_key: pending.dedup_key.clone(),
                 extra_dedup_keys: pending.extra_dedup_keys.clone(),
-                event: pending.event.clone(),
+                event,
                 outbox: pending.outbox.clone(),
-                state,
+                state: Some(state),
                 expected_version: current.as_ref().map(|s| s.version),
-                initial_state,
+                initial_state: None,
                 review: pending.review.clone(),
             };
             match self.store.commit(write).await? {
@@ -399,11 +420,28 @@ impl ConsentService {
     }
 
     /// Reads one state (one store read) and checks its integrity tag. A
-    /// missing STATE of a number that has other items was deleted: an
-    /// alarm, never the default.
+    /// missing STATE of a number that has other items was deleted, and a
+    /// quarantined one has a broken chain: an alarm, never the default.
     async fn read_state(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
+        let state = self.read_state_unchecked_quarantine(pid).await?;
+        self.unquarantined(pid, state)
+    }
+
+    /// As `read_state`, but a quarantined state is returned (a commit
+    /// carries the quarantine forward).
+    async fn read_state_unchecked_quarantine(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
         let read = self.store.read_state(pid).await;
         self.checked(pid, read).await
+    }
+
+    /// A state `verify-ledger` quarantined (its events disagree with their
+    /// chain) decides nothing: an alarm.
+    fn unquarantined(&self, pid: &str, state: Option<StateItem>) -> Result<Option<StateItem>, ServiceError> {
+        if state.as_ref().is_some_and(|s| s.quarantine.is_some()) {
+            self.integrity_alarm(pid, "the number is quarantined: its event chain is broken");
+            return Err(ServiceError::Integrity);
+        }
+        Ok(state)
     }
 
     /// Checks what a state read found. Only where a STATE is missing beside
@@ -428,7 +466,7 @@ impl ConsentService {
     /// number's key, is an alarm, never a decision. The tag is checked with
     /// the pid that was asked for (the key the item is stored under).
     fn verified(&self, pid: &str, state: StateItem) -> Result<StateItem, ServiceError> {
-        if state.pid != pid || !self.crypto.verify_tag(pid, state.version, &state.consent, &state.tag) {
+        if state.pid != pid || !self.crypto.verify_state_tag(pid, &state) {
             self.integrity_alarm(pid, "tag or key mismatch");
             return Err(ServiceError::Integrity);
         }
@@ -454,7 +492,7 @@ impl ConsentService {
         program: &Program,
         category: &str,
     ) -> Decision {
-        match self.checked(pid, read).await {
+        match self.checked(pid, read).await.and_then(|state| self.unquarantined(pid, state)) {
             Ok(state) => consent_decision(&state.map(|s| s.consent).unwrap_or_default(), program, category),
             Err(error) => {
                 tracing::error!(pid = %pid, %error, "authorization denied: state unavailable");

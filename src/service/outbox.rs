@@ -376,6 +376,7 @@ impl ConsentService {
             signature_verified,
             occurred_at,
             received_at: now,
+            link: None,
         };
         let pending = Pending {
             phone: Some(&block.number),

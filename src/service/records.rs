@@ -120,6 +120,7 @@ impl ConsentService {
             signature_verified: false,
             occurred_at: now,
             received_at: now,
+            link: None,
         }
     }
 
@@ -214,6 +215,7 @@ impl ConsentService {
             signature_verified: false,
             occurred_at,
             received_at: now,
+            link: None,
         };
         let pending = Pending {
             phone: Some(&number),
@@ -267,6 +269,7 @@ impl ConsentService {
         let pid = self.crypto.blind_index(&number);
         self.audit(&pid, "history_read", caller).await?;
         let (events, next) = self.store.events_page(&pid, before, HISTORY_PAGE).await?;
+        self.check_links(&pid, &events)?;
         let mut replies: std::collections::HashMap<String, OutboxItem> =
             self.store.outbox(&pid).await?.into_iter().map(|item| (item.event_id.clone(), item)).collect();
         let pk = phone_pk(&pid);

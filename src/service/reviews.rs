@@ -125,6 +125,7 @@ impl ConsentService {
             signature_verified: false,
             occurred_at: change.as_ref().map_or(now, |c| c.occurred_at),
             received_at: now,
+            link: None,
         };
         let pending = Pending {
             phone: None,
