@@ -5,7 +5,9 @@
 //! another record fails to open. Data keys are cached with bounds on age and
 //! uses, as the AWS Encryption SDK's caching materials manager does. The
 //! index and integrity keys are unwrapped once at start, so authorization
-//! needs no key service call.
+//! needs no key service call. The evidence signing key (Ed25519, its seed a
+//! data key of the key service) is unwrapped at the first evidence export,
+//! so a start makes no extra key service call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +24,9 @@ use zeroize::Zeroizing;
 
 use crate::domain::{ConsentState, PhoneNumber};
 use crate::ports::keys::{phone_pk, STATE_SK};
-use crate::ports::{ChainHead, EncryptionContext, KeyError, KeyService, StateItem, WrappedIntegrityKey, WrappedKeys};
+use crate::ports::{
+    ChainHead, EncryptionContext, KeyError, KeyService, StateItem, WrappedEvidenceKey, WrappedIntegrityKey, WrappedKeys,
+};
 
 const SEALED_VERSION: &str = "v1";
 const TAG_VERSION: &str = "t1";
@@ -57,6 +61,10 @@ pub enum CryptoError {
     Mismatch,
     #[error("a value could not be serialised: {0}")]
     Serialise(String),
+    #[error("no evidence signing key in the keyring: run `sms-consent provision`")]
+    NoEvidenceKey,
+    #[error("the evidence signing key does not match its id")]
+    EvidenceKeyMismatch,
 }
 
 fn purpose_context(purpose: &str) -> EncryptionContext {
@@ -75,6 +83,51 @@ pub struct Crypto {
     limits: CacheLimits,
     encrypt_cache: Mutex<Option<CachedKey>>,
     decrypt_cache: Mutex<HashMap<Vec<u8>, (Zeroizing<[u8; 32]>, Instant)>>,
+    /// The newest evidence signing key, wrapped; unwrapped at first use.
+    evidence_key: Option<WrappedEvidenceKey>,
+    evidence_signer: tokio::sync::OnceCell<EvidenceSigner>,
+}
+
+/// The evidence signing key, unwrapped: signs evidence bundles (Ed25519).
+pub struct EvidenceSigner {
+    key_id: String,
+    key: ed25519_dalek::SigningKey,
+}
+
+impl EvidenceSigner {
+    fn from_seed(seed: &[u8; 32]) -> Self {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        EvidenceSigner { key_id: evidence_key_id(&key.verifying_key()), key }
+    }
+
+    /// `ed25519-<first 8 bytes of SHA-256(public key), hex>`.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The 32-byte public key.
+    pub fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The public key as PEM (SubjectPublicKeyInfo, RFC 8410).
+    pub fn public_key_pem(&self) -> Result<String, CryptoError> {
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        self.public_key().to_public_key_pem(LineEnding::LF).map_err(|e| CryptoError::Serialise(e.to_string()))
+    }
+
+    /// The Ed25519 signature of `message`.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.key.sign(message).to_bytes()
+    }
+}
+
+/// The id of an evidence key: what a verifier matches to a published key.
+fn evidence_key_id(public: &ed25519_dalek::VerifyingKey) -> String {
+    use sha2::Digest;
+    format!("ed25519-{}", hex::encode(&Sha256::digest(public.as_bytes())[..8]))
 }
 
 struct CachedKey {
@@ -94,7 +147,33 @@ impl Crypto {
         Ok(WrappedKeys {
             index_key: STANDARD.encode(&index.wrapped),
             integrity_keys: vec![WrappedIntegrityKey { id: "i1".into(), wrapped: STANDARD.encode(&integrity.wrapped) }],
+            evidence_keys: vec![Self::generate_evidence_key(keys).await?],
         })
+    }
+
+    /// Makes a fresh evidence signing key: a data key of the key service
+    /// (purpose `evidence-signing`) is its Ed25519 seed.
+    pub async fn generate_evidence_key(keys: &dyn KeyService) -> Result<WrappedEvidenceKey, KeyError> {
+        let seed = keys.generate_data_key(&purpose_context("evidence-signing")).await?;
+        let signer = EvidenceSigner::from_seed(&seed.plaintext);
+        Ok(WrappedEvidenceKey { id: signer.key_id, wrapped: STANDARD.encode(&seed.wrapped) })
+    }
+
+    /// The evidence signing key, unwrapped at its first use (one key service
+    /// call per process) and checked against its id.
+    pub async fn evidence_signer(&self) -> Result<&EvidenceSigner, CryptoError> {
+        self.evidence_signer
+            .get_or_try_init(|| async {
+                let wrapped = self.evidence_key.as_ref().ok_or(CryptoError::NoEvidenceKey)?;
+                let bytes = STANDARD.decode(&wrapped.wrapped).map_err(|_| CryptoError::Malformed)?;
+                let seed = self.keys.decrypt_data_key(&bytes, &purpose_context("evidence-signing")).await?;
+                let signer = EvidenceSigner::from_seed(&seed);
+                if signer.key_id != wrapped.id {
+                    return Err(CryptoError::EvidenceKeyMismatch);
+                }
+                Ok(signer)
+            })
+            .await
     }
 
     /// Unwraps the index and integrity keys (concurrently) and is ready.
@@ -130,7 +209,15 @@ impl Crypto {
             limits,
             encrypt_cache: Mutex::new(None),
             decrypt_cache: Mutex::new(HashMap::new()),
+            evidence_key: wrapped.evidence_keys.last().cloned(),
+            evidence_signer: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The evidence signing key, unwrapped, for a process that needs only it.
+    pub async fn take_evidence_signer(self) -> Result<EvidenceSigner, CryptoError> {
+        self.evidence_signer().await?;
+        self.evidence_signer.into_inner().ok_or(CryptoError::NoEvidenceKey)
     }
 
     /// `base64url(HMAC-SHA256(index_key, e164))`: the only form in which a

@@ -23,7 +23,7 @@ use crate::ports::keys::{
 };
 use crate::ports::{
     distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
-    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
+    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -763,6 +763,45 @@ impl ConsentStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         out.item().map(decode).transpose()
+    }
+
+    async fn add_evidence_key_if_absent(&self, evidence: &WrappedEvidenceKey) -> Result<WrappedKeys, StoreError> {
+        // Conditioned on the keyring's data as read: a concurrent change
+        // (another `provision` adding its key first) is read again and kept.
+        for _ in 0..5 {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(KEYRING_PK, KEYRING_SK)))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            let stored = out.item().ok_or_else(|| StoreError::Unavailable("no keyring to add to".into()))?;
+            let mut keys: WrappedKeys = decode(stored)?;
+            if !keys.evidence_keys.is_empty() {
+                return Ok(keys);
+            }
+            let read = stored.get(DATA).cloned().ok_or_else(|| StoreError::Corrupt("keyring has no data".into()))?;
+            keys.evidence_keys.push(evidence.clone());
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item(KEYRING_PK, KEYRING_SK, &keys)?))
+                .condition_expression("#data = :read")
+                .expression_attribute_names("#data", DATA)
+                .expression_attribute_values(":read", read)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(keys),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Unavailable("the keyring kept changing".into()))
     }
 
     async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError> {

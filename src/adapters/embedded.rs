@@ -20,7 +20,7 @@ use crate::ports::keys::{
 };
 use crate::ports::{
     distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
-    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedKeys,
+    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -403,6 +403,27 @@ impl ConsentStore for EmbeddedStore {
             let table = txn.open_table(ITEMS).map_err(unavailable)?;
             let item = table.get((KEYRING_PK, KEYRING_SK)).map_err(unavailable)?;
             item.map(|v| decode(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn add_evidence_key_if_absent(&self, key: &WrappedEvidenceKey) -> Result<WrappedKeys, StoreError> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let kept = {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                let existing = table.get((KEYRING_PK, KEYRING_SK)).map_err(unavailable)?.map(|v| decode(v.value()));
+                let mut keys: WrappedKeys =
+                    existing.ok_or_else(|| StoreError::Unavailable("no keyring to add to".into()))??;
+                if keys.evidence_keys.is_empty() {
+                    keys.evidence_keys.push(key);
+                    table.insert((KEYRING_PK, KEYRING_SK), encode(&keys)?.as_slice()).map_err(unavailable)?;
+                }
+                keys
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(kept)
         })
         .await
     }

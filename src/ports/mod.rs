@@ -61,6 +61,19 @@ pub struct WrappedKeys {
     pub index_key: String,
     /// Integrity keys by id; the newest (last) signs, any verifies.
     pub integrity_keys: Vec<WrappedIntegrityKey>,
+    /// Ed25519 keys that sign evidence bundles (each a 32-byte seed: a data
+    /// key of the key service); the newest (last) signs. Empty in a keyring
+    /// from before evidence bundles: `provision` adds one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_keys: Vec<WrappedEvidenceKey>,
+}
+
+/// An evidence signing key: `id` names its public half
+/// (`ed25519-<first 8 bytes of SHA-256(public key), hex>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedEvidenceKey {
+    pub id: String,
+    pub wrapped: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -448,6 +461,13 @@ pub trait ConsentStore: Send + Sync {
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.
     async fn put_wrapped_keys_if_absent(&self, keys: &WrappedKeys) -> Result<WrappedKeys, StoreError>;
+    /// Adds `key` as the evidence signing key of the stored keyring if it
+    /// has none, by compare and set on the keyring as read (so concurrent
+    /// callers agree: the first one stored wins); returns the keyring kept.
+    /// Never changes the index or integrity keys.
+    async fn add_evidence_key_if_absent(&self, _key: &WrappedEvidenceKey) -> Result<WrappedKeys, StoreError> {
+        Err(StoreError::Unavailable("this store cannot add an evidence key".into()))
+    }
     /// Every number's ledger (`PHONE#` partitions), one at a time, in key
     /// order: one read snapshot on the embedded store; a paginated,
     /// consistent, paced `Scan` on DynamoDB (not a snapshot: a number being

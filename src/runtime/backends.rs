@@ -184,7 +184,40 @@ impl Backends {
                 "keys: the store holds no index and integrity keys: run `sms-consent provision` first".into()
             }));
         };
+        // A local ledger from before evidence bundles gets its signing key
+        // here (one process owns the embedded store); on DynamoDB only
+        // `provision` adds it, so Lambda starts never write the keyring.
+        let wrapped = if embedded { self.with_evidence_key(wrapped).await?.0 } else { wrapped };
         self.start_crypto(&wrapped).await
+    }
+
+    /// The keyring with an evidence signing key: where it has none, makes
+    /// one and adds it by compare and set (a concurrent `provision` adding
+    /// its own first wins; this one's is dropped). True when one was added.
+    async fn with_evidence_key(&self, wrapped: WrappedKeys) -> Result<(WrappedKeys, bool), BackendError> {
+        if !wrapped.evidence_keys.is_empty() {
+            return Ok((wrapped, false));
+        }
+        let fresh = Crypto::generate_evidence_key(self.keys.as_ref())
+            .await
+            .map_err(|e| BackendError(format!("evidence key: {e}")))?;
+        let kept = self
+            .store
+            .add_evidence_key_if_absent(&fresh)
+            .await
+            .map_err(|e| BackendError(format!("evidence key: {e}")))?;
+        let added = kept.evidence_keys.last() == Some(&fresh);
+        Ok((kept, added))
+    }
+
+    /// The unwrapped evidence signing key of the keyring the config names
+    /// (`sms-consent evidence-public-key`); never makes keys.
+    pub async fn evidence_signer(&self) -> Result<crate::crypto::EvidenceSigner, BackendError> {
+        let wrapped = self.wrapped_keys(false).await?.ok_or_else(|| {
+            BackendError("keys: the store holds no keyring: run `sms-consent provision` (or `serve`) first".into())
+        })?;
+        let crypto = self.start_crypto(&wrapped).await?;
+        crypto.take_evidence_signer().await.map_err(|e| BackendError(format!("evidence key: {e}")))
     }
 
     async fn start_crypto(&self, wrapped: &WrappedKeys) -> Result<Crypto, BackendError> {
@@ -207,13 +240,22 @@ impl Backends {
             report.push(ensure_key(client, key_id).await?);
         }
         let created = self.store.wrapped_keys().await.map_err(|e| BackendError(e.to_string()))?.is_none();
-        // Made only where none are stored; either way they must unwrap.
+        // Made only where none are stored.
         let wrapped = self.wrapped_keys(true).await?.ok_or_else(|| BackendError("keys: none stored".into()))?;
-        self.start_crypto(&wrapped).await?;
         report.push(if created {
             "created the wrapped index and integrity keys".into()
         } else {
             "index and integrity keys already present".into()
+        });
+        let (wrapped, added) = self.with_evidence_key(wrapped).await?;
+        // Either way they must unwrap: the index and integrity keys, and the
+        // evidence key.
+        let crypto = self.start_crypto(&wrapped).await?;
+        let signer = crypto.evidence_signer().await.map_err(|e| BackendError(format!("evidence key: {e}")))?;
+        report.push(if created || added {
+            format!("created the evidence signing key {}", signer.key_id())
+        } else {
+            format!("evidence signing key {} already present", signer.key_id())
         });
         Ok(report)
     }
