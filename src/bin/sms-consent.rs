@@ -57,6 +57,12 @@ enum Command {
         #[arg(long, default_value_t = sms_consent::runtime::verify::DEFAULT_RATE)]
         rate: f64,
     },
+    /// Print the public half of the key that signs evidence bundles (its id,
+    /// base64 and PEM), for the organisation to publish.
+    EvidencePublicKey {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+    },
     /// Read an API key on standard input and print its `token_sha256`.
     HashApiKey,
     /// Print the OpenAPI document of the sender and staff API.
@@ -133,6 +139,18 @@ async fn main() -> ExitCode {
             }
         },
         Command::VerifyLedger { config, rate } => verify_ledger(&config, rate).await,
+        Command::EvidencePublicKey { config } => match local::evidence_public_key(&config).await {
+            Ok(key) => {
+                println!("key_id: {}", key.key_id);
+                println!("public_key: {}", key.base64);
+                print!("{}", key.pem);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sms-consent: evidence-public-key: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Openapi => {
             print!("{}", sms_consent::http::openapi::document());
             ExitCode::SUCCESS

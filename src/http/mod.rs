@@ -19,6 +19,7 @@ pub mod auth;
 pub mod authorize;
 pub mod consents;
 pub mod error;
+pub mod evidence;
 pub mod extract;
 pub mod openapi;
 pub mod reviews;
@@ -97,6 +98,7 @@ pub fn router_for(state: AppState, role: Role) -> Router {
             .route("/v1/consents/state", post(consents::consent_state))
             .route("/v1/consents/events", post(consents::history))
             .route("/v1/consents/erasure", post(consents::erasure))
+            .route("/v1/consents/evidence", post(evidence::export))
             .route("/v1/reviews", post(reviews::list))
             .route("/v1/reviews/resolve", post(reviews::resolve));
     }

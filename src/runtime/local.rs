@@ -346,6 +346,40 @@ pub async fn provision(path: &Path) -> Result<Vec<String>, StartError> {
     backends.provision(&config).await.map_err(StartError::other)
 }
 
+/// The public half of the evidence signing key, to publish.
+pub struct EvidencePublicKey {
+    /// `ed25519-<hex>`: what a bundle's `signature.key_id` names.
+    pub key_id: String,
+    /// The 32-byte Ed25519 public key, base64.
+    pub base64: String,
+    /// The same key as PEM (SubjectPublicKeyInfo).
+    pub pem: String,
+}
+
+/// `sms-consent evidence-public-key`: unwraps the evidence signing key of
+/// the ledger the config names (one key service call) and gives its public
+/// half. Never creates a ledger or keys.
+pub async fn evidence_public_key(path: &Path) -> Result<EvidencePublicKey, StartError> {
+    use base64::Engine;
+    let config = load_config(path)?;
+    if config.storage.backend == crate::config::StorageBackend::Embedded
+        && crate::adapters::embedded::ledger_file(&config.server.data_dir).map_err(StartError::other)?
+            != crate::adapters::embedded::LedgerFile::Present
+    {
+        return Err(StartError::Other(format!(
+            "no ledger at {}",
+            config.server.data_dir.join(crate::adapters::embedded::DATABASE_FILE).display()
+        )));
+    }
+    let backends = Backends::open(&config).await.map_err(StartError::other)?;
+    let signer = backends.evidence_signer().await.map_err(StartError::other)?;
+    Ok(EvidencePublicKey {
+        key_id: signer.key_id().to_owned(),
+        base64: base64::engine::general_purpose::STANDARD.encode(signer.public_key().as_bytes()),
+        pem: signer.public_key_pem().map_err(StartError::other)?,
+    })
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), StartError> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);

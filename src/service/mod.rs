@@ -24,6 +24,7 @@ use crate::ports::{
     StateItem, StateRead, StoreError, UsageItem,
 };
 
+pub mod evidence;
 pub mod gate;
 pub mod ledger;
 pub mod outbox;
