@@ -207,7 +207,15 @@ impl ConsentService {
             self.integrity_alarm(&pid, "the event chain is broken");
         }
         let mut events: Vec<&EventItem> = ledger.events.iter().filter_map(|(_, e)| e.as_ref().ok()).collect();
-        events.sort_by_key(|e| e.sort_key());
+        // By event time (not the sort key's text: RFC 3339 with a varying
+        // number of fractional digits does not sort as time), then arrival.
+        events.sort_by(|a, b| {
+            (a.occurred_at, a.link.as_ref().map(|l| l.seq), &a.event_id).cmp(&(
+                b.occurred_at,
+                b.link.as_ref().map(|l| l.seq),
+                &b.event_id,
+            ))
+        });
         let mut replies: std::collections::HashMap<String, OutboxItem> =
             self.store.outbox(&pid).await?.into_iter().map(|item| (item.event_id.clone(), item)).collect();
         let pk = phone_pk(&pid);

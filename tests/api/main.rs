@@ -4,6 +4,7 @@ mod authorization;
 mod connections;
 mod consents;
 mod durability;
+mod evidence;
 mod helpers;
 mod providers;
 mod replies;
