@@ -452,6 +452,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_evidence_key_signs_under_its_id_and_a_swapped_key_is_refused() {
+        use ed25519_dalek::Verifier;
+        let dir = tempfile::tempdir().unwrap();
+        let (crypto, wrapped) = crypto_in(dir.path(), None).await;
+        let signer = crypto.evidence_signer().await.unwrap();
+        assert_eq!(signer.key_id(), wrapped.evidence_keys[0].id);
+        let signature = ed25519_dalek::Signature::from_bytes(&signer.sign(b"bundle"));
+        assert!(signer.public_key().verify(b"bundle", &signature).is_ok());
+        assert!(signer.public_key().verify(b"bundlf", &signature).is_err());
+        let mut swapped = wrapped.clone();
+        swapped.evidence_keys[0].id = "ed25519-0000000000000000".into();
+        let (other, _) = crypto_in(dir.path(), Some(&swapped)).await;
+        assert!(matches!(other.evidence_signer().await, Err(CryptoError::EvidenceKeyMismatch)));
+        let mut none = wrapped.clone();
+        none.evidence_keys.clear();
+        let (without, _) = crypto_in(dir.path(), Some(&none)).await;
+        assert!(matches!(without.evidence_signer().await, Err(CryptoError::NoEvidenceKey)));
+    }
+
+    #[tokio::test]
     async fn a_ciphertext_moved_to_another_record_fails_to_open() {
         let dir = tempfile::tempdir().unwrap();
         let (crypto, _) = crypto_in(dir.path(), None).await;
