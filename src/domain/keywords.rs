@@ -220,7 +220,12 @@ fn lookup(tokens: &[String]) -> Option<Found> {
     let table = phrase_table();
     match core.as_slice() {
         [only] => table.get(*only).or_else(|| table.get(strip_attached_courtesy(only))).copied(),
-        _ => table.get(&core.join(" ")).copied(),
+        [rest @ .., last] => table.get(&core.join(" ")).copied().or_else(|| {
+            let stem = strip_attached_courtesy(last);
+            let key = rest.iter().chain([&stem]).copied().collect::<Vec<_>>().join(" ");
+            (stem != *last).then(|| table.get(&key).copied()).flatten()
+        }),
+        [] => None,
     }
 }
 
@@ -254,33 +259,59 @@ fn negates(tokens: &[String]) -> bool {
     })
 }
 
-/// The second reading: a first sentence that is a keyword decides.
+/// Words that start the reason after a keyword said without punctuation:
+/// "stop i have a new doctor", "Stop, she passed away", "stop until June".
+const REASONS: &[&str] = &["i", "im", "she", "he", "this", "we", "its", "or", "until", "because", "hasta", "porque"];
+
+/// The second reading: a sentence that is a keyword decides, the others
+/// being its reason; else a first sentence that starts with an opt-out and
+/// goes on with its reason.
 fn by_sentence(parts: &[(Vec<String>, bool)]) -> Option<Found> {
-    let ((first, question), rest) = parts.split_first()?;
-    let found = lookup(first)?;
-    if *question {
-        return None;
-    }
+    let keyword = parts.iter().enumerate().find_map(|(at, (tokens, question))| {
+        let found = lookup(tokens).filter(|_| !*question)?;
+        // "Yes" after other sentences is an answer, not an opt-in.
+        (at == 0 || !is_conditional(tokens)).then_some((at, found))
+    });
+    let (at, found, reason) = match keyword {
+        Some((at, found)) => (at, found, None),
+        None => {
+            let (first, question) = parts.first()?;
+            let split = (1..first.len()).find(|&i| {
+                REASONS.contains(&first[i].as_str()) && lookup(&first[..i]).is_some_and(|f| f.intent.is_opt_out())
+            });
+            let split = split.filter(|_| !*question)?;
+            (0, lookup(&first[..split])?, Some(&first[split..]))
+        }
+    };
+    let decider = match reason {
+        Some(reason) => &parts[at].0[..parts[at].0.len() - reason.len()],
+        None => &parts[at].0[..],
+    };
     // CANCEL alone is an opt-out; with more said it may be an appointment.
-    if !rest.is_empty() && matches!(strip_courtesy(first).as_slice(), ["cancel"] | ["cancelar"]) {
+    let said_more = parts.len() > 1 || reason.is_some();
+    if said_more && matches!(strip_courtesy(decider).as_slice(), ["cancel"] | ["cancelar"]) {
         return None;
     }
-    let contradicted = negates(first)
-        || rest.iter().any(|(tokens, _)| negates(tokens) || lookup(tokens).is_some_and(|f| f.intent != found.intent));
+    let mut others = parts.iter().enumerate().filter(|(i, _)| *i != at).map(|(_, (tokens, _))| tokens);
+    let contradicted = negates(decider)
+        || reason.is_some_and(negates)
+        || others.any(|tokens| negates(tokens) || lookup(tokens).is_some_and(|f| f.intent != found.intent));
     (!contradicted).then_some(found)
+}
+
+fn is_conditional(tokens: &[String]) -> bool {
+    CONDITIONAL_OPT_IN.contains(&strip_courtesy(tokens).join(" ").as_str())
 }
 
 /// Opt-in words that are also everyday answers: reminders ask patients to
 /// "reply YES to confirm", so "Yes" or "Sí" opts in only a number that is
 /// opted out (as the providers do); from any other number it is an
 /// ordinary message.
-const CONDITIONAL_OPT_IN: &[&str] = &["yes", "si"];
+const CONDITIONAL_OPT_IN: &[&str] = &["yes", "si", "oui", "sim", "co", "是", "oo", "네", "wi"];
 
 /// Whether `text` is an opt-in only when it follows an opt-out.
 pub fn is_conditional_opt_in(text: &str) -> bool {
-    let tokens = normalize(text);
-    let core = strip_courtesy(&tokens);
-    CONDITIONAL_OPT_IN.contains(&core.join(" ").as_str())
+    is_conditional(&normalize(text))
 }
 
 /// True when `text`, uppercased and trimmed, is exactly one of `keywords`: how
@@ -336,6 +367,25 @@ const COURTESY: &[&[&str]] = &[
     &["ya"],
     &["ok"],
     &["okay"],
+    &["and"],
+    &["pleas"],
+    &["kindly"],
+    &["sorry"],
+    &["could", "you"],
+    &["can", "you"],
+    &["would", "you"],
+    &["will", "you"],
+    &["i", "would", "like", "to"],
+    &["id", "like", "to"],
+    &["i", "wish", "to"],
+    &["i", "said"],
+    &["i", "already", "said"],
+    &["i", "guess"],
+    &["enough"],
+    &["for", "the", "last", "time"],
+    &["from", "you"],
+    &["de", "ustedes"],
+    &["de", "esta", "clinica"],
     &["merci"],
     &["svp"],
     &["sil", "vous", "plait"],
@@ -381,7 +431,7 @@ fn strip_courtesy(tokens: &[String]) -> Vec<&str> {
 fn strip_attached_courtesy(token: &str) -> &str {
     const HAN_BEFORE: &[&str] = &["请", "請"];
     const HAN_AFTER: &[&str] = &["谢谢", "謝謝", "了", "吧"];
-    const HANGUL_AFTER: &[&str] = &["해주세요", "하세요", "주세요", "해요", "해줘", "해"];
+    const HANGUL_AFTER: &[&str] = &["해주세요", "합니다", "하세요", "주세요", "해요", "해줘", "해"];
     let mut word = token;
     if word.chars().any(is_han) {
         loop {
@@ -448,8 +498,51 @@ const EN: Keywords = Keywords {
         "i want to opt out",
         "i want to unsubscribe",
         "i want to stop",
+        // Common misspellings of the keywords.
+        "stpo",
+        "sotp",
+        "stopp",
+        "unsubcribe",
+        "unsuscribe",
+        "unsubscibe",
+        // Plain-language revocations (FCC 2024 order: any reasonable means).
+        "lose my number",
+        "delete my number",
+        "delete me",
+        "revoke my consent",
+        "withdraw my consent",
+        "i revoke my consent",
+        "i withdraw my consent",
+        "i revoke my consent to receive texts",
+        "i revoke my consent to receive messages",
+        "opt out of text messages",
+        "opt out of texts",
+        "opt out of messages",
+        "you have the wrong number",
+        "end texts",
+        "end messages",
+        "stop bothering me",
+        "stop harassing me",
+        "cancel my texts",
+        "cancel my text messages",
+        "cancel these texts",
+        "cancel these messages",
+        "cancel these reminders",
+        "cancel the reminders",
+        "cancel my reminders",
     ],
-    opt_out_all: &["stopall", "stop all", "unsubscribe all", "cancel all", "end all", "quit all", "stop everything"],
+    opt_out_all: &[
+        "stopall",
+        "stop all",
+        "unsubscribe all",
+        "cancel all",
+        "end all",
+        "quit all",
+        "stop everything",
+        "unsubscribe me from everything",
+        "remove me from all your lists",
+        "remove me from all lists",
+    ],
     opt_in: &[
         "start",
         "resume messages",
@@ -463,8 +556,14 @@ const EN: Keywords = Keywords {
         "join",
         "opt in",
         "optin",
+        "start again",
+        "start sending me reminders again",
+        "start sending me texts again",
+        "start sending me messages again",
+        "i want to receive texts again",
+        "i want to receive messages again",
     ],
-    help: &["help", "info", "help me"],
+    help: &["help", "info", "help me", "i need help", "more info", "more information"],
 };
 
 /// Spanish. "Can I customize opt-in and opt-out keywords for use with consent
@@ -492,10 +591,20 @@ const ES: Keywords = Keywords {
         "dejame en paz",
         "dejenme en paz",
         "numero equivocado",
+        "para",
     ],
     opt_out_all: &["parar todo", "cancelar todo", "detener todo", "salir de todo"],
-    opt_in: &["si", "volver", "recibir", "inicio", "comenzar"],
-    help: &["ayuda", "informacion", "auxilio"],
+    opt_in: &[
+        "si",
+        "volver",
+        "recibir",
+        "inicio",
+        "comenzar",
+        "quiero recibir mensajes otra vez",
+        "quiero recibir mensajes de nuevo",
+        "quiero volver a recibir mensajes",
+    ],
+    help: &["ayuda", "informacion", "auxilio", "necesito ayuda"],
 };
 
 /// French. "Canadian mandatory keyword responses" (Infobip, after the CWTA
@@ -508,10 +617,25 @@ const ES: Keywords = Keywords {
 /// the plain verbs for stop and unsubscribe.
 const FR: Keywords = Keywords {
     language: Language::Fr,
-    opt_out: &["arret", "arrett", "arrete", "arreter", "arretez", "desabonner", "me desabonner", "desabonnez moi"],
+    opt_out: &[
+        "arret",
+        "arrett",
+        "arrete",
+        "arreter",
+        "arretez",
+        "desabonner",
+        "me desabonner",
+        "desabonnez moi",
+        "arretez de menvoyer des messages",
+        "arrete de menvoyer des messages",
+        "je ne veux plus recevoir de messages",
+        "ne menvoyez plus de messages",
+        "ne menvoyez plus de textos",
+        "ne menvoyez plus de sms",
+    ],
     opt_out_all: &["arret tout", "arreter tout"],
-    // Plain verb, no provider list found.
-    opt_in: &["commencer"],
+    // Plain words, no provider list found; OUI ("yes") only after an opt-out.
+    opt_in: &["commencer", "oui", "je veux recevoir les messages de nouveau"],
     help: &["aide"],
 };
 
@@ -534,9 +658,17 @@ const PT: Keywords = Keywords {
         "nao mande mais mensagens",
         "parem de enviar mensagens",
         "parem de me enviar mensagens",
+        "pare de enviar mensagens",
+        "pare de me enviar mensagens",
+        "nao me mande mais mensagens",
+        "chega",
+        "me tire da lista",
+        "tire me da lista",
+        "cancelar inscricao",
     ],
     opt_out_all: &["parar tudo", "cancelar tudo"],
-    opt_in: &["voltar", "receber"],
+    // SIM ("yes") only after an opt-out, as YES.
+    opt_in: &["voltar", "receber", "sim"],
     help: &["ajuda"],
 };
 
@@ -561,10 +693,12 @@ const VI: Keywords = Keywords {
         "đừng nhắn tin nữa",
         "không nhận tin nhắn nữa",
         "tôi không muốn nhận tin nhắn",
+        "đừng nhắn tin cho tôi nữa",
+        "đừng nhắn tin cho tôi",
     ],
     opt_out_all: &["dừng tất cả", "hủy tất cả"],
-    // Plain words, no provider list found.
-    opt_in: &["bắt đầu"],
+    // Plain words, no provider list found; CÓ ("yes") only after an opt-out.
+    opt_in: &["bắt đầu", "có"],
     help: &["giúp", "trợ giúp", "giúp đỡ"],
 };
 
@@ -591,10 +725,17 @@ const ZH: Keywords = Keywords {
         "不要再发短信",
         "不要再發簡訊",
         "不要再傳簡訊",
+        "别再给我发信息",
+        "別再給我發訊息",
+        "不要再给我发信息",
+        "停止传送讯息",
+        "停止傳送訊息",
+        "停止发信息",
     ],
     opt_out_all: &["全部退订", "全部退訂", "全部停止"],
-    opt_in: &["开始", "開始", "订阅", "訂閱"],
-    help: &["帮助", "幫助"],
+    // 是 ("yes") only after an opt-out.
+    opt_in: &["开始", "開始", "订阅", "訂閱", "是"],
+    help: &["帮助", "幫助", "求助"],
 };
 
 /// Tagalog. No provider list found: TIGIL / HINTO ("stop"), "ayoko na"
@@ -615,9 +756,12 @@ const TL: Keywords = Keywords {
         "wag na kayong mag text",
         "ayoko na ng text",
         "ayaw ko na ng text",
+        "huwag na po kayong mag text",
+        "wag na po kayong mag text",
     ],
     opt_out_all: &["itigil lahat", "ihinto lahat"],
-    opt_in: &["simula", "magsimula"],
+    // OO ("yes") only after an opt-out.
+    opt_in: &["simula", "magsimula", "oo"],
     help: &["tulong", "tulungan"],
 };
 
@@ -641,9 +785,11 @@ const KO: Keywords = Keywords {
         "문자 그만 보내세요",
         "보내지 마세요",
         "문자 보내지 마세요",
+        "정지",
     ],
     opt_out_all: &["모두 중지", "전체 중지"],
-    opt_in: &["시작"],
+    // 네 ("yes") only after an opt-out.
+    opt_in: &["시작", "네"],
     help: &["도움말", "도움"],
 };
 
@@ -661,10 +807,14 @@ const HT: Keywords = Keywords {
         "pa voye m mesaj anko",
         "mwen pa vle mesaj anko",
         "sispann voye mesaj",
+        "sispann voye mesaj ba mwen",
+        "mwen pa vle resevwa mesaj anko",
+        "pa voye mesaj ban mwen anko",
     ],
     opt_out_all: &["kanpe tout", "sispann tout"],
-    opt_in: &["komanse"],
-    help: &["ed", "ede m", "ede mwen"],
+    // WI ("yes") only after an opt-out.
+    opt_in: &["komanse", "wi"],
+    help: &["ed", "ede m", "ede mwen", "mwen bezwen ed"],
 };
 
 /// Every language, English first: a phrase two languages share keeps the
@@ -713,7 +863,7 @@ fn revocation_phrases() -> Vec<String> {
     const NOUNS: &[&str] = &["texts", "messages", "text messages", "reminders", "sms"];
     const DONT: &[&str] = &["dont", "do not", "never"];
     const CONTACT: &[&str] = &["text", "message", "contact", "sms"];
-    const LIST: &[&str] = &["list", "your list", "the list", "this list", "the texting list"];
+    const LIST: &[&str] = &["list", "your list", "the list", "this list", "the texting list", "your texting list"];
 
     let mut objects: Vec<String> = Vec::new();
     for gerund in GERUNDS {
@@ -739,7 +889,15 @@ fn revocation_phrases() -> Vec<String> {
     for noun in NOUNS.iter().chain(&["texting"]) {
         out.push(format!("no more {noun}"));
         for det in DETERMINERS {
-            for want in ["i dont want", "i no longer want", "i dont want to receive", "i no longer want to receive"] {
+            for want in [
+                "i dont want",
+                "i do not want",
+                "i no longer want",
+                "i dont want to receive",
+                "i do not want to receive",
+                "i no longer want to receive",
+                "i no longer wish to receive",
+            ] {
                 out.push(format!("{want} {det}{noun}"));
             }
         }
@@ -748,6 +906,10 @@ fn revocation_phrases() -> Vec<String> {
         for verb in CONTACT {
             out.push(format!("{dont} {verb} me"));
             out.push(format!("{dont} {verb} me again"));
+        }
+        for noun in NOUNS {
+            out.push(format!("{dont} send me {noun}"));
+            out.push(format!("{dont} send me any more {noun}"));
         }
     }
     for list in LIST {
@@ -814,6 +976,7 @@ fn spanish_phrases() -> Vec<String> {
         }
     }
     for noun in NOUNS {
+        out.push(format!("basta de {noun}"));
         out.push(format!("no mas {noun}"));
         out.push(format!("parar {noun}"));
         out.push(format!("paren los {noun}"));
@@ -866,13 +1029,15 @@ const VOCABULARY: &[(&str, Language, Guard)] = &[
     ("wrong number", Language::En, Guard::Always),
     ("take me off", Language::En, Guard::Always),
     ("remove", Language::En, Guard::Object),
+    ("withdraw my consent", Language::En, Guard::Always),
+    ("revoke my consent", Language::En, Guard::Always),
     ("cancel", Language::En, Guard::Object),
     ("parar", Language::Es, Guard::Verb),
     ("paren", Language::Es, Guard::Verb),
     ("pare", Language::Es, Guard::Verb),
     ("detener", Language::Es, Guard::Verb),
     ("detengan", Language::Es, Guard::Verb),
-    ("basta", Language::Es, Guard::Always),
+    ("basta", Language::Es, Guard::Verb),
     ("no mas", Language::Es, Guard::NoMore),
     ("de baja", Language::Es, Guard::Always),
     ("desuscribir", Language::Es, Guard::Always),
@@ -881,6 +1046,7 @@ const VOCABULARY: &[(&str, Language, Guard)] = &[
     ("dejen de", Language::Es, Guard::Object),
     ("deje de", Language::Es, Guard::Object),
     ("dejar de", Language::Es, Guard::Object),
+    ("dejo de", Language::Es, Guard::Object),
     ("no me envien", Language::Es, Guard::Always),
     ("no me manden", Language::Es, Guard::Always),
     ("cancelar", Language::Es, Guard::Object),
@@ -894,6 +1060,7 @@ const VOCABULARY: &[(&str, Language, Guard)] = &[
     ("arretez", Language::Fr, Guard::Verb),
     ("desabonner", Language::Fr, Guard::Always),
     ("desinscrire", Language::Fr, Guard::Always),
+    ("desabonne", Language::Fr, Guard::Always),
     ("parem", Language::Pt, Guard::Verb),
     ("descadastrar", Language::Pt, Guard::Always),
     ("sair", Language::Pt, Guard::Object),
@@ -928,7 +1095,11 @@ const HAN_VOCABULARY: &[&str] = &[
     "別再發",
     "不要发短信",
     "不要發簡訊",
+    "别再给我发",
+    "別再給我發",
 ];
+/// What is sent, in Chinese: 取消 ("cancel") counts only with one of these.
+const HAN_MESSAGES: &[&str] = &["短信", "信息", "讯息", "訊息", "簡訊", "简讯", "提醒"];
 const HAN_EXCLUSIONS: &[&str] = &["停止服药", "停止服藥", "停止吃药", "停止吃藥", "停止用药", "停止用藥"];
 
 /// Korean revocation vocabulary, at the start of a word (endings follow),
@@ -953,6 +1124,12 @@ const MESSAGE_WORDS: &[&str] = &[
     "alerts",
     "sending",
     "contacting",
+    "getting",
+    "receiving",
+    "receive",
+    "surveys",
+    "recibir",
+    "receber",
     "mensaje",
     "mensajes",
     "textos",
@@ -996,8 +1173,9 @@ fn counts(tokens: &[String], at: usize, len: usize, guard: Guard) -> bool {
     let later = &tokens[(at + len).min(tokens.len())..];
     match guard {
         Guard::Always => true,
+        Guard::Object if matches!(previous, Some("dont" | "not" | "never" | "no" | "nao" | "pa")) => false,
         Guard::Object => {
-            matches!(next, Some("me" | "us"))
+            matches!(next, Some("me" | "us" | "what" | "que"))
                 || later.iter().any(|t| is_message_word(t) || OBJECT_WORDS.contains(&t.as_str()))
         }
         Guard::NoMore => match next {
@@ -1028,13 +1206,19 @@ fn counts(tokens: &[String], at: usize, len: usize, guard: Guard) -> bool {
                         | "full"
                         | "first"
                         | "rest"
+                        | "which"
+                        | "what"
+                        | "my"
                         | "nunca"
                         | "pa"
                 )
             );
             let elsewhere = match next {
                 None => false,
-                Some("by" | "in" | "at" | "over" | "to" | "for" | "sign" | "signs" | "light" | "en" | "por") => true,
+                Some(
+                    "by" | "in" | "at" | "over" | "to" | "for" | "sign" | "signs" | "light" | "en" | "por" | "con"
+                    | "pran" | "bwe" | "manje" | "tomar" | "uminom",
+                ) => true,
                 Some("de") => after.is_some_and(|verb| !is_message_word(verb)),
                 Some(word) if DETERMINERS.contains(&word) => !after.is_some_and(is_message_word),
                 Some(word) => word.len() > 4 && word.ends_with("ing") && !is_message_word(word),
@@ -1074,7 +1258,8 @@ fn unclear(parts: &[(Vec<String>, bool)]) -> Option<Language> {
                 }
             }
             if token.chars().any(is_han)
-                && HAN_VOCABULARY.iter().any(|word| token.contains(word))
+                && (HAN_VOCABULARY.iter().any(|word| token.contains(word))
+                    || token.contains("取消") && HAN_MESSAGES.iter().any(|word| token.contains(word)))
                 && !HAN_EXCLUSIONS.iter().any(|word| token.contains(word))
             {
                 return Some(Language::Zh);
@@ -1493,7 +1678,7 @@ mod tests {
             ("Can you remove my wife's number from the list?", Language::En),
             ("I want to cancel my subscription to these texts", Language::En),
             ("How do I unsubscribe?", Language::En),
-            ("I said no more.", Language::En),
+            ("Is there a way to opt out?", Language::En),
             ("Ya no me interesa, no más", Language::Es),
             ("¿Cómo puedo parar estos mensajes?", Language::Es),
             ("Por favor dejen de mandarle mensajes a mi mamá", Language::Es),
