@@ -10,11 +10,15 @@
 //!    leading "ok" dropped.
 //! 2. Otherwise, sentence by sentence: the message is split at sentence
 //!    ends (also "。！？") and line breaks, sign-offs are dropped ("Sent from
-//!    my iPhone", "-John"), and a first sentence that is itself a keyword or
-//!    phrase decides, the rest being its reason ("Stop. Wrong number"),
-//!    unless a later sentence negates it ("Stop. Don't stop") or is another
-//!    keyword of a different kind. A question never decides, and CANCEL or
-//!    CANCELAR decides only alone (a clinic's patients cancel appointments).
+//!    my iPhone", "-John"), and a sentence that is itself a keyword or
+//!    phrase decides, the rest being its reason ("Stop. Wrong number", "Why
+//!    am I getting these? Stop"), unless another sentence negates it ("Stop.
+//!    Don't stop") or is another keyword of a different kind. A first
+//!    sentence may also start with an opt-out and run on into its reason
+//!    without punctuation ("stop i have a new doctor now", "Stop until after
+//!    my surgery"). A question never decides, CANCEL or CANCELAR decides only
+//!    alone (a clinic's patients cancel appointments), and YES (SÍ, OUI...)
+//!    only as the first sentence.
 //! 3. Otherwise, if revocation vocabulary appears as a word ("stop",
 //!    "unsubscribe", "remove", "opt out", "quit", "no more", "don't text",
 //!    "parar", "no más", "dejen de", "arrêt", "退订", "중지", ...), the message
