@@ -475,6 +475,8 @@ macro_rules! contract {
                     expected_version: expected,
                     initial_state: None,
                     review: None,
+                    close_reviews: Vec::new(),
+                    audit: None,
                 };
                 h.store.commit(write).await.unwrap();
                 assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
@@ -852,6 +854,8 @@ macro_rules! contract {
                     expected_version: None,
                     initial_state: None,
                     review: None,
+                    close_reviews: Vec::new(),
+                    audit: None,
                 };
                 assert_eq!(h.store.commit(write("a", &["n1"])).await.unwrap(), CommitOutcome::Committed);
                 assert_eq!(h.store.commit(write("b", &["n1"])).await.unwrap(), CommitOutcome::Duplicate, "a known nonce");
