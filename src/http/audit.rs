@@ -63,7 +63,7 @@ pub struct AuditAnswer {
     ),
     security(("api_key" = []))
 )]
-pub async fn report(
+pub async fn access_report(
     State(state): State<AppState>,
     caller: Caller<scope::Audit>,
     JsonBody(r): JsonBody<AuditRequest>,

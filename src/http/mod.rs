@@ -100,7 +100,7 @@ pub fn router_for(state: AppState, role: Role) -> Router {
             .route("/v1/consents/erasure", post(consents::erasure))
             .route("/v1/reviews", post(reviews::list))
             .route("/v1/reviews/resolve", post(reviews::resolve))
-            .route("/v1/audit", post(audit::report));
+            .route("/v1/audit", post(audit::access_report));
     }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

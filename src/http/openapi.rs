@@ -14,7 +14,7 @@ use super::{audit, authorize, consents, error, reviews};
         description = "The consent ledger for healthcare SMS: authorization for senders, consent records, history and erasure for staff. Provider webhooks are documented in the README.",
         license(name = "Apache-2.0")
     ),
-    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, reviews::list, reviews::resolve, audit::report, super::healthz),
+    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, reviews::list, reviews::resolve, audit::access_report, super::healthz),
     components(schemas(error::Problem)),
     modifiers(&ApiKeyScheme),
     tags(
