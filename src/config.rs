@@ -50,6 +50,18 @@ pub struct Config {
     pub iam_principals: Vec<IamPrincipalConfig>,
     #[serde(default)]
     pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: how long events are kept. Nothing set: for ever.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// `sms-consent purge` deletes events that arrived more than this many
+    /// years ago (keeping each number's chain anchor and the events that
+    /// decide its consent).
+    pub events_years: Option<u32>,
 }
 
 /// `[outbox]`: how replies that wait in the outbox are delivered.
@@ -443,6 +455,9 @@ pub enum ApiScope {
     Erase,
     /// The review queue of unclear messages: list and decide.
     Review,
+    /// The access report (`POST /v1/audit`): who read, recorded, erased or
+    /// exported what.
+    Audit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,6 +498,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.outbox.validate()?;
+        if self.retention.events_years.is_some_and(|years| !(1..=100).contains(&years)) {
+            return Err(bad("retention.events_years", "must be between 1 and 100 (omit it to keep events for ever)"));
+        }
         self.server.listen.parse::<SocketAddr>().map_err(|_| {
             bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen))
         })?;
@@ -696,6 +714,11 @@ scopes = ["authorize"]
         assert_eq!(config.programs[0].send_rules, DEFAULT_RULES, "quiet hours and state rules unless it says");
         let off = Config::from_toml(&GOOD.replace("categories = [", "send_rules = []\ncategories = [")).unwrap();
         assert!(off.programs[0].send_rules.is_empty(), "[] turns them off");
+        assert_eq!(config.retention.events_years, None, "events are kept for ever unless it says");
+        let kept = Config::from_toml(&format!("{GOOD}\n[retention]\nevents_years = 7\n")).unwrap();
+        assert_eq!(kept.retention.events_years, Some(7));
+        let audit = Config::from_toml(&GOOD.replace("scopes = [\"authorize\"]", "scopes = [\"audit\"]")).unwrap();
+        assert_eq!(audit.api_keys[0].scopes, [ApiScope::Audit]);
     }
 
     #[test]
@@ -717,6 +740,8 @@ scopes = ["authorize"]
             ),
             (GOOD.replace("[server]", "[server]\nlisten = \"everywhere\""), "server.listen"),
             (GOOD.replace("[server]", "[server]\nsurprise = 1"), "server.surprise"),
+            (format!("{GOOD}\n[retention]\nevents_years = 0\n"), "retention.events_years"),
+            (format!("{GOOD}\n[retention]\nevent_years = 7\n"), "retention.event_years"),
             (
                 GOOD.replace(
                     "frequency = \"Msg frequency varies\"",

@@ -475,6 +475,8 @@ macro_rules! contract {
                     expected_version: expected,
                     initial_state: None,
                     review: None,
+                    close_reviews: Vec::new(),
+                    audit: None,
                 };
                 h.store.commit(write).await.unwrap();
                 assert_eq!(h.reason(PATIENT).await, Reason::Unavailable);
@@ -852,6 +854,8 @@ macro_rules! contract {
                     expected_version: None,
                     initial_state: None,
                     review: None,
+                    close_reviews: Vec::new(),
+                    audit: None,
                 };
                 assert_eq!(h.store.commit(write("a", &["n1"])).await.unwrap(), CommitOutcome::Committed);
                 assert_eq!(h.store.commit(write("b", &["n1"])).await.unwrap(), CommitOutcome::Duplicate, "a known nonce");
@@ -1861,4 +1865,193 @@ mod chain {
     use super::*;
     chain!(embedded);
     chain!(dynamodb);
+}
+
+/// Issue 14: the access report's index, erasure that leaves no consent, and
+/// retention, on both stores.
+macro_rules! access {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            use sms_consent::ports::{NumberLedger, ScanOptions};
+            use sms_consent::service::ledger::{verify_number, Break};
+            use sms_consent::service::records::{CaptureSource, ConsentRecord, RecordKind};
+
+            fn written(to: &'static str, program: &'static str, id: &'static str, at: OffsetDateTime) -> ConsentRecord<'static> {
+                ConsentRecord {
+                    to, program, categories: None, kind: RecordKind::ExpressWritten, source: CaptureSource::WebForm,
+                    captured_at: at, evidence: Some("form-1"), id: Some(id),
+                }
+            }
+
+            async fn pharmacy(h: &Harness, to: &str) -> Reason {
+                h.service.authorize(&AuthorizationQuery { to, program: "pharmacy", category: "refills" }).await.reason
+            }
+
+            #[tokio::test]
+            async fn an_erased_number_with_written_consent_denies_until_a_new_opt_in() {
+                let h = super::super::$backend().await;
+                h.service.record_consent(&written(PATIENT, "pharmacy", "f1", h.clock.now()), "front-desk").await.unwrap();
+                assert_eq!(pharmacy(&h, PATIENT).await, Reason::Allowed);
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed, "clinic: opted in by default");
+
+                h.clock.advance(time::Duration::minutes(1));
+                h.service.erase(PATIENT, "dpo").await.unwrap();
+
+                assert_eq!(pharmacy(&h, PATIENT).await, Reason::OptedOut, "no evidence remains: no consent remains");
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "every program, even one opted in by default");
+                let erasure = h.service.events(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap()
+                    .into_iter().find(|e| e.kind == "erasure").unwrap();
+                let state = h.service.consent_state(PATIENT, "auditor").await.unwrap();
+                assert!(state.iter().all(|c| c.decided_by.as_deref() == Some(erasure.event_id.as_str())), "{state:?}");
+                let stored = h.state(PATIENT).await;
+                assert!(stored.phone.is_none());
+
+                // A consent captured before the erasure but recorded after it loses to it.
+                let stale = written(PATIENT, "pharmacy", "f0", h.clock.now() - time::Duration::seconds(30));
+                h.service.record_consent(&stale, "front-desk").await.unwrap();
+                assert_eq!(pharmacy(&h, PATIENT).await, Reason::OptedOut);
+
+                // A new opt-in after the erasure: START to the clinic, written consent for the pharmacy.
+                h.clock.advance(time::Duration::minutes(1));
+                let at = (h.clock.now()).format(&time::format_description::well_known::Rfc3339).unwrap();
+                h.service.handle_inbound(&sms("again", PATIENT, "START", Some(&at)), INLINE).await.unwrap();
+                assert_eq!(h.reason(PATIENT).await, Reason::Allowed);
+                assert_eq!(pharmacy(&h, PATIENT).await, Reason::OptedOut, "START opts in its own program only");
+                h.service.record_consent(&written(PATIENT, "pharmacy", "f2", h.clock.now()), "front-desk").await.unwrap();
+                assert_eq!(pharmacy(&h, PATIENT).await, Reason::Allowed);
+            }
+
+            #[tokio::test]
+            async fn every_callers_event_is_in_the_access_report_oldest_first_across_days_and_pages() {
+                let h = super::super::$backend().await;
+                let start = h.clock.now();
+                h.service.handle_inbound(&sms("m1", PATIENT, "STOP", None), INLINE).await.unwrap();
+                h.service.consent_state(PATIENT, "nurse").await.unwrap();
+                h.clock.advance(time::Duration::days(1));
+                h.service.history(PATIENT, None, "auditor").await.unwrap();
+                h.clock.advance(time::Duration::seconds(1));
+                h.service.record_consent(&written(PATIENT, "pharmacy", "f1", h.clock.now()), "front-desk").await.unwrap();
+                h.clock.advance(time::Duration::days(1));
+                h.service.erase(PATIENT, "dpo").await.unwrap();
+                let end = h.clock.now() + time::Duration::seconds(1);
+
+                let (entries, next) = h.service.access_report(start, end, None).await.unwrap();
+                let seen: Vec<(&str, &str)> = entries.iter().map(|e| (e.kind.as_str(), e.caller.as_str())).collect();
+                assert_eq!(seen, [("state_read", "nurse"), ("history_read", "auditor"), ("consent_express_written", "front-desk"), ("erasure", "dpo")]);
+                assert_eq!(next, None);
+                assert!(entries.iter().all(|e| e.pid == h.pid(PATIENT)));
+                assert_eq!(entries[2].program.as_deref(), Some("pharmacy"));
+                assert!(entries.windows(2).all(|w| w[0].at <= w[1].at));
+                // The range is [from, to): the first day alone.
+                let (first_day, _) = h.service.access_report(start, start + time::Duration::hours(1), None).await.unwrap();
+                assert_eq!(first_day.len(), 1);
+
+                // 100 a page; the cursor continues where the page ended.
+                for _ in 0..101 {
+                    h.service.consent_state("+14158675310", "nurse").await.unwrap();
+                }
+                let end = h.clock.now() + time::Duration::seconds(1);
+                let (page, next) = h.service.access_report(start, end, None).await.unwrap();
+                assert_eq!(page.len(), 100);
+                let (rest, last) = h.service.access_report(start, end, next.as_deref()).await.unwrap();
+                assert_eq!((rest.len(), last), (5, None));
+                let mut ids: Vec<&str> = page.iter().chain(&rest).map(|e| e.event_id.as_str()).collect();
+                ids.dedup();
+                assert_eq!(ids.len(), 105);
+                assert!(h.service.access_report(start, start + time::Duration::days(32), None).await.is_err());
+                assert!(h.service.access_report(end, start, None).await.is_err());
+            }
+
+            async fn ledger_of(h: &Harness, number: &str) -> NumberLedger {
+                h.store.number_ledger(&h.pid(number)).await.unwrap()
+            }
+
+            /// PATIENT eight years ago: START (the anchor), HELP, STOP (the
+            /// latest opt-out), HELP; then, now, HELP. OTHER: one HELP, recent.
+            async fn eight_years_of_history() -> Harness {
+                let h = super::super::$backend().await;
+                for (id, text) in [("m1", "START"), ("m2", "HELP"), ("m3", "STOP"), ("m4", "HELP")] {
+                    h.service.handle_inbound(&sms(id, PATIENT, text, None), INLINE).await.unwrap();
+                    h.clock.advance(time::Duration::minutes(1));
+                }
+                h.clock.advance(time::Duration::days(8 * 365));
+                h.service.handle_inbound(&sms("m5", PATIENT, "HELP", None), INLINE).await.unwrap();
+                h.service.handle_inbound(&sms("o1", "+14158675310", "HELP", None), INLINE).await.unwrap();
+                h
+            }
+
+            async fn verify(h: &Harness) -> Vec<sms_consent::service::ledger::BrokenNumber> {
+                h.service.verify_ledger(ScanOptions { rate: 10_000.0 }, &|_, _| {}).await.unwrap().broken
+            }
+
+            #[tokio::test]
+            async fn a_purge_keeps_the_anchor_and_the_latest_opt_out_and_the_ledger_still_verifies() {
+                let h = eight_years_of_history().await;
+                let cutoff = sms_consent::service::audit::years_before(h.clock.now(), 7);
+                let options = ScanOptions { rate: 10_000.0 };
+
+                let dry = h.service.purge(cutoff, "records-officer", true, options).await.unwrap();
+                assert_eq!((dry.numbers, dry.purged_numbers, dry.events_purged), (2, 1, 2));
+                assert_eq!(h.ledger_len(PATIENT).await, 5, "a dry run changes nothing");
+
+                let report = h.service.purge(cutoff, "records-officer", false, options).await.unwrap();
+                assert_eq!((report.purged_numbers, report.events_purged), (1, 2));
+                assert!(report.skipped.is_empty());
+                let events = h.service.events(&PhoneNumber::parse(PATIENT).unwrap()).await.unwrap();
+                let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+                ids.sort();
+                assert_eq!(ids.len(), 4, "{ids:?}");
+                assert!(ids.contains(&"standard-webhooks:m1") && ids.contains(&"standard-webhooks:m3") && ids.contains(&"standard-webhooks:m5"));
+                let purge = events.iter().find(|e| e.kind == "purge").unwrap();
+                assert_eq!(purge.caller.as_deref(), Some("records-officer"));
+                assert!(verify(&h).await.is_empty(), "verify-ledger stays clean");
+                assert!(verify_number(h.service.crypto(), &ledger_of(&h, PATIENT).await).is_empty());
+                assert_eq!(h.reason(PATIENT).await, Reason::OptedOut, "authorization unchanged");
+                // The history still reads (its links are checked as they are read).
+                let (page, _) = h.service.history(PATIENT, None, "auditor").await.unwrap();
+                assert!(page.iter().any(|e| e.event.kind == "purge"));
+
+                let (entries, _) = h.service.access_report(cutoff + time::Duration::days(7 * 365 - 1), h.clock.now() + time::Duration::seconds(1), None).await.unwrap();
+                assert!(entries.iter().any(|e| e.kind == "purge" && e.caller == "records-officer" && e.pid == h.pid(PATIENT)), "{entries:?}");
+
+                // Again: nothing left to purge; still clean.
+                let again = h.service.purge(cutoff, "records-officer", false, options).await.unwrap();
+                assert_eq!(again.events_purged, 0);
+                assert!(verify(&h).await.is_empty());
+            }
+
+            #[tokio::test]
+            async fn a_deletion_no_purge_declared_is_still_reported_after_a_purge() {
+                let mut h = eight_years_of_history().await;
+                let cutoff = sms_consent::service::audit::years_before(h.clock.now(), 7);
+                h.service.purge(cutoff, "records-officer", false, ScanOptions { rate: 10_000.0 }).await.unwrap();
+                let ledger = ledger_of(&h, PATIENT).await;
+                let (sk, _) = ledger.events.iter().find(|(_, e)| e.as_ref().unwrap().event_id == "standard-webhooks:m3").unwrap();
+                h.raw(vec![Raw::Delete { pk: format!("PHONE#{}", h.pid(PATIENT)), sk: sk.clone() }]).await;
+                let broken = verify(&h).await;
+                assert_eq!(broken.len(), 1);
+                let missing = |b: &Break| matches!(b, Break::Missing { from, to } if *from <= 3 && 3 <= *to);
+                assert!(broken[0].breaks.iter().any(missing), "{broken:?}");
+            }
+
+            #[tokio::test]
+            async fn a_broken_chain_is_not_purged() {
+                let mut h = eight_years_of_history().await;
+                let ledger = ledger_of(&h, PATIENT).await;
+                let (sk, _) = ledger.events.iter().find(|(_, e)| e.as_ref().unwrap().event_id == "standard-webhooks:m2").unwrap();
+                h.raw(vec![Raw::Delete { pk: format!("PHONE#{}", h.pid(PATIENT)), sk: sk.clone() }]).await;
+                let cutoff = sms_consent::service::audit::years_before(h.clock.now(), 7);
+                let report = h.service.purge(cutoff, "records-officer", false, ScanOptions { rate: 10_000.0 }).await.unwrap();
+                assert_eq!(report.skipped, [h.pid(PATIENT)]);
+                assert_eq!((report.events_purged, h.ledger_len(PATIENT).await), (0, 4));
+            }
+        }
+    };
+}
+
+mod access {
+    use super::*;
+    access!(embedded);
+    access!(dynamodb);
 }

@@ -18,12 +18,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::ports::keys::{
-    outbox_sk, phone_pk, pid_of, review_by_event_pk, state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK,
-    OUTBOX_PREFIX, REVIEW_PK, STATE_SK, USAGE_SK,
+    audit_pk, audit_sk_bound, audit_sk_time, outbox_sk, phone_pk, pid_of, review_by_event_pk, state_version_sk,
+    DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_PREFIX, REVIEW_PK, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
-    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
+    OutboxItem, ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
+    WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -289,6 +290,36 @@ impl DynamoStore {
         }
     }
 
+    /// `BatchWriteItem`s of 25 requests, unprocessed ones sent again.
+    async fn batch_write(&self, requests: Vec<WriteRequest>, what: &str) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0..BATCH_ATTEMPTS {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                match out.unprocessed_items().and_then(|u| u.get(&self.table)) {
+                    Some(rest) if !rest.is_empty() => {
+                        pending = rest.clone();
+                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => {
+                        pending = Vec::new();
+                        break;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(format!("{what} left writes unprocessed")));
+            }
+        }
+        Ok(())
+    }
+
     /// One item by its key, strongly consistent.
     async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<T>, StoreError> {
         let out = self
@@ -429,6 +460,21 @@ impl ConsentStore for DynamoStore {
                 }
             }
             None => {}
+        }
+        for review in &write.close_reviews {
+            for (pk, sk) in
+                [(REVIEW_PK.to_owned(), review.sort_key()), (review_by_event_pk(&review.event_id), DEDUP_SK.into())]
+            {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, &sk)))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        }
+        if let Some(audit) = &write.audit {
+            items.push(build(put(&self.table, item(&audit.partition_key(), &audit.sort_key(), audit)?))?);
         }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(CommitOutcome::Committed),
@@ -635,32 +681,72 @@ impl ConsentStore for DynamoStore {
             };
             requests.push(request);
         }
-        for chunk in requests.chunks(25) {
-            let mut pending = chunk.to_vec();
-            for attempt in 0..BATCH_ATTEMPTS {
+        self.batch_write(requests, "erasure").await?;
+        Ok(changed)
+    }
+
+    /// A `Query` per UTC day partition (`PK = AUDIT#<day> AND SK BETWEEN`),
+    /// each continued from the cursor or the previous page.
+    async fn audit_page(
+        &self,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<String>), StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let start = after.and_then(audit_sk_time).map_or(from, |at| at.max(from));
+        let (low, high) = (audit_sk_bound(from), audit_sk_bound(to));
+        let mut page: Vec<AuditEntry> = Vec::new();
+        let mut day = start;
+        let mut resume = after.map(|sk| key(&audit_pk(start), sk));
+        while audit_pk(day) <= audit_pk(to) && page.len() < limit {
+            let pk = audit_pk(day);
+            loop {
                 let out = self
                     .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .query()
+                    .table_name(&self.table)
+                    .consistent_read(true)
+                    .limit((limit - page.len()) as i32)
+                    .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":pk", s(&pk))
+                    .expression_attribute_values(":low", s(&low))
+                    .expression_attribute_values(":high", s(&high))
+                    .set_exclusive_start_key(resume.take())
                     .send()
                     .await
                     .map_err(unavailable)?;
-                match out.unprocessed_items().and_then(|u| u.get(&self.table)) {
-                    Some(rest) if !rest.is_empty() => {
-                        pending = rest.clone();
-                        tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                    }
-                    _ => {
-                        pending = Vec::new();
-                        break;
-                    }
+                for attributes in out.items() {
+                    page.push(decode(attributes)?);
+                }
+                match out.last_evaluated_key() {
+                    Some(last) if !last.is_empty() && page.len() < limit => resume = Some(last.clone()),
+                    _ => break,
                 }
             }
-            if !pending.is_empty() {
-                return Err(StoreError::Unavailable("erasure left writes unprocessed".into()));
-            }
+            day += time::Duration::days(1);
         }
-        Ok(changed)
+        let next = (page.len() == limit).then(|| page.last().map(AuditEntry::sort_key)).flatten();
+        Ok((page, next))
+    }
+
+    /// `BatchWriteItem` deletions, 25 a request, unprocessed ones retried.
+    async fn delete_events(&self, pid: &str, sort_keys: &[String]) -> Result<usize, StoreError> {
+        let pk = phone_pk(pid);
+        let mut requests = Vec::new();
+        for sk in sort_keys.iter().filter(|sk| sk.starts_with(EVENT_PREFIX)) {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key(&pk, sk)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let count = requests.len();
+        self.batch_write(requests, "purge").await?;
+        Ok(count)
     }
 
     async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError> {

@@ -14,13 +14,14 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ports::keys::{
-    outbox_due_sk, outbox_sk, phone_pk, review_by_event_pk, split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END,
-    EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, REVIEW_PK, SK_MAX, SK_MIN,
-    STATE_SK, USAGE_SK,
+    audit_pk, audit_sk_bound, audit_sk_time, outbox_due_sk, outbox_sk, phone_pk, review_by_event_pk,
+    split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK,
+    OUTBOX_END, OUTBOX_PREFIX, REVIEW_PK, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger, OutboxItem,
-    ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
+    OutboxItem, ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
+    WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -513,6 +514,15 @@ impl ConsentStore for EmbeddedStore {
                     }
                     None => {}
                 }
+                for review in &write.close_reviews {
+                    table.remove((REVIEW_PK, review.sort_key().as_str())).map_err(unavailable)?;
+                    let by_event = review_by_event_pk(&review.event_id);
+                    table.remove((by_event.as_str(), DEDUP_SK)).map_err(unavailable)?;
+                }
+                if let Some(audit) = &write.audit {
+                    let (pk, sk) = (audit.partition_key(), audit.sort_key());
+                    table.insert((pk.as_str(), sk.as_str()), encode(audit)?.as_slice()).map_err(unavailable)?;
+                }
             }
             // redb's default durability fsyncs before commit returns.
             txn.commit().map_err(unavailable)?;
@@ -559,6 +569,69 @@ impl ConsentStore for EmbeddedStore {
 
     async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError> {
         self.get(review_by_event_pk(event_id), DEDUP_SK.to_owned()).await
+    }
+
+    /// One read transaction: a range of each day's partition in turn.
+    async fn audit_page(
+        &self,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<String>), StoreError> {
+        let after = after.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let start = after.as_deref().and_then(audit_sk_time).map_or(from, |at| at.max(from));
+            let (low, high) = (audit_sk_bound(from), audit_sk_bound(to));
+            let mut page = Vec::new();
+            let mut day = start;
+            while audit_pk(day) <= audit_pk(to) && page.len() < limit {
+                let pk = audit_pk(day);
+                let range =
+                    table.range((pk.as_str(), low.as_str())..(pk.as_str(), high.as_str())).map_err(unavailable)?;
+                for entry in range {
+                    let (key, value) = entry.map_err(unavailable)?;
+                    if after.as_deref().is_some_and(|after| key.value().1 <= after) {
+                        continue;
+                    }
+                    page.push(decode::<AuditEntry>(value.value())?);
+                    if page.len() == limit {
+                        break;
+                    }
+                }
+                day += time::Duration::days(1);
+            }
+            let next = (page.len() == limit).then(|| page.last().map(AuditEntry::sort_key)).flatten();
+            Ok((page, next))
+        })
+        .await
+    }
+
+    /// One write transaction; `reclaim` rewrites the file afterwards.
+    async fn delete_events(&self, pid: &str, sort_keys: &[String]) -> Result<usize, StoreError> {
+        let pk = phone_pk(pid);
+        let sort_keys = sort_keys.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let mut deleted = 0;
+            {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                for sk in sort_keys.iter().filter(|sk| sk.starts_with(EVENT_PREFIX)) {
+                    if table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?.is_some() {
+                        deleted += 1;
+                    }
+                }
+            }
+            txn.commit().map_err(unavailable)?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        self.compact().await
     }
 
     async fn update_outbox(&self, item: &OutboxItem, expected: u64) -> Result<bool, StoreError> {

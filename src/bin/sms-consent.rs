@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use sms_consent::ports::SystemClock;
 use sms_consent::providers::aws_sns::HttpSnsNetwork;
 use sms_consent::runtime::local::{self, Options};
 use sms_consent::runtime::StartError;
@@ -62,6 +63,27 @@ enum Command {
     EvidencePublicKey {
         #[arg(long, env = "SMS_CONSENT_CONFIG")]
         config: PathBuf,
+    },
+    /// Apply `[retention] events_years`: delete the events that arrived
+    /// longer ago, except each number's chain anchor and the events that
+    /// decide its consent (its latest opt-out among them); each number's
+    /// purge is recorded (with the operator) so verify-ledger stays clean.
+    /// Exit 0: done; 1: some numbers skipped (broken chains); 2: could not
+    /// run. Stop the local server first. On
+    /// DynamoDB it needs an operator's credentials (deletes of numbers'
+    /// items), not a function's.
+    Purge {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+        /// Count what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who runs it, for the access report (default: `purge`).
+        #[arg(long, default_value = "purge")]
+        operator: String,
+        /// DynamoDB read capacity units per second the scan may use.
+        #[arg(long, default_value_t = sms_consent::runtime::verify::DEFAULT_RATE)]
+        rate: f64,
     },
     /// Read an API key on standard input and print its `token_sha256`.
     HashApiKey,
@@ -151,6 +173,30 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Purge { config, dry_run, operator, rate } => {
+            let options = sms_consent::runtime::verify::PurgeOptions { dry_run, operator, rate };
+            match sms_consent::runtime::verify::purge(&config, &options, Arc::new(SystemClock)).await {
+                Ok(report) => {
+                    for pid in &report.skipped {
+                        println!("skipped {pid}: its event chain does not verify (run verify-ledger)");
+                    }
+                    let verb = if dry_run { "would purge" } else { "purged" };
+                    println!(
+                        "{verb} {} events of {} numbers ({} walked)",
+                        report.events_purged, report.purged_numbers, report.numbers
+                    );
+                    if report.skipped.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sms-consent: purge: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Openapi => {
             print!("{}", sms_consent::http::openapi::document());
             ExitCode::SUCCESS

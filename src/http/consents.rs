@@ -83,8 +83,8 @@ pub struct LedgerEvent {
     pub event_id: String,
     /// `opt_out`, `opt_out_all`, `opt_in`, `help`, `unclear`,
     /// `consent_express_written`, `consent_express`, `revocation`,
-    /// `not_revocation`, `provider_block`, `history_read`, `review_read`,
-    /// `erasure`.
+    /// `not_revocation`, `provider_block`, `history_read`, `state_read`,
+    /// `review_read`, `erasure`, `evidence_export`, `purge`.
     pub kind: String,
     /// The provider, the capture source, `review` (a staff decision on an
     /// unclear message), or `api`.
@@ -211,7 +211,7 @@ pub async fn record(
     })
 }
 
-/// Current consent of a number, per program and category.
+/// Current consent of a number, per program and category. The read is recorded.
 #[utoipa::path(
     post, path = "/v1/consents/state", tag = "consents", request_body = NumberRequest,
     responses(
@@ -222,12 +222,12 @@ pub async fn record(
 )]
 pub async fn consent_state(
     State(state): State<AppState>,
-    _caller: Caller<scope::ReadHistory>,
+    caller: Caller<scope::ReadHistory>,
     JsonBody(r): JsonBody<NumberRequest>,
 ) -> Result<Json<ConsentStateAnswer>, ApiError> {
     let consents = state
         .service
-        .consent_state(&r.to)
+        .consent_state(&r.to, &caller.name)
         .await?
         .into_iter()
         .map(|c| CategoryConsent {
@@ -279,7 +279,8 @@ pub async fn history(
     Ok(Json(HistoryAnswer { events, next_page_token: next.as_deref().map(page_cursor) }))
 }
 
-/// Erase a number on a data-subject request; it stays suppressed if opted out.
+/// Erase a number on a data-subject request: every consent is revoked with it
+/// (it denies `opted_out` until a new opt-in).
 #[utoipa::path(
     post, path = "/v1/consents/erasure", tag = "consents", request_body = NumberRequest,
     responses(

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::providers::Provider;
 use crate::service::ConsentService;
 
+pub mod audit;
 pub mod auth;
 pub mod authorize;
 pub mod consents;
@@ -72,7 +73,7 @@ pub enum Role {
     /// `POST /v1/authorizations`, `POST /v1/reservations/release` and
     /// `GET /openapi.json`.
     Authorize,
-    /// `/v1/consents*` and `/v1/reviews*`.
+    /// `/v1/consents*`, `/v1/reviews*` and `/v1/audit`.
     Consents,
 }
 
@@ -100,7 +101,8 @@ pub fn router_for(state: AppState, role: Role) -> Router {
             .route("/v1/consents/erasure", post(consents::erasure))
             .route("/v1/consents/evidence", post(evidence::export))
             .route("/v1/reviews", post(reviews::list))
-            .route("/v1/reviews/resolve", post(reviews::resolve));
+            .route("/v1/reviews/resolve", post(reviews::resolve))
+            .route("/v1/audit", post(audit::access_report));
     }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

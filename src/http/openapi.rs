@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{authorize, consents, error, evidence, reviews};
+use super::{audit, authorize, consents, error, evidence, reviews};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,13 +14,14 @@ use super::{authorize, consents, error, evidence, reviews};
         description = "The consent ledger for healthcare SMS: authorization for senders, consent records, history and erasure for staff. Provider webhooks are documented in the README.",
         license(name = "Apache-2.0")
     ),
-    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, evidence::export, reviews::list, reviews::resolve, super::healthz),
+    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, evidence::export, reviews::list, reviews::resolve, audit::access_report, super::healthz),
     components(schemas(error::Problem)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "authorization", description = "May program P send category C to number N now?"),
         (name = "consents", description = "Consent captured elsewhere, state, history, erasure, evidence bundles"),
         (name = "reviews", description = "Unclear messages awaiting a staff decision"),
+        (name = "audit", description = "The access report: who read, recorded, erased or exported what"),
     )
 )]
 pub struct ApiDoc;

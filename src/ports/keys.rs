@@ -110,6 +110,38 @@ pub fn review_by_event_pk(event_id: &str) -> String {
     format!("REVIEW#{event_id}")
 }
 
+/// The access report's index: one item per access or change a caller made
+/// (`ports::AuditEntry`, no PHI), partitioned by UTC day,
+/// `AUDIT#<YYYY-MM-DD>` / `<at as 20-digit Unix nanoseconds>#<event_id>`,
+/// so one day reads oldest first with a range of its partition.
+pub const AUDIT_PREFIX: &str = "AUDIT#";
+
+/// `AUDIT#<YYYY-MM-DD>`: the partition of one UTC day.
+pub fn audit_pk(at: OffsetDateTime) -> String {
+    let day = at.to_offset(time::UtcOffset::UTC).date();
+    format!("{AUDIT_PREFIX}{:04}-{:02}-{:02}", day.year(), u8::from(day.month()), day.day())
+}
+
+/// `<20-digit Unix nanoseconds>#<event_id>`, as a review's.
+pub fn audit_sk(at: OffsetDateTime, event_id: &str) -> String {
+    review_sk(at, event_id)
+}
+
+/// The sort key below every entry at or after `at` (and above every one
+/// before it): the 20 digits alone.
+pub fn audit_sk_bound(at: OffsetDateTime) -> String {
+    format!("{:020}", at.unix_timestamp_nanos().max(0))
+}
+
+/// The time of an audit sort key (a page cursor is one), if it is one.
+pub fn audit_sk_time(sk: &str) -> Option<OffsetDateTime> {
+    if !is_review_sk(sk) {
+        return None;
+    }
+    let nanos: i128 = sk.get(..20)?.parse().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +177,13 @@ mod tests {
         assert!(is_review_sk(&review_sk(at, "twilio:SM1")) && !is_review_sk("EVENT#x") && !is_review_sk("1#x"));
         assert!(review_sk(at, "b") < review_sk(at + time::Duration::nanoseconds(1), "a"));
         assert_eq!(review_by_event_pk("twilio:SM1"), "REVIEW#twilio:SM1");
+        assert_eq!(audit_pk(at), "AUDIT#2026-03-01");
+        assert_eq!(audit_sk(at, "api:x:1"), "01772359200000000000#api:x:1");
+        assert!(
+            audit_sk_bound(at) < audit_sk(at, "a")
+                && audit_sk(at, "a") < audit_sk_bound(at + time::Duration::nanoseconds(1))
+        );
+        assert_eq!(audit_sk_time(&audit_sk(at, "api:x:1")), Some(at));
+        assert_eq!(audit_sk_time("EVENT#x"), None);
     }
 }

@@ -226,6 +226,36 @@ impl ReviewItem {
     }
 }
 
+/// `AUDIT#<day>` / `<at>#<event_id>`: one access or change a caller made
+/// (a record, a revocation, a read of the state, history or review queue, a
+/// review decision, an erasure, an evidence export, a purge), written in
+/// the same transaction as its event: the access report's index. No PHI:
+/// the number only as its blind index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub pid: String,
+    /// The event's kind (`state_read`, `history_read`, `erasure`, ...).
+    pub kind: String,
+    /// The API key's name, or the IAM principal, or the purge's operator.
+    pub caller: String,
+    /// When it was done (the event's arrival time).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub event_id: String,
+    #[serde(default)]
+    pub program: Option<String>,
+}
+
+impl AuditEntry {
+    pub fn partition_key(&self) -> String {
+        keys::audit_pk(self.at)
+    }
+
+    pub fn sort_key(&self) -> String {
+        keys::audit_sk(self.at, &self.event_id)
+    }
+}
+
 /// What a commit does to the review queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReviewWrite {
@@ -330,6 +360,11 @@ pub struct LedgerWrite {
     pub initial_state: Option<StateItem>,
     /// A review queue entry to add or remove, in the same transaction.
     pub review: Option<ReviewWrite>,
+    /// Further queue entries to remove (an erasure closes every open review
+    /// of the number).
+    pub close_reviews: Vec<ReviewItem>,
+    /// The access report's entry of an event a caller made.
+    pub audit: Option<AuditEntry>,
 }
 
 /// What one read of a number's state found.
@@ -457,6 +492,33 @@ pub trait ConsentStore: Send + Sync {
     ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError>;
     /// The open review of one unclear message, by its event id.
     async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError>;
+    /// One page of the access report, oldest first: entries at or after
+    /// `from` and before `to` (at most 32 UTC days apart), after the entry
+    /// whose sort key is `after` (from the start when `None`), at most
+    /// `limit`; and the sort key to continue after when there may be more.
+    /// (A store that keeps no report, such as a test double, says so.)
+    async fn audit_page(
+        &self,
+        _from: OffsetDateTime,
+        _to: OffsetDateTime,
+        _after: Option<&str>,
+        _limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<String>), StoreError> {
+        Err(StoreError::Unavailable("this store keeps no access report".into()))
+    }
+    /// Retention: deletes these events of a number (by sort key; the dedup
+    /// markers stay, so a replay of a purged delivery is still a
+    /// duplicate). Returns how many were there. On DynamoDB through
+    /// `BatchWriteItem`, which the functions' roles may not use to delete a
+    /// number's items: an operator's command.
+    async fn delete_events(&self, _pid: &str, _sort_keys: &[String]) -> Result<usize, StoreError> {
+        Err(StoreError::Unavailable("this store cannot purge".into()))
+    }
+    /// After deletions: makes sure deleted values are gone from the files
+    /// (the embedded store rewrites its file; DynamoDB has nothing to do).
+    async fn reclaim(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.

@@ -122,6 +122,7 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
                 ApiScope::ReadHistory,
                 ApiScope::Erase,
                 ApiScope::Review,
+                ApiScope::Audit,
             ],
         }],
         ..Config::default()

@@ -32,6 +32,18 @@
 //! contents moved to another sort key), an altered one (a MAC that fails),
 //! a `STATE` whose head is not the last link, and a `STATE` whose tag fails.
 //!
+//! **Retention** (`purge`). Events older than `[retention] events_years`
+//! are deleted, except the chain's anchor (its first link, `seq` 1), the
+//! events that decide the number's current consent (every mark's deciding
+//! event, so the latest opt-out's), those of open reviews, and earlier
+//! `purge` events. Before deleting, the purge records a `purge` event (a
+//! link like any other, with the operator as caller) whose `code` lists the
+//! runs of `seq` it deletes and, for each, the MAC of its last link. A gap
+//! in the chain is then accepted only where such a verified purge event
+//! declared it, and the first link after a run must follow that run's
+//! recorded MAC; a link left inside a run (a purge interrupted before its
+//! deletions finished) still verifies by its own MAC.
+//!
 //! **Quarantine.** Authorization reads only `STATE`. Where `verify-ledger`
 //! finds a break that only the events show, it records an
 //! `integrity_quarantine` event through the normal commit, whose new `STATE`
@@ -39,7 +51,7 @@
 //! number denies (`unavailable`) and raises the integrity alarm, with the
 //! same one read and no key service call. STOPs are still recorded.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{ConsentService, Effect, Pending, ServiceError};
@@ -53,6 +65,62 @@ pub const LEGACY_START: &str = "legacy";
 const ERASURE: &str = "erasure";
 /// The event kind `verify-ledger` records when it quarantines a number.
 pub const QUARANTINE: &str = "integrity_quarantine";
+/// The event kind a retention purge records (see `PurgeRecord`).
+pub const PURGE: &str = "purge";
+
+/// Links a purge deleted: `seq` `from` to `to`, the last of which had the
+/// MAC `last_mac` (what the next surviving link's `prev` is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgedRun {
+    pub from: u64,
+    pub to: u64,
+    pub last_mac: String,
+}
+
+/// What a `purge` event carries in its `code` (covered by its MAC), as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeRecord {
+    pub purged: Vec<PurgedRun>,
+}
+
+impl PurgeRecord {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn of(event: &EventItem) -> Option<PurgeRecord> {
+        if event.kind != PURGE {
+            return None;
+        }
+        serde_json::from_str(event.code.as_deref()?).ok()
+    }
+}
+
+/// The runs of links that verified purge events declared deleted: each
+/// before its purge event, never the anchor.
+fn declared_purges(crypto: &Crypto, pid: &str, linked: &[(&EventItem, &ChainLink)]) -> Vec<PurgedRun> {
+    linked
+        .iter()
+        .filter(|(event, link)| event.kind == PURGE && link_holds(crypto, pid, event, link))
+        .filter_map(|(event, link)| Some((PurgeRecord::of(event)?, link.seq)))
+        .flat_map(|(record, seq)| {
+            record.purged.into_iter().filter(move |r| 2 <= r.from && r.from <= r.to && r.to < seq)
+        })
+        .collect()
+}
+
+/// Whether every `seq` in `from..to` lies in a declared run (in as many
+/// steps as there are runs, however wide the gap).
+fn covered(runs: &[PurgedRun], from: u64, to: u64) -> bool {
+    let mut seq = from;
+    while seq < to {
+        match runs.iter().filter(|r| r.from <= seq && seq <= r.to).map(|r| r.to).max() {
+            Some(end) => seq = end.saturating_add(1),
+            None => return false,
+        }
+    }
+    true
+}
 
 /// What a link's MAC covers, in a fixed order (serialised as JSON: the
 /// field order is the struct's, strings escaped one way).
@@ -235,6 +303,7 @@ pub fn verify_number(crypto: &Crypto, ledger: &NumberLedger) -> Vec<Break> {
     }
     linked.sort_by_key(|(_, link)| link.seq);
     let erased = linked.iter().any(|(event, link)| event.kind == ERASURE && link_holds(crypto, pid, event, link));
+    let purged = declared_purges(crypto, pid, &linked);
     let mut expected = 1;
     let mut previous: Option<&str> = None;
     for (event, link) in &linked {
@@ -252,7 +321,15 @@ pub fn verify_number(crypto: &Crypto, ledger: &NumberLedger) -> Vec<Break> {
             breaks.push(Break::Duplicate { seq: link.seq });
             continue;
         }
-        if link.seq > expected {
+        if link.seq > expected && covered(&purged, expected, link.seq) {
+            // A gap a purge declared: the link follows the run's last MAC,
+            // or is itself left inside a run.
+            let follows = purged.iter().any(|r| r.to == link.seq - 1 && link.prev == r.last_mac)
+                || covered(&purged, link.seq, link.seq.saturating_add(1));
+            if !follows {
+                breaks.push(Break::Relinked { seq: link.seq });
+            }
+        } else if link.seq > expected {
             breaks.push(Break::Missing { from: expected, to: link.seq - 1 });
         } else {
             let follows = match (link.seq, previous) {

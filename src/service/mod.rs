@@ -20,10 +20,11 @@ use crate::domain::{
 };
 use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
-    ChainHead, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem, ReviewWrite,
-    StateItem, StateRead, StoreError, UsageItem,
+    AuditEntry, ChainHead, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem,
+    ReviewWrite, StateItem, StateRead, StoreError, UsageItem,
 };
 
+pub mod audit;
 pub mod evidence;
 pub mod gate;
 pub mod ledger;
@@ -95,8 +96,10 @@ pub struct ConsentService {
 pub(crate) enum Effect<'a> {
     None,
     Apply(&'a ConsentChange),
-    /// Removes the sealed number (erasure); consent stays as it is.
-    ErasePhone,
+    /// Erasure: records the opt-out of every program (`Scope::All`, at the
+    /// erasure's time, decided by the erasure's event), removes the sealed
+    /// number and closes every open review of the number.
+    Erase(&'a ConsentChange),
     /// An unclear message awaits review.
     OpenReview(&'a ReviewItem),
     /// A staff decision on one: the revocation it was found to be, if it was.
@@ -326,12 +329,24 @@ impl ConsentService {
             let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
             let mut phone = current.as_ref().and_then(|s| s.phone.clone());
             let mut quarantine = current.as_ref().and_then(|s| s.quarantine.clone());
+            let mut closed_reviews = Vec::new();
             let changed = match pending.effect {
                 Effect::None => false,
                 Effect::Apply(change) => consent.apply(change),
-                Effect::ErasePhone => {
+                Effect::Erase(change) => {
                     phone = None;
-                    false
+                    let revoked = consent.apply(change);
+                    let reviews = std::mem::take(&mut consent.reviews);
+                    closed_reviews = reviews
+                        .into_iter()
+                        .map(|(event_id, review)| ReviewItem {
+                            pid: pid.clone(),
+                            event_id,
+                            program: review.program,
+                            occurred_at: review.occurred_at,
+                        })
+                        .collect();
+                    revoked || !closed_reviews.is_empty()
                 }
                 Effect::OpenReview(review) => {
                     let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
@@ -358,7 +373,7 @@ impl ConsentService {
             let head = ChainHead { seq, mac: link.mac.clone() };
             event.link = Some(link);
             let version = current.as_ref().map_or(1, |s| s.version + 1);
-            if changed && phone.is_none() && !matches!(pending.effect, Effect::ErasePhone) {
+            if changed && phone.is_none() && !matches!(pending.effect, Effect::Erase(_)) {
                 if let Some(number) = pending.phone {
                     phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
                 }
@@ -374,6 +389,16 @@ impl ConsentService {
                 quarantine,
             };
             state.tag = self.crypto.state_tag(&state)?;
+            // What a caller did goes to the access report, in the same
+            // transaction.
+            let audit = event.caller.as_ref().map(|caller| AuditEntry {
+                pid: pid.clone(),
+                kind: event.kind.clone(),
+                caller: caller.clone(),
+                at: event.received_at,
+                event_id: event.event_id.clone(),
+                program: event.program.clone(),
+            });
             let write = LedgerWrite {
                 dedup_key: pending.dedup_key.clone(),
                 extra_dedup_keys: pending.extra_dedup_keys.clone(),
@@ -383,6 +408,8 @@ impl ConsentService {
                 expected_version: current.as_ref().map(|s| s.version),
                 initial_state: None,
                 review: pending.review.clone(),
+                close_reviews: closed_reviews,
+                audit,
             };
             match self.store.commit(write).await? {
                 CommitOutcome::Committed => return Ok(true),

@@ -104,7 +104,7 @@ impl ConsentService {
     }
 
     /// An audit event with no state change (a history read, an erasure).
-    fn audit_event(&self, pid: &str, kind: &str, caller: &str) -> EventItem {
+    pub(crate) fn audit_event(&self, pid: &str, kind: &str, caller: &str) -> EventItem {
         let now = self.now();
         EventItem {
             pid: pid.to_owned(),
@@ -235,9 +235,13 @@ impl ConsentService {
     }
 
     /// Current consent per program and category, with the deciding event.
-    pub async fn consent_state(&self, to: &str) -> Result<Vec<CategoryState>, ServiceError> {
+    /// The read is recorded first (`state_read`, with the caller), as a
+    /// history read is: a staff read, never an authorization.
+    pub async fn consent_state(&self, to: &str, caller: &str) -> Result<Vec<CategoryState>, ServiceError> {
         let number = self.parse_number(to)?;
-        let state = self.read_state(&self.crypto.blind_index(&number)).await?.map(|s| s.consent).unwrap_or_default();
+        let pid = self.crypto.blind_index(&number);
+        self.audit(&pid, "state_read", caller).await?;
+        let state = self.read_state(&pid).await?.map(|s| s.consent).unwrap_or_default();
         Ok(self
             .programs
             .sorted()
@@ -291,22 +295,32 @@ impl ConsentService {
         Ok((opened, next))
     }
 
-    /// Erasure on a data-subject request: the sealed number and every text
-    /// and evidence reference go; each event's kind and time stay, and so
-    /// does the consent state under the blind index, so an opted-out number
-    /// stays suppressed until the person opts in again. The erasure itself
-    /// is recorded with the caller. Returns how many events were scrubbed.
+    /// Erasure on a data-subject request: no consent remains, and no text.
+    /// In one commit, the erasure (recorded with the caller) revokes every
+    /// consent of the number (an opt-out of every program, at the erasure's
+    /// time, decided by the erasure's event: without its evidence a send
+    /// could not be defended), removes the sealed number and closes every
+    /// open review of it (their texts are about to go). Then every text and
+    /// evidence reference goes; each event's kind and time stay. The number
+    /// denies `opted_out` until the person opts in again. Returns how many
+    /// events were scrubbed.
     pub async fn erase(&self, to: &str, caller: &str) -> Result<usize, ServiceError> {
         let number = self.parse_number(to)?;
         let pid = self.crypto.blind_index(&number);
         let audit = self.audit_event(&pid, "erasure", caller);
+        let revocation = ConsentChange {
+            event_id: audit.event_id.clone(),
+            occurred_at: audit.occurred_at,
+            consent: Consent::OptOut,
+            scope: Scope::All,
+        };
         let pending = Pending {
             phone: None,
             dedup_key: event_dedup_pk(&audit.event_id),
             extra_dedup_keys: Vec::new(),
             event: audit,
             outbox: None,
-            effect: Effect::ErasePhone,
+            effect: Effect::Erase(&revocation),
             review: None,
         };
         self.commit_event(pending).await?;

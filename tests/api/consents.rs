@@ -229,3 +229,38 @@ async fn the_openapi_document_is_served_and_matches_the_repo() {
     let doc: Value = serde_json::from_str(&served).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
 }
+
+#[tokio::test]
+async fn erasing_a_number_with_written_consent_denies_it_until_a_new_opt_in() {
+    let app = TestApp::spawn().await;
+    let rfc = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let written = |id: &str| {
+        json!({ "to": PATIENT, "program": "pharmacy", "kind": "express_written", "source": "web_form",
+                "captured_at": rfc(time::OffsetDateTime::now_utc()), "evidence": "form-7", "id": id })
+    };
+    assert_eq!(app.api("/v1/consents", Some(RECORD_ONLY_KEY), written("form-7")).await.status(), 201);
+    assert_eq!(app.reason(PATIENT, "pharmacy", "refills").await, "allowed");
+
+    let erased = app.api("/v1/consents/erasure", Some(STAFF_KEY), json!({ "to": PATIENT })).await;
+    assert_eq!(erased.status(), 200);
+
+    // Without its evidence the consent cannot be defended: every program denies.
+    for (program, category) in [("pharmacy", "refills"), ("clinic", "billing"), ("visits", "reminders")] {
+        assert_eq!(app.reason(PATIENT, program, category).await, "opted_out", "{program}");
+    }
+    let state: Value =
+        app.api("/v1/consents/state", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let history: Value =
+        app.api("/v1/consents/events", Some(STAFF_KEY), json!({ "to": PATIENT })).await.json().await.unwrap();
+    let erasure = history["events"].as_array().unwrap().iter().find(|e| e["kind"] == "erasure").unwrap().clone();
+    assert!(state["consents"].as_array().unwrap().iter().all(|c| c["decided_by"] == erasure["event_id"]), "{state}");
+    // Safe to repeat.
+    assert_eq!(app.api("/v1/consents/erasure", Some(STAFF_KEY), json!({ "to": PATIENT })).await.status(), 200);
+
+    // A new opt-in decides again: START for the clinic, a new form for the pharmacy.
+    assert_eq!(app.twilio_sms("SM-after", PATIENT, CLINIC, "START").await.status(), 200);
+    assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
+    assert_eq!(app.reason(PATIENT, "pharmacy", "refills").await, "opted_out");
+    assert_eq!(app.api("/v1/consents", Some(RECORD_ONLY_KEY), written("form-8")).await.status(), 201);
+    assert_eq!(app.reason(PATIENT, "pharmacy", "refills").await, "allowed");
+}

@@ -36,6 +36,7 @@ pub const SNS_CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotifi
 pub const RECORD_ONLY_KEY: &str = "key-for-front-desk";
 pub const STAFF_KEY: &str = "key-for-compliance-staff";
 pub const REVIEW_KEY: &str = "key-for-the-review-desk";
+pub const AUDIT_KEY: &str = "key-for-the-privacy-officer";
 /// A second patient.
 pub const NEIGHBOUR: &str = "+14158675310";
 
@@ -122,11 +123,17 @@ scopes = ["read_history", "erase"]
 name = "review-desk"
 token_sha256 = "{review_hash}"
 scopes = ["review"]
+
+[[api_keys]]
+name = "privacy-officer"
+token_sha256 = "{audit_hash}"
+scopes = ["audit"]
 "#,
         authorize_hash = sms_consent::http::auth::sha256_hex(AUTHORIZE_KEY),
         record_hash = sms_consent::http::auth::sha256_hex(RECORD_ONLY_KEY),
         staff_hash = sms_consent::http::auth::sha256_hex(STAFF_KEY),
         review_hash = sms_consent::http::auth::sha256_hex(REVIEW_KEY),
+        audit_hash = sms_consent::http::auth::sha256_hex(AUDIT_KEY),
     )
 }
 

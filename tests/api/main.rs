@@ -1,5 +1,6 @@
 //! Integration tests: the real server on port 0, spoken to over HTTP.
 
+mod audit;
 mod authorization;
 mod connections;
 mod consents;
