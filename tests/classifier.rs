@@ -14,11 +14,11 @@ use sms_consent::domain::keywords::{read, Intent, Language, Reading};
 
 /// Revocation recall (opt_out and opt_out_all rows read as either): the
 /// measured figure, rounded down, so a change that loses revocations fails.
-const REVOCATION_RECALL_FLOOR: f64 = 0.0;
+const REVOCATION_RECALL_FLOOR: f64 = 0.98; // measured 253/256 = 0.988
 /// Precision of opt_in: the measured figure, rounded down.
-const OPT_IN_PRECISION_FLOOR: f64 = 0.0;
+const OPT_IN_PRECISION_FLOOR: f64 = 0.99; // measured 43/43
 /// Precision of help: the measured figure, rounded down.
-const HELP_PRECISION_FLOOR: f64 = 0.0;
+const HELP_PRECISION_FLOOR: f64 = 0.99; // measured 33/33
 
 /// The issue asks for at least this many labelled replies.
 const MIN_ROWS: usize = 400;

@@ -336,13 +336,27 @@ fn normalize(text: &str) -> Vec<String> {
         .filter(|c| !is_combining_mark(*c))
         .flat_map(char::to_lowercase)
         .filter(|c| !matches!(c, '\'' | '\u{2019}' | '`'))
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .map(|c| match c {
+            // The stop sign is the one emoji people send to mean the word.
+            '\u{1F6D1}' => " stop ".to_owned(),
+            c if c.is_alphanumeric() => c.to_string(),
+            _ => " ".to_owned(),
+        })
         .collect();
     if folded.chars().any(|c| matches!(c, '\u{1100}'..='\u{11FF}')) {
         folded = folded.nfc().collect();
     }
-    folded.split_whitespace().map(str::to_owned).collect()
+    let tokens: Vec<String> = folded.split_whitespace().map(str::to_owned).collect();
+    if tokens.len() < 2 {
+        return tokens;
+    }
+    // An angry "STOP F***ING TEXTING ME" is a plain "stop texting me".
+    tokens.into_iter().filter(|t| !INTENSIFIERS.contains(&t.as_str())).collect()
 }
+
+/// Words that add heat, not meaning (and what is left of a starred one).
+const INTENSIFIERS: &[&str] =
+    &["fucking", "fuckin", "freaking", "freakin", "frickin", "friggin", "effing", "damn", "goddamn", "f", "ing"];
 
 fn is_han(c: char) -> bool {
     matches!(c, '\u{4E00}'..='\u{9FFF}' | '\u{3400}'..='\u{4DBF}')
@@ -498,6 +512,7 @@ const EN: Keywords = Keywords {
         "opt me out",
         "remove me",
         "leave me alone",
+        "wrong person",
         "wrong number",
         "i want to opt out",
         "i want to unsubscribe",
@@ -1296,6 +1311,10 @@ mod tests {
         ("\tSTOP\n", OptOut),
         ("Stop ✋", OptOut),
         ("🛑 STOP 🛑", OptOut),
+        ("🛑", OptOut),
+        ("STOP F***ING TEXTING ME", OptOut),
+        ("Stop freaking texting me", OptOut),
+        ("Wrong person", OptOut),
         ("ＳＴＯＰ", OptOut),
         ("\"stop\"", OptOut),
         ("Stop!!!!!!", OptOut),

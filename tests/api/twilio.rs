@@ -222,7 +222,7 @@ async fn yes_opts_in_only_after_an_opt_out() {
     assert_eq!(app.ledger_len(PATIENT).await, 0, "nothing stored");
     app.twilio_sms("SM-stop", PATIENT, CLINIC, "STOP").await;
     let answer = app.twilio_sms("SM-yes-2", PATIENT, CLINIC, "Sí").await.text().await.unwrap();
-    assert!(answer.contains("resubscribed"), "{answer}");
+    assert!(answer.contains("Mensajes reactivados"), "resubscribed, in the patient's Spanish: {answer}");
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
     let again = app.twilio_sms("SM-yes-3", PATIENT, CLINIC, "YES").await.text().await.unwrap();
     assert!(!again.contains("<Message>"), "opted in already: an ordinary answer again");
