@@ -7,7 +7,6 @@
 //! thin LTO, see Cargo.toml).
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sms_consent::domain::keywords::read;
@@ -83,17 +82,6 @@ fn classify(c: &mut Criterion) {
         })
     });
     group.finish();
-
-    // A plain figure for the report: nanoseconds per message over many rounds.
-    let rounds = 2_000u32;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        for reply in REPLIES {
-            black_box(read(black_box(reply)));
-        }
-    }
-    let per_message = started.elapsed().as_nanos() / (u128::from(rounds) * REPLIES.len() as u128);
-    println!("classify: {} replies, {per_message} ns per message", REPLIES.len());
 }
 
 criterion_group!(benches, classify);

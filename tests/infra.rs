@@ -215,6 +215,25 @@ fn the_consents_role_deletes_only_review_queue_keys_and_its_function_serves_the_
         serde_json::json!(["REVIEW", "REVIEW#*"]),
         "never a number's items"
     );
+    let batch: Vec<&serde_json::Value> =
+        policy.as_array().unwrap().iter().filter(|s| s["Action"].to_string().contains("BatchWriteItem")).collect();
+    assert_eq!(batch.len(), 1, "{batch:?}");
+    assert_eq!(
+        batch[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"],
+        serde_json::json!(["PHONE#*"]),
+        "erasure's batches touch a number's items only, never the access report"
+    );
+    // Only the consents function may open the evidence signing key.
+    let key = &template["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"];
+    let deny = key.as_array().unwrap().iter().find(|s| s["Sid"] == "OnlyTheConsentsFunctionOpensTheEvidenceSigningKey");
+    let deny = deny.expect("a deny statement for the evidence signing key");
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"], "evidence-signing");
+    let denied = deny["Principal"]["AWS"].to_string();
+    for role in ["WebhookRole", "AuthorizeRole", "OutboxRole"] {
+        assert!(denied.contains(role), "{role} may not open it: {denied}");
+    }
+    assert!(!denied.contains("ConsentsRole"));
     for path in ["/v1/reviews", "/v1/reviews/resolve"] {
         let route = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path]["post"];
         let integration = route["x-amazon-apigateway-integration"]["uri"].to_string();

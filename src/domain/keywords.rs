@@ -313,9 +313,10 @@ fn is_conditional(tokens: &[String]) -> bool {
 /// ordinary message.
 const CONDITIONAL_OPT_IN: &[&str] = &["yes", "si", "oui", "sim", "co", "是", "oo", "네", "wi"];
 
-/// Whether `text` is an opt-in only when it follows an opt-out.
+/// Whether `text` is an opt-in only when it follows an opt-out: a yes
+/// alone, or a yes as the first sentence ("Yes. See you Tuesday").
 pub fn is_conditional_opt_in(text: &str) -> bool {
-    is_conditional(&normalize(text))
+    is_conditional(&normalize(text)) || parts(text).first().is_some_and(|(tokens, _)| is_conditional(tokens))
 }
 
 /// True when `text`, uppercased and trimmed, is exactly one of `keywords`: how
@@ -1529,7 +1530,7 @@ mod tests {
 
     #[test]
     fn yes_and_si_are_conditional_opt_ins_and_start_is_not() {
-        for text in ["Yes", "YES!", "yes please", "Sí", "si"] {
+        for text in ["Yes", "YES!", "yes please", "Sí", "si", "Yes. See you Tuesday", "Oui. À mardi"] {
             assert!(is_conditional_opt_in(text), "{text}");
             assert_eq!(Intent::classify(text), Intent::OptIn, "{text}");
         }

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 
-use super::ledger::{verify_number, PurgeRecord, PurgedRun, PURGE};
+use super::ledger::{verify_number, PurgeRecord, PurgedRun, ERASURE, PURGE};
 use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
 use crate::ports::keys::{audit_sk_time, event_dedup_pk};
 use crate::ports::{AuditEntry, ChainLink, EventItem, NumberLedger, ScanOptions};
@@ -50,7 +50,8 @@ struct PurgePlan {
 
 /// What of `ledger` is older than `cutoff` (by arrival) and may go: not the
 /// anchor (`seq` 1), not an event that decides a current mark or awaits
-/// review, not a purge event.
+/// review, not the message a kept staff decision judged, not a purge and not
+/// an erasure (it is what explains the texts missing from older events).
 fn purge_plan(ledger: &NumberLedger, cutoff: OffsetDateTime) -> PurgePlan {
     let state = ledger.state.as_ref().and_then(|s| s.as_ref().ok());
     let mut kept: HashSet<&str> = HashSet::new();
@@ -58,13 +59,17 @@ fn purge_plan(ledger: &NumberLedger, cutoff: OffsetDateTime) -> PurgePlan {
         kept.extend(state.consent.marks.values().map(|m| m.event_id.as_str()));
         kept.extend(state.consent.reviews.keys().map(String::as_str));
     }
+    // A kept staff decision (`review:<message>`) keeps the message it judged.
+    let judged: Vec<&str> = kept.iter().filter_map(|id| id.strip_prefix("review:")).collect();
+    kept.extend(judged);
     let mut sort_keys = Vec::new();
     let mut links: Vec<&ChainLink> = Vec::new();
     for (sk, event) in &ledger.events {
         let Ok(event) = event else { continue };
         let old = event.received_at < cutoff;
         let anchor = event.link.as_ref().is_some_and(|l| l.seq == 1);
-        if !old || anchor || event.kind == PURGE || kept.contains(event.event_id.as_str()) {
+        let record = matches!(event.kind.as_str(), PURGE | ERASURE);
+        if !old || anchor || record || kept.contains(event.event_id.as_str()) {
             continue;
         }
         sort_keys.push(sk.clone());

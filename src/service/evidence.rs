@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 
 use super::ledger::verify_number;
 use super::{ConsentService, ServiceError};
+use crate::crypto::CryptoError;
 use crate::domain::{PhoneNumber, ReplyKind};
 use crate::ports::keys::phone_pk;
 use crate::ports::{DeliveryStatus, EventItem, OutboxItem};
@@ -223,14 +224,8 @@ impl ConsentService {
         for event in &events {
             let sk = event.sort_key();
             let mut unreadable = Vec::new();
-            let text = self.open_sealed(&event.text, &pk, &sk, "text").await.unwrap_or_else(|_| {
-                unreadable.push("text".to_owned());
-                None
-            });
-            let evidence = self.open_sealed(&event.evidence, &pk, &sk, "evidence").await.unwrap_or_else(|_| {
-                unreadable.push("evidence".to_owned());
-                None
-            });
+            let text = self.open_sealed(&event.text, &pk, &sk, "text", &mut unreadable).await?;
+            let evidence = self.open_sealed(&event.evidence, &pk, &sk, "evidence", &mut unreadable).await?;
             opened.push(EvidenceEvent {
                 event_id: event.event_id.clone(),
                 seq: event.link.as_ref().map(|l| l.seq),
@@ -279,16 +274,26 @@ impl ConsentService {
         Ok(SignedBundle { bundle, bytes, signature })
     }
 
+    /// A sealed value opened; one that does not open for its record (damaged
+    /// or moved) is named in `unreadable` and shown as null, but a key
+    /// service failure fails the export (503): a signed bundle must not call
+    /// a text unreadable because KMS was busy.
     async fn open_sealed(
         &self,
         sealed: &Option<String>,
         pk: &str,
         sk: &str,
         attribute: &str,
-    ) -> Result<Option<String>, crate::crypto::CryptoError> {
-        match sealed {
-            None => Ok(None),
-            Some(sealed) => self.crypto.open(sealed, pk, sk, attribute).await.map(Some),
+        unreadable: &mut Vec<String>,
+    ) -> Result<Option<String>, ServiceError> {
+        let Some(sealed) = sealed else { return Ok(None) };
+        match self.crypto.open(sealed, pk, sk, attribute).await {
+            Ok(value) => Ok(Some(value)),
+            Err(CryptoError::Malformed | CryptoError::Mismatch) => {
+                unreadable.push(attribute.to_owned());
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
         }
     }
 

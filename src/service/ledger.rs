@@ -62,7 +62,7 @@ use crate::ports::{ChainLink, EventItem, NumberLedger, ScanOptions, StateItem};
 /// `prev` of the first link of a number with events from before the chain.
 pub const LEGACY_START: &str = "legacy";
 /// The event kind an erasure records (its sealed values may then be gone).
-const ERASURE: &str = "erasure";
+pub const ERASURE: &str = "erasure";
 /// The event kind `verify-ledger` records when it quarantines a number.
 pub const QUARANTINE: &str = "integrity_quarantine";
 /// The event kind a retention purge records (see `PurgeRecord`).

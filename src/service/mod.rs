@@ -36,6 +36,8 @@ pub mod reviews;
 /// write nothing outside them).
 pub const EARLIEST_YEAR: i32 = 1970;
 pub const LATEST_YEAR: i32 = 9999;
+/// Open review items one number may hold (see `Effect::OpenReview`).
+pub const MAX_OPEN_REVIEWS: usize = 10;
 /// Attempts at a write that keeps losing the version race before giving up
 /// (the provider then retries the delivery). Every event of a number takes
 /// the next link of its chain, so concurrent deliveries for one number
@@ -330,6 +332,7 @@ impl ConsentService {
             let mut phone = current.as_ref().and_then(|s| s.phone.clone());
             let mut quarantine = current.as_ref().and_then(|s| s.quarantine.clone());
             let mut closed_reviews = Vec::new();
+            let mut queued = pending.review.clone();
             let changed = match pending.effect {
                 Effect::None => false,
                 Effect::Apply(change) => consent.apply(change),
@@ -347,6 +350,14 @@ impl ConsentService {
                         })
                         .collect();
                     revoked || !closed_reviews.is_empty()
+                }
+                // A number holds at most MAX_OPEN_REVIEWS open items (its
+                // STATE and an erasure's transaction stay bounded); beyond
+                // them an unclear message is kept in the ledger only, and the
+                // hold its earlier ones make stands.
+                Effect::OpenReview(_) if consent.reviews.len() >= MAX_OPEN_REVIEWS => {
+                    queued = None;
+                    false
                 }
                 Effect::OpenReview(review) => {
                     let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
@@ -407,7 +418,7 @@ impl ConsentService {
                 state: Some(state),
                 expected_version: current.as_ref().map(|s| s.version),
                 initial_state: None,
-                review: pending.review.clone(),
+                review: queued,
                 close_reviews: closed_reviews,
                 audit,
             };
@@ -457,7 +468,7 @@ impl ConsentService {
 
     /// As `read_state`, but a quarantined state is returned (a commit
     /// carries the quarantine forward).
-    async fn read_state_unchecked_quarantine(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
+    pub(crate) async fn read_state_unchecked_quarantine(&self, pid: &str) -> Result<Option<StateItem>, ServiceError> {
         let read = self.store.read_state(pid).await;
         self.checked(pid, read).await
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
+use super::ledger::ERASURE;
 use super::{check_event_time, consent_decision, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::serde_name;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
@@ -307,7 +308,7 @@ impl ConsentService {
     pub async fn erase(&self, to: &str, caller: &str) -> Result<usize, ServiceError> {
         let number = self.parse_number(to)?;
         let pid = self.crypto.blind_index(&number);
-        let audit = self.audit_event(&pid, "erasure", caller);
+        let audit = self.audit_event(&pid, ERASURE, caller);
         let revocation = ConsentChange {
             event_id: audit.event_id.clone(),
             occurred_at: audit.occurred_at,

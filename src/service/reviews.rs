@@ -54,31 +54,56 @@ impl ConsentService {
             return Err(ServiceError::Invalid("page_token: not a token this service gave".into()));
         }
         let (items, next) = self.store.reviews_page(before, REVIEW_PAGE).await?;
+        // Each number is recorded as read before it is shown. A number whose
+        // state fails its integrity check cannot be recorded: its items are
+        // listed undisclosed (no number, no text), so one broken number never
+        // hides the rest of the queue.
         let mut audited: Vec<&str> = Vec::new();
+        let mut undisclosed: Vec<&str> = Vec::new();
         for item in &items {
-            if !audited.contains(&item.pid.as_str()) {
-                self.audit(&item.pid, "review_read", caller).await?;
-                audited.push(&item.pid);
+            if audited.contains(&item.pid.as_str()) || undisclosed.contains(&item.pid.as_str()) {
+                continue;
+            }
+            match self.audit(&item.pid, "review_read", caller).await {
+                Ok(()) => audited.push(&item.pid),
+                Err(ServiceError::Integrity) => undisclosed.push(&item.pid),
+                Err(error) => return Err(error),
             }
         }
+        let undisclosed: Vec<String> = undisclosed.into_iter().map(str::to_owned).collect();
         let mut opened = Vec::with_capacity(items.len());
         for review in items {
-            let pk = phone_pk(&review.pid);
-            let sk = review.event_sort_key();
-            let event: Option<EventItem> = self.store.event(&review.pid, &sk).await?;
-            let text = match event.as_ref().and_then(|e| e.text.as_ref()) {
-                Some(sealed) => Some(self.crypto.open(sealed, &pk, &sk, "text").await?),
-                None => None,
+            let event: Option<EventItem> = self.store.event(&review.pid, &review.event_sort_key()).await?;
+            let (source, received_at) = event.as_ref().map(|e| (e.source.clone(), e.received_at)).unzip();
+            let (to, text) = if undisclosed.contains(&review.pid) {
+                (None, None)
+            } else {
+                self.disclose(&review, event.as_ref()).await?
             };
-            let to = match self.read_state(&review.pid).await?.and_then(|s| s.phone) {
-                Some(sealed) => Some(self.crypto.open(&sealed, &pk, STATE_SK, "phone").await?),
-                None => None,
-            };
-            let (source, received_at) = event.map(|e| (e.source, e.received_at)).unzip();
             opened.push(OpenedReview { review, to, text, source, received_at });
         }
         tracing::info!(caller, items = opened.len(), "review queue read");
         Ok((opened, next))
+    }
+
+    /// The number (from its state, quarantined or not: a quarantine is about
+    /// consent, not about who wrote) and the text of one queued message.
+    async fn disclose(
+        &self,
+        review: &ReviewItem,
+        event: Option<&EventItem>,
+    ) -> Result<(Option<String>, Option<String>), ServiceError> {
+        let pk = phone_pk(&review.pid);
+        let sk = review.event_sort_key();
+        let text = match event.and_then(|e| e.text.as_ref()) {
+            Some(sealed) => Some(self.crypto.open(sealed, &pk, &sk, "text").await?),
+            None => None,
+        };
+        let to = match self.read_state_unchecked_quarantine(&review.pid).await?.and_then(|s| s.phone) {
+            Some(sealed) => Some(self.crypto.open(&sealed, &pk, STATE_SK, "phone").await?),
+            None => None,
+        };
+        Ok((to, text))
     }
 
     /// Records a staff decision on one queued message, with the caller.

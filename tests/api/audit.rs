@@ -202,3 +202,25 @@ async fn a_purge_keeps_the_latest_opt_out_the_ledger_verifies_and_the_purge_is_i
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("retention.events_years is not set"));
 }
+
+#[tokio::test]
+async fn evidence_exports_and_review_decisions_are_in_the_access_report_with_their_callers() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.standard_sms("msg-1", PATIENT, CLINIC, "How do I stop these", None).await.status(), 200);
+    let page: Value = app.api("/v1/reviews", Some(REVIEW_KEY), json!({})).await.json().await.unwrap();
+    let event_id = page["reviews"][0]["event_id"].as_str().unwrap().to_owned();
+    let decision = json!({ "event_id": event_id, "decision": "not_revocation" });
+    assert_eq!(app.api("/v1/reviews/resolve", Some(REVIEW_KEY), decision).await.status(), 200);
+    assert_eq!(app.api("/v1/consents/evidence", Some(STAFF_KEY), json!({ "to": PATIENT })).await.status(), 200);
+
+    let (from, to) = around_now();
+    let entries = report(&app, from, to).await;
+    let seen: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["caller"].as_str().unwrap())).collect();
+    assert_eq!(
+        seen,
+        [("review_read", "review-desk"), ("not_revocation", "review-desk"), ("evidence_export", "compliance")]
+    );
+    let pid = pid_of(&app, PATIENT);
+    assert!(entries.iter().all(|e| e["pid"] == pid.as_str()), "{entries:?}");
+}

@@ -220,6 +220,9 @@ async fn yes_opts_in_only_after_an_opt_out() {
     let answer = app.twilio_sms("SM-yes-1", PATIENT, CLINIC, "Yes").await.text().await.unwrap();
     assert!(!answer.contains("<Message>"), "no reply to a confirmation: {answer}");
     assert_eq!(app.ledger_len(PATIENT).await, 0, "nothing stored");
+    let answer = app.twilio_sms("SM-yes-0", PATIENT, CLINIC, "Yes. See you Tuesday").await.text().await.unwrap();
+    assert!(!answer.contains("<Message>"), "a yes with more said is an answer too: {answer}");
+    assert_eq!(app.ledger_len(PATIENT).await, 0, "nothing stored");
     app.twilio_sms("SM-stop", PATIENT, CLINIC, "STOP").await;
     let answer = app.twilio_sms("SM-yes-2", PATIENT, CLINIC, "Sí").await.text().await.unwrap();
     assert!(answer.contains("Mensajes reactivados"), "resubscribed, in the patient's Spanish: {answer}");
