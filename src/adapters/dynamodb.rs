@@ -23,8 +23,7 @@ use crate::ports::keys::{
 };
 use crate::ports::{
     distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
-    OutboxItem, ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
-    WrappedKeys,
+    OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -441,30 +440,14 @@ impl ConsentStore for DynamoStore {
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
-        match &write.review {
-            Some(ReviewWrite::Open(review)) => {
-                items.push(build(put(&self.table, item(REVIEW_PK, &review.sort_key(), review)?))?);
-                let by_event = review_by_event_pk(&review.event_id);
-                items.push(build(put(&self.table, item(&by_event, DEDUP_SK, review)?))?);
+        let (opened, closed) = write.review_changes();
+        if let Some(review) = opened {
+            for (pk, sk) in review.keys() {
+                items.push(build(put(&self.table, item(&pk, &sk, review)?))?);
             }
-            Some(ReviewWrite::Close(review)) => {
-                for (pk, sk) in
-                    [(REVIEW_PK.to_owned(), review.sort_key()), (review_by_event_pk(&review.event_id), DEDUP_SK.into())]
-                {
-                    let delete = Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(&pk, &sk)))
-                        .build()
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    items.push(TransactWriteItem::builder().delete(delete).build());
-                }
-            }
-            None => {}
         }
-        for review in &write.close_reviews {
-            for (pk, sk) in
-                [(REVIEW_PK.to_owned(), review.sort_key()), (review_by_event_pk(&review.event_id), DEDUP_SK.into())]
-            {
+        for review in closed {
+            for (pk, sk) in review.keys() {
                 let delete = Delete::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(&pk, &sk)))

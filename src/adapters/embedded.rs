@@ -20,8 +20,7 @@ use crate::ports::keys::{
 };
 use crate::ports::{
     distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
-    OutboxItem, ReviewItem, ReviewWrite, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
-    WrappedKeys,
+    OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -500,24 +499,15 @@ impl ConsentStore for EmbeddedStore {
                 if let Some(outbox) = &write.outbox {
                     put_outbox(&mut table, outbox)?;
                 }
-                match &write.review {
-                    Some(ReviewWrite::Open(review)) => {
-                        let value = encode(review)?;
-                        table.insert((REVIEW_PK, review.sort_key().as_str()), value.as_slice()).map_err(unavailable)?;
-                        let by_event = review_by_event_pk(&review.event_id);
-                        table.insert((by_event.as_str(), DEDUP_SK), value.as_slice()).map_err(unavailable)?;
+                let (opened, closed) = write.review_changes();
+                if let Some(review) = opened {
+                    let value = encode(review)?;
+                    for (pk, sk) in review.keys() {
+                        table.insert((pk.as_str(), sk.as_str()), value.as_slice()).map_err(unavailable)?;
                     }
-                    Some(ReviewWrite::Close(review)) => {
-                        table.remove((REVIEW_PK, review.sort_key().as_str())).map_err(unavailable)?;
-                        let by_event = review_by_event_pk(&review.event_id);
-                        table.remove((by_event.as_str(), DEDUP_SK)).map_err(unavailable)?;
-                    }
-                    None => {}
                 }
-                for review in &write.close_reviews {
-                    table.remove((REVIEW_PK, review.sort_key().as_str())).map_err(unavailable)?;
-                    let by_event = review_by_event_pk(&review.event_id);
-                    table.remove((by_event.as_str(), DEDUP_SK)).map_err(unavailable)?;
+                for (pk, sk) in closed.flat_map(ReviewItem::keys) {
+                    table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
                 }
                 if let Some(audit) = &write.audit {
                     let (pk, sk) = (audit.partition_key(), audit.sort_key());

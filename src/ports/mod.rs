@@ -220,6 +220,14 @@ impl ReviewItem {
         keys::review_sk(self.occurred_at, &self.event_id)
     }
 
+    /// Its two keys: the queue entry, and its copy by event id.
+    pub fn keys(&self) -> [(String, String); 2] {
+        [
+            (keys::REVIEW_PK.to_owned(), self.sort_key()),
+            (keys::review_by_event_pk(&self.event_id), keys::DEDUP_SK.to_owned()),
+        ]
+    }
+
     /// The sort key of the unclear message's own event.
     pub fn event_sort_key(&self) -> String {
         keys::event_sk(self.occurred_at, &self.event_id)
@@ -365,6 +373,18 @@ pub struct LedgerWrite {
     pub close_reviews: Vec<ReviewItem>,
     /// The access report's entry of an event a caller made.
     pub audit: Option<AuditEntry>,
+}
+
+impl LedgerWrite {
+    /// The review queue item this write opens, and the ones it closes.
+    pub fn review_changes(&self) -> (Option<&ReviewItem>, impl Iterator<Item = &ReviewItem>) {
+        let (opened, closed) = match &self.review {
+            Some(ReviewWrite::Open(review)) => (Some(review), None),
+            Some(ReviewWrite::Close(review)) => (None, Some(review)),
+            None => (None, None),
+        };
+        (opened, closed.into_iter().chain(&self.close_reviews))
+    }
 }
 
 /// What one read of a number's state found.

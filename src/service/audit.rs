@@ -15,13 +15,12 @@
 
 use std::collections::HashSet;
 
-use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 
 use super::ledger::{verify_number, PurgeRecord, PurgedRun, ERASURE, PURGE};
 use super::{check_event_time, ConsentService, Effect, Pending, ServiceError};
-use crate::ports::keys::{audit_sk_time, event_dedup_pk};
-use crate::ports::{AuditEntry, ChainLink, EventItem, NumberLedger, ScanOptions};
+use crate::ports::keys::audit_sk_time;
+use crate::ports::{AuditEntry, ChainLink, NumberLedger, ScanOptions};
 
 /// Entries in one page of the access report.
 pub const AUDIT_PAGE: usize = 100;
@@ -166,17 +165,10 @@ impl ConsentService {
             if dry_run {
                 continue;
             }
-            let event = self.purge_event(&pid, operator, &PurgeRecord { purged: plan.runs });
-            self.commit_event(Pending {
-                phone: None,
-                dedup_key: event_dedup_pk(&event.event_id),
-                extra_dedup_keys: Vec::new(),
-                event,
-                outbox: None,
-                effect: Effect::None,
-                review: None,
-            })
-            .await?;
+            // The operator as caller; what it deletes in `code` (under its MAC).
+            let mut event = self.service_event(&pid, PURGE, "retention", Some(operator));
+            event.code = Some(PurgeRecord { purged: plan.runs }.encode());
+            self.commit_event(Pending::own(event, Effect::None)).await?;
             let deleted = self.store.delete_events(&pid, &plan.sort_keys).await?;
             tracing::info!(pid = %pid, operator, deleted, "events purged");
         }
@@ -184,30 +176,6 @@ impl ConsentService {
             self.store.reclaim().await?;
         }
         Ok(report)
-    }
-
-    /// The `purge` event of one number: the operator as caller, what it
-    /// deletes in `code` (covered by its MAC).
-    fn purge_event(&self, pid: &str, operator: &str, record: &PurgeRecord) -> EventItem {
-        let now = self.now();
-        let mut id = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut id);
-        EventItem {
-            pid: pid.to_owned(),
-            event_id: format!("purge:{}", hex::encode(id)),
-            kind: PURGE.to_owned(),
-            source: "retention".into(),
-            program: None,
-            categories: Vec::new(),
-            text: None,
-            evidence: None,
-            caller: Some(operator.to_owned()),
-            code: Some(record.encode()),
-            signature_verified: false,
-            occurred_at: now,
-            received_at: now,
-            link: None,
-        }
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use rand::RngCore;
 use time::OffsetDateTime;
 
 use super::{AuthorizationQuery, ConsentService, ServiceError, MAX_ATTEMPTS};
@@ -46,9 +45,7 @@ pub struct SendPlan<'a> {
 /// A reservation id: random, then the number's blind index, so a release
 /// finds its usage item without the number.
 fn reservation_id(pid: &str) -> String {
-    let mut bytes = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{}.{pid}", hex::encode(bytes))
+    format!("{}.{pid}", super::random_id())
 }
 
 fn pid_of_reservation(id: &str) -> Option<&str> {

@@ -56,7 +56,6 @@ use time::OffsetDateTime;
 
 use super::{ConsentService, Effect, Pending, ServiceError};
 use crate::crypto::{Crypto, CryptoError};
-use crate::ports::keys::event_dedup_pk;
 use crate::ports::{ChainLink, EventItem, NumberLedger, ScanOptions, StateItem};
 
 /// `prev` of the first link of a number with events from before the chain.
@@ -447,46 +446,14 @@ impl ConsentService {
             return Ok(false);
         }
         let reason = breaks.first().map(ToString::to_string).unwrap_or_default();
-        let mut event = self.system_event(&ledger.pid, QUARANTINE);
+        let mut event = self.service_event(&ledger.pid, QUARANTINE, "system", None);
         event.code = Some("verify-ledger".into());
-        let pending = Pending {
-            phone: None,
-            dedup_key: event_dedup_pk(&event.event_id),
-            extra_dedup_keys: Vec::new(),
-            event,
-            outbox: None,
-            effect: Effect::Quarantine(&reason),
-            review: None,
-        };
-        match self.commit_event(pending).await {
+        match self.commit_event(Pending::own(event, Effect::Quarantine(&reason))).await {
             Ok(written) => Ok(written),
             // The STATE changed under the scan and no longer verifies: it
             // denies by itself.
             Err(ServiceError::Integrity) => Ok(false),
             Err(error) => Err(error),
-        }
-    }
-
-    /// An event the service records on its own (no caller, no text).
-    fn system_event(&self, pid: &str, kind: &str) -> EventItem {
-        let now = self.now();
-        let mut id = [0u8; 12];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-        EventItem {
-            pid: pid.to_owned(),
-            event_id: format!("system:{kind}:{}", hex::encode(id)),
-            kind: kind.to_owned(),
-            source: "system".into(),
-            program: None,
-            categories: Vec::new(),
-            text: None,
-            evidence: None,
-            caller: None,
-            code: None,
-            signature_verified: false,
-            occurred_at: now,
-            received_at: now,
-            link: None,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::domain::{
     Consent, ConsentChange, ConsentState, Decision, DefaultConsent, Intent, PhoneNumber, Program, Programs, Reason,
     ReplyKind, ReplyMode, Scope,
 };
-use crate::ports::keys::{dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
+use crate::ports::keys::{dedup_pk, event_dedup_pk, event_sk, outbox_sk, phone_pk, STATE_SK};
 use crate::ports::{
     AuditEntry, ChainHead, Clock, CommitOutcome, ConsentStore, EventItem, LedgerWrite, OutboxItem, ReviewItem,
     ReviewWrite, StateItem, StateRead, StoreError, UsageItem,
@@ -127,6 +127,23 @@ pub(crate) struct Pending<'a> {
     pub effect: Effect<'a>,
     /// The review queue entry it adds or removes.
     pub review: Option<ReviewWrite>,
+}
+
+impl<'a> Pending<'a> {
+    /// An event whose id is its own replay key (`DEDUP#<event id>`): one
+    /// recorded by the service or an API caller, with no number to seal,
+    /// no reply and no queue entry unless set after.
+    pub fn own(event: EventItem, effect: Effect<'a>) -> Self {
+        Pending {
+            phone: None,
+            dedup_key: event_dedup_pk(&event.event_id),
+            extra_dedup_keys: Vec::new(),
+            event,
+            outbox: None,
+            effect,
+            review: None,
+        }
+    }
 }
 
 pub struct AuthorizationQuery<'a> {
@@ -435,6 +452,28 @@ impl ConsentService {
         Err(ServiceError::Contention)
     }
 
+    /// An event the service makes, with no text: `<source>:<kind>:<random>`,
+    /// now, by `caller` when a person or an API key caused it.
+    pub(crate) fn service_event(&self, pid: &str, kind: &str, source: &str, caller: Option<&str>) -> EventItem {
+        let now = self.now();
+        EventItem {
+            pid: pid.to_owned(),
+            event_id: format!("{source}:{kind}:{}", random_id()),
+            kind: kind.to_owned(),
+            source: source.to_owned(),
+            program: None,
+            categories: Vec::new(),
+            text: None,
+            evidence: None,
+            caller: caller.map(str::to_owned),
+            code: None,
+            signature_verified: false,
+            occurred_at: now,
+            received_at: now,
+            link: None,
+        }
+    }
+
     fn ignore(&self, why: &'static str) -> InboundOutcome {
         self.counters.ignored_messages.fetch_add(1, Ordering::Relaxed);
         tracing::info!(reason = why, "message not stored");
@@ -705,6 +744,13 @@ pub(crate) fn consent_decision(state: &ConsentState, program: &Program, category
     } else {
         decision
     }
+}
+
+/// 96 random bits, hex: the unique part of ids the service makes.
+pub(crate) fn random_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    hex::encode(bytes)
 }
 
 pub(crate) fn check_event_time(at: OffsetDateTime, what: &str) -> Result<(), ServiceError> {

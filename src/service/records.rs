@@ -1,16 +1,15 @@
 //! Use cases for senders and staff: consent captured outside SMS, the
 //! current state and history of a number, and erasure on request.
 
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
 use super::ledger::ERASURE;
-use super::{check_event_time, consent_decision, ConsentService, Effect, Pending, ServiceError};
+use super::{check_event_time, consent_decision, random_id, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::serde_name;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Scope};
-use crate::ports::keys::{event_dedup_pk, event_sk, is_event_sk, phone_pk};
+use crate::ports::keys::{event_sk, is_event_sk, phone_pk};
 use crate::ports::{EventItem, OutboxItem};
 
 /// How far ahead of the server's clock a `captured_at` may be (clock skew).
@@ -93,52 +92,15 @@ fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(message.into())
 }
 
-fn random_id() -> String {
-    let mut bytes = [0u8; 12];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 impl ConsentService {
     fn parse_number(&self, to: &str) -> Result<PhoneNumber, ServiceError> {
         PhoneNumber::parse(to).map_err(|e| invalid(format!("to: {e}")))
     }
 
-    /// An audit event with no state change (a history read, an erasure).
-    pub(crate) fn audit_event(&self, pid: &str, kind: &str, caller: &str) -> EventItem {
-        let now = self.now();
-        EventItem {
-            pid: pid.to_owned(),
-            event_id: format!("api:{kind}:{}", random_id()),
-            kind: kind.to_owned(),
-            source: "api".into(),
-            program: None,
-            categories: Vec::new(),
-            text: None,
-            evidence: None,
-            caller: Some(caller.to_owned()),
-            code: None,
-            signature_verified: false,
-            occurred_at: now,
-            received_at: now,
-            link: None,
-        }
-    }
-
     /// Records that `caller` read (`kind`) what the ledger holds of a number,
     /// before anything is disclosed.
     pub(crate) async fn audit(&self, pid: &str, kind: &str, caller: &str) -> Result<(), ServiceError> {
-        let audit = self.audit_event(pid, kind, caller);
-        self.commit_event(Pending {
-            phone: None,
-            dedup_key: event_dedup_pk(&audit.event_id),
-            extra_dedup_keys: Vec::new(),
-            event: audit,
-            outbox: None,
-            effect: Effect::None,
-            review: None,
-        })
-        .await?;
+        self.commit_event(Pending::own(self.service_event(pid, kind, "api", Some(caller)), Effect::None)).await?;
         Ok(())
     }
 
@@ -218,15 +180,7 @@ impl ConsentService {
             received_at: now,
             link: None,
         };
-        let pending = Pending {
-            phone: Some(&number),
-            dedup_key: event_dedup_pk(&event_id),
-            extra_dedup_keys: Vec::new(),
-            event,
-            outbox: None,
-            effect: Effect::Apply(&change),
-            review: None,
-        };
+        let pending = Pending { phone: Some(&number), ..Pending::own(event, Effect::Apply(&change)) };
         if self.commit_event(pending).await? {
             tracing::info!(pid = %pid, caller, kind = record.kind.event_kind(), "consent recorded through the API");
             Ok(RecordOutcome::Recorded { event_id })
@@ -308,23 +262,14 @@ impl ConsentService {
     pub async fn erase(&self, to: &str, caller: &str) -> Result<usize, ServiceError> {
         let number = self.parse_number(to)?;
         let pid = self.crypto.blind_index(&number);
-        let audit = self.audit_event(&pid, ERASURE, caller);
+        let audit = self.service_event(&pid, ERASURE, "api", Some(caller));
         let revocation = ConsentChange {
             event_id: audit.event_id.clone(),
             occurred_at: audit.occurred_at,
             consent: Consent::OptOut,
             scope: Scope::All,
         };
-        let pending = Pending {
-            phone: None,
-            dedup_key: event_dedup_pk(&audit.event_id),
-            extra_dedup_keys: Vec::new(),
-            event: audit,
-            outbox: None,
-            effect: Effect::Erase(&revocation),
-            review: None,
-        };
-        self.commit_event(pending).await?;
+        self.commit_event(Pending::own(audit, Effect::Erase(&revocation))).await?;
         let scrubbed = self.store.scrub(&pid).await?;
         tracing::info!(pid = %pid, caller, scrubbed, "number erased");
         Ok(scrubbed)

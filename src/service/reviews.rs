@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::{ConsentService, Effect, Pending, ServiceError};
 use crate::domain::{Consent, ConsentChange, Scope};
-use crate::ports::keys::{event_dedup_pk, is_review_sk, phone_pk, STATE_SK};
+use crate::ports::keys::{is_review_sk, phone_pk, STATE_SK};
 use crate::ports::{EventItem, ReviewItem, ReviewWrite};
 
 /// Items in one page of the queue.
@@ -153,13 +153,8 @@ impl ConsentService {
             link: None,
         };
         let pending = Pending {
-            phone: None,
-            dedup_key: event_dedup_pk(&decision_id),
-            extra_dedup_keys: Vec::new(),
-            event,
-            outbox: None,
-            effect: Effect::Resolve { review: &review, change: change.as_ref() },
             review: Some(ReviewWrite::Close(review.clone())),
+            ..Pending::own(event, Effect::Resolve { review: &review, change: change.as_ref() })
         };
         if !self.commit_event(pending).await? {
             // Decided concurrently by someone else.
