@@ -319,6 +319,40 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// One page, newest first: up to `limit` items of `pk` whose sort key
+    /// starts with `prefix` (any, with none), continued below `before`; and the cursor of the
+    /// next page when there may be one. One consistent `Query`.
+    async fn page_back<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(pk))
+            .set_exclusive_start_key(before.map(|sk| key(pk, sk)));
+        query = match prefix {
+            Some(prefix) => query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("#pk = :pk"),
+        };
+        let out = query.send().await.map_err(unavailable)?;
+        let page: Vec<T> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
+        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
+        Ok((page, next))
+    }
+
     /// One item by its key, strongly consistent.
     async fn get<T: DeserializeOwned>(&self, pk: &str, sk: &str) -> Result<Option<T>, StoreError> {
         let out = self
@@ -578,24 +612,7 @@ impl ConsentStore for DynamoStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError> {
-        let limit = limit.clamp(1, 1000);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", s(REVIEW_PK));
-        if let Some(before) = before {
-            query = query.set_exclusive_start_key(Some(key(REVIEW_PK, before)));
-        }
-        let out = query.send().await.map_err(unavailable)?;
-        let page: Vec<ReviewItem> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
-        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
-        Ok((page, next))
+        self.page_back(REVIEW_PK, None, before, limit).await
     }
 
     async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError> {
@@ -608,26 +625,7 @@ impl ConsentStore for DynamoStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
-        let limit = limit.clamp(1, 1000);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#sk", SK)
-            .expression_attribute_values(":pk", s(phone_pk(pid)))
-            .expression_attribute_values(":prefix", s(EVENT_PREFIX));
-        if let Some(before) = before {
-            query = query.set_exclusive_start_key(Some(key(&phone_pk(pid), before)));
-        }
-        let out = query.send().await.map_err(unavailable)?;
-        let page: Vec<EventItem> = out.items().iter().map(decode).collect::<Result<_, _>>()?;
-        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
-        Ok((page, next))
+        self.page_back(&phone_pk(pid), Some(EVENT_PREFIX), before, limit).await
     }
 
     async fn scrub(&self, pid: &str) -> Result<usize, StoreError> {

@@ -274,6 +274,32 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// One page, newest first: up to `limit` items of `pk` whose sort keys
+    /// are in `start..end`, and the last one's sort key as the next page's
+    /// `end` when the page is full.
+    async fn page_back<T: DeserializeOwned + Send + 'static>(
+        &self,
+        pk: String,
+        start: &'static str,
+        end: String,
+        limit: usize,
+    ) -> Result<(Vec<T>, Option<String>), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            let range = table.range((pk.as_str(), start)..(pk.as_str(), end.as_str())).map_err(unavailable)?;
+            let (mut page, mut last) = (Vec::new(), None);
+            for entry in range.rev().take(limit) {
+                let (key, value) = entry.map_err(unavailable)?;
+                page.push(decode::<T>(value.value())?);
+                last = Some(key.value().1.to_owned());
+            }
+            let next = if page.len() == limit { last } else { None };
+            Ok((page, next))
+        })
+        .await
+    }
+
     /// One item by its key.
     async fn get<T: DeserializeOwned + Send + 'static>(&self, pk: String, sk: String) -> Result<Option<T>, StoreError> {
         self.blocking(move |db| {
@@ -542,19 +568,7 @@ impl ConsentStore for EmbeddedStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError> {
-        let end = before.unwrap_or(SK_MAX).to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let range = table.range((REVIEW_PK, SK_MIN)..(REVIEW_PK, end.as_str())).map_err(unavailable)?;
-            let mut page = Vec::new();
-            for entry in range.rev().take(limit) {
-                page.push(decode::<ReviewItem>(entry.map_err(unavailable)?.1.value())?);
-            }
-            let next = (page.len() == limit).then(|| page.last().map(ReviewItem::sort_key)).flatten();
-            Ok((page, next))
-        })
-        .await
+        self.page_back(REVIEW_PK.to_owned(), SK_MIN, before.unwrap_or(SK_MAX).to_owned(), limit).await
     }
 
     async fn review(&self, event_id: &str) -> Result<Option<ReviewItem>, StoreError> {
@@ -677,20 +691,7 @@ impl ConsentStore for EmbeddedStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
-        let pk = phone_pk(pid);
-        let end = before.unwrap_or(EVENT_END).to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(ITEMS).map_err(unavailable)?;
-            let range = table.range((pk.as_str(), EVENT_PREFIX)..(pk.as_str(), end.as_str())).map_err(unavailable)?;
-            let mut page = Vec::new();
-            for entry in range.rev().take(limit) {
-                page.push(decode::<EventItem>(entry.map_err(unavailable)?.1.value())?);
-            }
-            let next = (page.len() == limit).then(|| page.last().map(EventItem::sort_key)).flatten();
-            Ok((page, next))
-        })
-        .await
+        self.page_back(phone_pk(pid), EVENT_PREFIX, before.unwrap_or(EVENT_END).to_owned(), limit).await
     }
 
     async fn usage(&self, pid: &str) -> Result<Option<UsageItem>, StoreError> {
