@@ -52,6 +52,23 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: counters and histograms (see `crate::metrics`): locally at
+/// `GET /metrics` (API key scope `metrics`), on Lambda as EMF log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Off: no `/metrics` route answers (404) and no EMF lines are written.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
 }
 
 /// `[retention]`: how long events are kept. Nothing set: for ever.
@@ -458,6 +475,8 @@ pub enum ApiScope {
     /// The access report (`POST /v1/audit`): who read, recorded, erased or
     /// exported what.
     Audit,
+    /// The service's counters (`GET /metrics`, Prometheus text).
+    Metrics,
 }
 
 #[derive(Debug, Clone, Deserialize)]

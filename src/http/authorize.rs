@@ -178,6 +178,7 @@ pub async fn authorize(
         let decision = state.service.authorize_send(&query(&single), &plan(&single)).await;
         let program = logged_program(&single.program, &decision);
         tracing::info!(caller = %caller.name, program, allowed = decision.allowed, reason = ?decision.reason, "authorization");
+        crate::metrics::authorization(&decision.reason);
         return Ok(Json(AuthorizationAnswer::from(decision)).into_response());
     }
     let batch: AuthorizationBatch = serde_json::from_value(request).map_err(invalid_body)?;
@@ -194,6 +195,7 @@ pub async fn authorize(
     }
     let decisions = state.service.authorize_batch(&queries, &plans).await;
     let allowed = decisions.iter().filter(|d| d.allowed).count();
+    decisions.iter().for_each(|d| crate::metrics::authorization(&d.reason));
     tracing::info!(caller = %caller.name, requests = decisions.len(), allowed, "batch authorization");
     let results =
         batch.requests.into_iter().zip(decisions).map(|(r, d)| BatchResult { to: r.to, decision: d.into() }).collect();

@@ -30,7 +30,7 @@ pub mod scope {
         )*};
     }
 
-    scopes!(Authorize, Record, ReadHistory, Erase, Review, Audit);
+    scopes!(Authorize, Record, ReadHistory, Erase, Review, Audit, Metrics);
 }
 
 /// The caller, identified (401 otherwise) and holding scope `S` (403

@@ -104,8 +104,13 @@ pub fn router_for(state: AppState, role: Role) -> Router {
             .route("/v1/reviews/resolve", post(reviews::resolve))
             .route("/v1/audit", post(audit::access_report));
     }
+    if role == Role::All {
+        // Lambda functions report through EMF log lines instead.
+        app = app.route("/metrics", get(metrics_text));
+    }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(traced))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -119,6 +124,40 @@ pub struct Health {
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
 async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
+}
+
+/// The service's counters and histograms in Prometheus text format 0.0.4
+/// (see `crate::metrics`); API key scope `metrics`. Not on Lambda.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4; no label holds a number, a text or a token", content_type = "text/plain", body = String),
+        (status = 401, description = "No API key, or an unknown one", content_type = "application/problem+json", body = error::Problem),
+        (status = 403, description = "The key lacks the scope `metrics`", content_type = "application/problem+json", body = error::Problem),
+        (status = 404, description = "Metrics are off (`[metrics] enabled = false`)", content_type = "application/problem+json", body = error::Problem),
+    ),
+    security(("api_key" = []))
+)]
+async fn metrics_text(_caller: extract::Caller<extract::scope::Metrics>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = crate::metrics::render().ok_or(ApiError::NotFound)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+}
+
+/// Every request in a span with its route's template (never the path, the
+/// query or the body: no PHI), answered with its status and duration in a
+/// log line and in `metrics::HTTP_REQUESTS`.
+async fn traced(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let span = tracing::info_span!("request", method = %request.method(), route = %route);
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let took = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(route = %route, status, duration_ms = took.as_secs_f64() * 1e3, "request"));
+    crate::metrics::request(route, status, took);
+    response
 }
 
 async fn openapi_json() -> impl axum::response::IntoResponse {

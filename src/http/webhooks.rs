@@ -78,7 +78,11 @@ impl Delivery {
 
 async fn handle(state: AppState, provider: Arc<dyn Provider>, request: Request) -> Result<Response, ApiError> {
     let delivery = Delivery::read(&state, request).await?;
-    let received = provider.receive(&delivery.request(&state)).await?;
+    let received = provider.receive(&delivery.request(&state)).await.inspect_err(|rejection| {
+        if matches!(rejection, Rejection::Signature(_)) {
+            crate::metrics::signature_failure(provider.name());
+        }
+    })?;
     let answer = match received {
         Received::SubscriptionConfirmed => provider.answer(&Outcome { status: "subscription_confirmed", reply: None }),
         Received::Ignored(what) => {

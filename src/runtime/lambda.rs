@@ -12,6 +12,8 @@
 //! - `SMS_CONSENT_PUBLIC_BASE_URL` (optional): the URL providers sign.
 //! - `SMS_CONSENT_SNS_TOPIC_ARNS` (optional, comma-separated): the SNS topics
 //!   accepted on `/webhooks/aws-sns`, from the template's parameter.
+//! - `SMS_CONSENT_METRICS_NAMESPACE` (optional): the CloudWatch namespace of
+//!   the EMF lines each invocation writes (`crate::metrics::Emf`).
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use crate::config::Config;
 use crate::crypto::Crypto;
 use crate::http::auth::Authenticator;
 use crate::http::Role;
+use crate::metrics::Emf;
 use crate::ports::keys::{pid_of, OUTBOX_PREFIX};
 use crate::ports::{Clock, SystemClock};
 use crate::providers::aws_sns::{HttpSnsNetwork, SnsNetwork};
@@ -141,7 +144,35 @@ pub fn assemble(
 /// unwrapping all at once; then the Router.
 pub async fn app(role: Role) -> Result<Router, StartError> {
     let (config, backends, crypto) = load().await?;
+    install_emf(&config);
     assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
+}
+
+/// With `[metrics] enabled`: the EMF recorder, its lines on stdout beside
+/// the JSON logs (CloudWatch Logs reads them as metrics).
+fn install_emf(config: &Config) {
+    if config.metrics.enabled {
+        let namespace = std::env::var(crate::metrics::NAMESPACE_ENV)
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
+        if Emf::install(&namespace, Box::new(std::io::stdout())).is_none() {
+            tracing::warn!("metrics: another recorder was installed first; no EMF lines");
+        }
+    }
+}
+
+/// One invocation of an HTTP function: the Router's answer, then the
+/// invocation's EMF lines (all its counts in one set of lines).
+pub async fn invoke(
+    mut app: Router,
+    request: lambda_http::Request,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    let response = lambda_http::Service::call(&mut app, request).await;
+    if let Some(emf) = Emf::installed() {
+        emf.flush();
+    }
+    response
 }
 
 /// What every function reads at a cold start, all at once: the config
@@ -188,6 +219,7 @@ async fn load() -> Result<(Config, Backends, Crypto), StartError> {
 /// The `outbox` function's worker, over the same assembly.
 pub async fn outbox_worker() -> Result<OutboxWorker, StartError> {
     let (config, backends, crypto) = load().await?;
+    install_emf(&config);
     let parts = Parts {
         store: backends.store.clone(),
         crypto,
@@ -260,7 +292,11 @@ pub async fn run_outbox() -> Result<(), lambda_http::Error> {
         let deadline = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.context.deadline) * 1_000_000)
             .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
             - DEADLINE_MARGIN;
-        Ok::<_, lambda_http::Error>(handle_stream(worker, event.payload, deadline).await)
+        let response = handle_stream(worker, event.payload, deadline).await;
+        if let Some(emf) = Emf::installed() {
+            emf.flush();
+        }
+        Ok::<_, lambda_http::Error>(response)
     }))
     .await
 }
@@ -285,7 +321,7 @@ pub async fn run(role: Role) -> Result<(), lambda_http::Error> {
         tracing::error!(error = %e, "cold start failed");
         e
     })?;
-    lambda_http::run(app).await
+    lambda_http::run(lambda_http::service_fn(move |request| invoke(app.clone(), request))).await
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
                 ApiScope::Erase,
                 ApiScope::Review,
                 ApiScope::Audit,
+                ApiScope::Metrics,
             ],
         }],
         ..Config::default()
@@ -188,6 +189,9 @@ pub async fn start(options: Options, clock: Arc<dyn Clock>) -> Result<LocalServe
         }
     };
     config.validate()?;
+    if config.metrics.enabled && !crate::metrics::install_prometheus() {
+        tracing::warn!("metrics: another recorder was installed first; /metrics answers 404");
+    }
 
     let backends = Backends::open(&config).await.map_err(StartError::other)?;
     let crypto = backends.crypto(&config).await.map_err(StartError::other)?;

@@ -18,6 +18,7 @@ pub mod backends;
 pub mod lambda;
 pub mod local;
 pub mod outbox;
+pub mod timed_store;
 pub mod verify;
 
 /// Why a process did not start; the message names what to fix.
@@ -53,7 +54,9 @@ pub struct Parts {
 /// the shared state, and the Router serving `role`.
 pub fn build(config: &Config, role: Role, parts: Parts) -> Result<(AppState, Router), StartError> {
     let providers = config.providers(parts.sns_network)?;
-    let service = ConsentService::new(config.programs(), parts.store, Arc::new(parts.crypto), parts.clock);
+    // Every store call timed (`metrics::STORE_LATENCY`).
+    let store: Arc<dyn ConsentStore> = Arc::new(timed_store::TimedStore::new(parts.store));
+    let service = ConsentService::new(config.programs(), store, Arc::new(parts.crypto), parts.clock);
     let state = AppState::new(config, service, providers, parts.auth);
     Ok((state.clone(), router_for(state, role)))
 }

@@ -207,7 +207,7 @@ impl ConsentService {
         let Reading { intent, language } = read(&message.text);
         let program = self.owner_of(message.to.as_ref());
         let (scope, reply_kind) = match (intent, program) {
-            (Intent::None, _) => return Ok(self.ignore("no keyword")),
+            (Intent::None, _) => return Ok(self.ignore(message.provider, "no keyword")),
             // Kept for staff to decide, unanswered (see `reviews`).
             (Intent::Unclear, _) => (None, None),
             (Intent::OptOut, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptOut)),
@@ -220,7 +220,7 @@ impl ConsentService {
             (Intent::OptIn, Some(p)) => (Some(Scope::Program { program: p.id.clone() }), Some(ReplyKind::OptIn)),
             (Intent::Help, Some(_)) => (None, Some(ReplyKind::Help)),
             (Intent::OptIn | Intent::Help, None) => {
-                return Ok(self.ignore("opt-in or help to a number no program owns"))
+                return Ok(self.ignore(message.provider, "opt-in or help to a number no program owns"))
             }
         };
 
@@ -235,7 +235,7 @@ impl ConsentService {
             if is_conditional_opt_in(&message.text) {
                 let opted_out = self.read_state(&pid).await?.is_some_and(|s| s.consent.program_opted_out(&p.id));
                 if !opted_out {
-                    return Ok(self.ignore("yes from a number that is not opted out"));
+                    return Ok(self.ignore(message.provider, "yes from a number that is not opted out"));
                 }
             }
         }
@@ -315,12 +315,14 @@ impl ConsentService {
         };
         if self.commit_event(pending).await? {
             tracing::info!(pid = %pid, intent = %serde_name(&intent), "consent event recorded");
+            crate::metrics::event_recorded(serde_name(&intent), message.provider);
             if outboxed {
                 self.outbox_ready.notify_one();
             }
             Ok(InboundOutcome::Recorded { intent, outboxed, reply: if style.inline { reply } else { None } })
         } else {
             tracing::info!(pid = %pid, "duplicate delivery; already recorded");
+            crate::metrics::duplicate(message.provider);
             Ok(InboundOutcome::Duplicate)
         }
     }
@@ -474,14 +476,16 @@ impl ConsentService {
         }
     }
 
-    fn ignore(&self, why: &'static str) -> InboundOutcome {
+    fn ignore(&self, provider: &'static str, why: &'static str) -> InboundOutcome {
         self.counters.ignored_messages.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::ignored(provider);
         tracing::info!(reason = why, "message not stored");
         InboundOutcome::Ignored
     }
 
     fn integrity_alarm(&self, pid: &str, what: &'static str) {
         self.counters.integrity_alarms.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::integrity_alarm();
         tracing::error!(pid = %pid, alarm = "integrity", what, "the state item failed its integrity check");
     }
 

@@ -294,6 +294,7 @@ impl OutboxWorker {
             tracing::warn!(status = ?status, "the reply's record changed while it was being sent");
         }
         tracing::info!(provider = %done.provider, status = ?status, "reply finished");
+        crate::metrics::reply(Some(status));
         Ok(Attempt::Finished(status))
     }
 
@@ -320,6 +321,7 @@ impl OutboxWorker {
         d.error = Some(reason.clone());
         self.service.store.update_outbox(&later, claimed.delivery.revision).await?;
         tracing::warn!(provider = %later.provider, attempts, %reason, "reply not sent; will retry");
+        crate::metrics::reply(None);
         Ok(Attempt::Retry { at })
     }
 
@@ -388,6 +390,7 @@ impl ConsentService {
             review: None,
         };
         let recorded = self.commit_event(pending).await?;
+        crate::metrics::block_recorded(&block.provider, recorded);
         if recorded {
             tracing::info!(pid = %pid, provider = %block.provider, code = %block.code, "provider opt-out recorded");
         }
