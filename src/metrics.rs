@@ -339,7 +339,7 @@ enum EmfValue {
 
 /// `sms_consent_signature_failures_total` is `signature_failures` in its
 /// namespace.
-fn emf_name(name: &str) -> String {
+pub fn emf_name(name: &str) -> String {
     let name = name.strip_prefix("sms_consent_").unwrap_or(name);
     name.strip_suffix("_total").unwrap_or(name).to_owned()
 }

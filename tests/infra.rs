@@ -241,3 +241,33 @@ fn the_consents_role_deletes_only_review_queue_keys_and_its_function_serves_the_
         assert!(route["security"].to_string().contains("AWS_IAM"), "{path} with IAM auth: {route}");
     }
 }
+
+#[test]
+fn the_alarms_read_the_metrics_the_functions_write_as_emf_lines() {
+    use sms_consent::metrics::{emf_name, INTEGRITY_ALARMS, REPLIES, SIGNATURE_FAILURES};
+    let template = transformed();
+    let functions = of_type(&template, "AWS::Lambda::Function");
+    assert!(functions.len() >= 4, "webhook, authorize, consents, outbox");
+    let namespace = serde_json::json!({"Fn::Sub": "sms-consent/${Stage}"});
+    for (name, function) in &functions {
+        let variables = &function["Properties"]["Environment"]["Variables"];
+        assert_eq!(variables[sms_consent::metrics::NAMESPACE_ENV], namespace, "{name}");
+    }
+    let alarm = |metric: &str| {
+        let found: Vec<_> = of_type(&template, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .filter(|(_, a)| a["Properties"]["MetricName"] == metric)
+            .collect();
+        assert_eq!(found.len(), 1, "one alarm on {metric}");
+        assert_eq!(found[0].1["Properties"]["Namespace"], namespace, "{metric}");
+        found[0].1["Properties"].clone()
+    };
+    // Over every provider (the dimensionless set each EMF line also writes).
+    assert!(alarm(&emf_name(SIGNATURE_FAILURES))["Dimensions"].is_null());
+    assert!(alarm(&emf_name(INTEGRITY_ALARMS))["Dimensions"].is_null());
+    assert_eq!(alarm(&emf_name(REPLIES))["Dimensions"], serde_json::json!([{"Name": "outcome", "Value": "failed"}]));
+    // The log metric filters they replace are gone.
+    assert!(of_type(&template, "AWS::Logs::MetricFilter")
+        .iter()
+        .all(|(_, f)| !f["Properties"]["FilterPattern"].as_str().unwrap_or("").contains("$.alarm")));
+}

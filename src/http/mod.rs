@@ -126,8 +126,10 @@ async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// The service's counters and histograms in Prometheus text format 0.0.4
-/// (see `crate::metrics`); API key scope `metrics`. Not on Lambda.
+/// The service's counters and histograms, in Prometheus text format 0.0.4.
+///
+/// API key scope `metrics`; served by the local server only (the Lambda
+/// functions write the same counts as CloudWatch EMF log lines).
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
     responses(
