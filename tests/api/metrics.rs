@@ -103,3 +103,68 @@ async fn metrics_off_answer_404_to_a_key_that_holds_the_scope() {
     assert_problem(metrics(&app, None).await, 401).await;
     assert_problem(metrics(&app, Some(METRICS_KEY)).await, 404).await;
 }
+
+/// A stand-in for Telnyx's `POST /v2/messages`: a 500, then an acceptance,
+/// then a permanent refusal (and that refusal again after).
+async fn telnyx_messages_api() -> String {
+    use axum::http::StatusCode;
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        (StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"errors": [{"code": "10001", "title": "Busy"}]})),
+        (StatusCode::OK, serde_json::json!({"data": {"id": "m-1", "to": [{"status": "queued"}]}})),
+        (StatusCode::BAD_REQUEST, serde_json::json!({"errors": [{"code": "40013", "title": "Invalid source"}]})),
+    ]));
+    let app = axum::Router::new().route(
+        "/v2/messages",
+        axum::routing::post(move || {
+            let answers = answers.clone();
+            async move {
+                let mut answers = answers.lock().unwrap();
+                let (status, body) = if answers.len() > 1 { answers.remove(0) } else { answers[0].clone() };
+                (status, axum::Json(body))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v2", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// Waits up to 10 s for `line` in the metrics.
+async fn wait_for_line(app: &TestApp, line: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics(app, Some(METRICS_KEY)).await.text().await.unwrap();
+        if text.lines().any(|l| l == line) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    text
+}
+
+#[tokio::test]
+async fn replies_from_the_outbox_are_counted_sent_retried_and_failed() {
+    let base = telnyx_messages_api().await;
+    let send = format!(
+        "[providers.telnyx]\npublic_keys = [\"{TELNYX_PUBLIC_KEY}\"]\n\
+         [providers.telnyx.send]\napi_key = \"KEY_test\"\nbase_url = \"{base}\"\n\n\
+         [outbox]\npoll_interval_ms = 100\nretry_initial_ms = 200\nretry_max_ms = 1000\n"
+    );
+    let config = config_with_metrics_key("")
+        .replace(&format!("[providers.telnyx]\npublic_keys = [\"{TELNYX_PUBLIC_KEY}\"]\n"), &send);
+    assert!(config.contains("[providers.telnyx.send]"));
+    let app = TestApp::spawn_with(&config).await;
+
+    assert_eq!(app.telnyx_sms("tx-1", PATIENT, CLINIC, "START").await.status(), 200);
+    let text = wait_for_line(&app, r#"sms_consent_replies_total{outcome="sent"} 1"#).await;
+    assert!(text.lines().any(|l| l == r#"sms_consent_replies_total{outcome="sent"} 1"#), "{text}");
+    assert!(text.lines().any(|l| l == r#"sms_consent_replies_total{outcome="retry"} 1"#), "{text}");
+    assert!(text.contains(r#"sms_consent_events_recorded_total{kind="opt_in",provider="telnyx"} 1"#), "{text}");
+
+    assert_eq!(app.telnyx_sms("tx-2", PATIENT, CLINIC, "HELP").await.status(), 200);
+    let text = wait_for_line(&app, r#"sms_consent_replies_total{outcome="failed"} 1"#).await;
+    assert!(text.lines().any(|l| l == r#"sms_consent_replies_total{outcome="failed"} 1"#), "{text}");
+    assert!(text.lines().any(|l| l == r#"sms_consent_replies_total{outcome="sent"} 1"#), "{text}");
+    assert!(!text.contains("8675309") && !text.contains("5550100"), "{text}");
+}
