@@ -7,6 +7,7 @@ mod consents;
 mod durability;
 mod evidence;
 mod helpers;
+mod portal;
 mod providers;
 mod replies;
 mod reviews;
