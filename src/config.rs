@@ -1036,6 +1036,50 @@ frequency = "Tần suất thay đổi"
     }
 
     #[test]
+    fn preferences_default_on_for_30_days_and_bad_settings_are_refused_by_name() {
+        let config = Config::from_toml(GOOD).unwrap();
+        assert!(config.preferences.enabled);
+        assert_eq!((config.preferences.link_ttl_days, config.preferences.public_base_url), (30, None));
+        for (section, field) in [
+            ("link_ttl_days = 0", "preferences.link_ttl_days"),
+            ("link_ttl_days = 366", "preferences.link_ttl_days"),
+            ("submissions_per_minute = 0", "preferences.submissions_per_minute"),
+            ("public_base_url = \"msg.clinic.example\"", "preferences.public_base_url"),
+            ("public_base_url = \"https://msg.clinic.example/?a=b\"", "preferences.public_base_url"),
+        ] {
+            let err = Config::from_toml(&format!("{GOOD}\n[preferences]\n{section}\n")).unwrap_err();
+            assert_eq!(err.field, field, "{section}: {err}");
+        }
+        let off = Config::from_toml(&format!("{GOOD}\n[preferences]\nenabled = false\nlink_ttl_days = 7\n")).unwrap();
+        assert!(!off.preferences.enabled && off.preferences.link_ttl_days == 7);
+    }
+
+    #[test]
+    fn resume_wording_is_filled_in_per_language_and_checked() {
+        let config = with("resume_wording = \"Text me {program} from {organization} again.\"", "").unwrap();
+        let program = &config.programs[0];
+        assert_eq!(
+            program.resume_wording(Language::En),
+            "Text me Lakeside Reminders from Lakeside Family Clinic again."
+        );
+        assert!(program.resume_wording(Language::Es).starts_with("Al elegir Reanudar"), "the default in Spanish");
+        let both = with("resume_wording = { en = \"Yes {program}\", es = \"Sí {program}\" }", "").unwrap();
+        assert_eq!(both.programs[0].resume_wording(Language::Es), "Sí Lakeside Reminders");
+        let default = Config::from_toml(GOOD).unwrap();
+        assert!(default.programs[0].resume_wording(Language::En).contains("Lakeside Reminders text messages"));
+        for (keys, field) in [
+            ("resume_wording = \" \"", "programs[0].resume_wording"),
+            ("resume_wording = { es = \"Sí\" }", "programs[0].resume_wording"),
+            ("resume_wording = { en = \"Yes\", fr = \"Oui\" }", "programs[0].resume_wording.fr"),
+            ("resume_wording = { en = \"\" }", "programs[0].resume_wording.en"),
+        ] {
+            assert_eq!(with(keys, "").unwrap_err().field, field, "{keys}");
+        }
+        let long = format!("resume_wording = \"{}\"", "a".repeat(MAX_RESUME_WORDING + 1));
+        assert!(with(&long, "").unwrap_err().message.contains("at most"));
+    }
+
+    #[test]
     fn unclear_is_deny_unless_the_program_says_allow() {
         assert_eq!(with("", "").unwrap().programs().get("lakeside").unwrap().unclear, UnclearPolicy::Deny);
         assert_eq!(with("unclear = \"deny\"", "").unwrap().programs[0].unclear, UnclearPolicy::Deny);
