@@ -241,3 +241,20 @@ fn the_consents_role_deletes_only_review_queue_keys_and_its_function_serves_the_
         assert!(route["security"].to_string().contains("AWS_IAM"), "{path} with IAM auth: {route}");
     }
 }
+
+#[test]
+fn the_preference_page_is_public_on_the_webhook_function_and_its_links_need_iam_on_the_consents_function() {
+    let template = transformed();
+    let paths = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"];
+    for method in ["get", "post"] {
+        let page = &paths["/p/{token}"][method];
+        assert!(page.is_object(), "{method} /p/{{token}} is served");
+        let integration = page["x-amazon-apigateway-integration"]["uri"].to_string();
+        assert!(integration.contains("WebhookFunction"), "by the webhook function: {integration}");
+        assert!(!page["security"].to_string().contains("AWS_IAM"), "public, as the webhooks are: {page}");
+    }
+    let links = &paths["/v1/preference-links"]["post"];
+    let integration = links["x-amazon-apigateway-integration"]["uri"].to_string();
+    assert!(integration.contains("ConsentsFunction"), "by the consents function: {integration}");
+    assert!(links["security"].to_string().contains("AWS_IAM"), "with IAM auth: {links}");
+}
