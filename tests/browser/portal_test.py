@@ -17,6 +17,8 @@ import urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 BASE_URL = os.environ["BASE_URL"]
 API_KEY = os.environ["API_KEY"]
@@ -68,7 +70,10 @@ def states(driver):
 
 def choose(driver, control):
     driver.find_element(By.CSS_SELECTOR, 'label[for="%s"]' % control).click()
+    before = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    # The answer is a new page: wait until the one submitted from is gone.
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(before))
     return driver.find_element(By.ID, "notice").text
 
 
