@@ -54,6 +54,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub preferences: PreferencesConfig,
 }
 
 /// `[metrics]`: counters and histograms (see `crate::metrics`): locally at
@@ -70,6 +72,83 @@ impl Default for MetricsConfig {
         MetricsConfig { enabled: true }
     }
 }
+
+/// `[preferences]`: the patient preference page (`/p/<token>`) and the
+/// route that makes its links (`POST /v1/preference-links`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesConfig {
+    /// Serve the page and the link route (default: on; without links made
+    /// by a caller with scope `record` the page opens for no one).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a link opens the page (default 30 days).
+    #[serde(default = "default_link_ttl_days")]
+    pub link_ttl_days: u32,
+    /// The public URL links start with, e.g. `https://msg.clinic.example`
+    /// (default: `server.public_base_url`, else the API's own URL on Lambda).
+    pub public_base_url: Option<String>,
+    /// Choices one link may submit per minute (per process).
+    #[serde(default = "default_submissions_per_minute")]
+    pub submissions_per_minute: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_link_ttl_days() -> u32 {
+    30
+}
+
+fn default_submissions_per_minute() -> u32 {
+    10
+}
+
+impl Default for PreferencesConfig {
+    fn default() -> Self {
+        PreferencesConfig {
+            enabled: true,
+            link_ttl_days: default_link_ttl_days(),
+            public_base_url: None,
+            submissions_per_minute: default_submissions_per_minute(),
+        }
+    }
+}
+
+impl PreferencesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=365).contains(&self.link_ttl_days) {
+            return Err(bad("preferences.link_ttl_days", "must be between 1 and 365 days"));
+        }
+        if !(1..=600).contains(&self.submissions_per_minute) {
+            return Err(bad("preferences.submissions_per_minute", "must be between 1 and 600"));
+        }
+        if let Some(url) = &self.public_base_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(['?', '#']) {
+                return Err(bad(
+                    "preferences.public_base_url",
+                    "must be an http(s) URL with no query or fragment, e.g. https://msg.clinic.example",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A program's `resume_wording`: the consent a patient gives by resuming
+/// on the preference page, as one English text or per language
+/// (`{ en = "...", es = "..." }`). `{program}`, `{organization}` and
+/// `{frequency}` are filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ResumeWording {
+    English(String),
+    PerLanguage(std::collections::BTreeMap<String, String>),
+}
+
+/// The most a resume wording may hold (it is recorded with the consent).
+pub const MAX_RESUME_WORDING: usize = 1000;
 
 /// `[retention]`: how long events are kept. Nothing set: for ever.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -281,6 +360,9 @@ pub struct ProgramConfig {
     /// Default: `["quiet_hours", "state_quiet_hours"]`; `[]` turns them off.
     #[serde(default = "default_send_rules")]
     pub send_rules: Vec<SendRule>,
+    /// The consent shown and recorded when a patient resumes on the
+    /// preference page (default: a wording built from the program's facts).
+    pub resume_wording: Option<ResumeWording>,
 }
 
 fn default_send_rules() -> Vec<SendRule> {
@@ -288,6 +370,60 @@ fn default_send_rules() -> Vec<SendRule> {
 }
 
 impl ProgramConfig {
+    /// The resume wording in `language` (`en` or `es`), filled in: the
+    /// configured one, else English's configured one for a language the
+    /// config leaves out, else the default.
+    pub fn resume_wording(&self, language: Language) -> String {
+        let configured = match &self.resume_wording {
+            Some(ResumeWording::English(text)) if language == Language::En => Some(text.as_str()),
+            Some(ResumeWording::English(_)) => None,
+            Some(ResumeWording::PerLanguage(texts)) => texts.get(language.code()).map(String::as_str),
+            None => None,
+        };
+        let template = configured.unwrap_or(match language {
+            Language::Es => {
+                "Al elegir Reanudar, acepta recibir mensajes de texto de {program} de {organization} en este \
+                 número. {frequency}. Pueden aplicarse tarifas de mensajes y datos. Responda STOP para cancelar."
+            }
+            _ => {
+                "By choosing Resume, you agree to receive {program} text messages from {organization} at this \
+                 number. {frequency}. Msg & data rates may apply. Reply STOP to cancel, HELP for help."
+            }
+        });
+        template
+            .replace("{program}", &self.name)
+            .replace("{organization}", &self.organization)
+            .replace("{frequency}", self.frequency.trim_end_matches('.'))
+    }
+
+    fn validate_resume_wording(&self) -> Result<(), (String, String)> {
+        let texts: Vec<(String, &str)> = match &self.resume_wording {
+            None => return Ok(()),
+            Some(ResumeWording::English(text)) => vec![("resume_wording".into(), text.as_str())],
+            Some(ResumeWording::PerLanguage(texts)) => {
+                if !texts.contains_key("en") {
+                    return Err(("resume_wording".into(), "give the English wording as `en`".into()));
+                }
+                if let Some(other) = texts.keys().find(|k| !["en", "es"].contains(&k.as_str())) {
+                    return Err((
+                        format!("resume_wording.{other}"),
+                        "the preference page is in English and Spanish only: use `en` or `es`".into(),
+                    ));
+                }
+                texts.iter().map(|(k, v)| (format!("resume_wording.{k}"), v.as_str())).collect()
+            }
+        };
+        for (field, text) in texts {
+            if text.trim().is_empty() {
+                return Err((field, "must not be empty".into()));
+            }
+            if text.chars().count() > MAX_RESUME_WORDING {
+                return Err((field, format!("at most {MAX_RESUME_WORDING} characters")));
+            }
+        }
+        Ok(())
+    }
+
     pub fn letterhead(&self) -> Letterhead {
         Letterhead {
             program: self.name.clone(),
@@ -517,6 +653,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.outbox.validate()?;
+        self.preferences.validate()?;
         if self.retention.events_years.is_some_and(|years| !(1..=100).contains(&years)) {
             return Err(bad("retention.events_years", "must be between 1 and 100 (omit it to keep events for ever)"));
         }
@@ -584,6 +721,7 @@ impl Config {
                     return Err(bad(format!("programs[{i}].categories[{j}]"), "must be letters, digits, '-' or '_'"));
                 }
             }
+            program.validate_resume_wording().map_err(|(field, message)| bad(at(&field), message))?;
             let templates =
                 program.replies.templates(&program.id).map_err(|(field, message)| bad(at(&field), message))?;
             templates.validate(&program.letterhead()).map_err(|(language, kind, e)| {
@@ -914,6 +1052,50 @@ frequency = "Tần suất thay đổi"
         let program = config.programs().get("lakeside").unwrap().clone();
         assert_eq!(program.replies.languages().collect::<Vec<_>>(), [Language::En]);
         assert!(program.reply(ReplyKind::OptOut, Language::Es).contains("You are unsubscribed"));
+    }
+
+    #[test]
+    fn preferences_default_on_for_30_days_and_bad_settings_are_refused_by_name() {
+        let config = Config::from_toml(GOOD).unwrap();
+        assert!(config.preferences.enabled);
+        assert_eq!((config.preferences.link_ttl_days, config.preferences.public_base_url), (30, None));
+        for (section, field) in [
+            ("link_ttl_days = 0", "preferences.link_ttl_days"),
+            ("link_ttl_days = 366", "preferences.link_ttl_days"),
+            ("submissions_per_minute = 0", "preferences.submissions_per_minute"),
+            ("public_base_url = \"msg.clinic.example\"", "preferences.public_base_url"),
+            ("public_base_url = \"https://msg.clinic.example/?a=b\"", "preferences.public_base_url"),
+        ] {
+            let err = Config::from_toml(&format!("{GOOD}\n[preferences]\n{section}\n")).unwrap_err();
+            assert_eq!(err.field, field, "{section}: {err}");
+        }
+        let off = Config::from_toml(&format!("{GOOD}\n[preferences]\nenabled = false\nlink_ttl_days = 7\n")).unwrap();
+        assert!(!off.preferences.enabled && off.preferences.link_ttl_days == 7);
+    }
+
+    #[test]
+    fn resume_wording_is_filled_in_per_language_and_checked() {
+        let config = with("resume_wording = \"Text me {program} from {organization} again.\"", "").unwrap();
+        let program = &config.programs[0];
+        assert_eq!(
+            program.resume_wording(Language::En),
+            "Text me Lakeside Reminders from Lakeside Family Clinic again."
+        );
+        assert!(program.resume_wording(Language::Es).starts_with("Al elegir Reanudar"), "the default in Spanish");
+        let both = with("resume_wording = { en = \"Yes {program}\", es = \"Sí {program}\" }", "").unwrap();
+        assert_eq!(both.programs[0].resume_wording(Language::Es), "Sí Lakeside Reminders");
+        let default = Config::from_toml(GOOD).unwrap();
+        assert!(default.programs[0].resume_wording(Language::En).contains("Lakeside Reminders text messages"));
+        for (keys, field) in [
+            ("resume_wording = \" \"", "programs[0].resume_wording"),
+            ("resume_wording = { es = \"Sí\" }", "programs[0].resume_wording"),
+            ("resume_wording = { en = \"Yes\", fr = \"Oui\" }", "programs[0].resume_wording.fr"),
+            ("resume_wording = { en = \"\" }", "programs[0].resume_wording.en"),
+        ] {
+            assert_eq!(with(keys, "").unwrap_err().field, field, "{keys}");
+        }
+        let long = format!("resume_wording = \"{}\"", "a".repeat(MAX_RESUME_WORDING + 1));
+        assert!(with(&long, "").unwrap_err().message.contains("at most"));
     }
 
     #[test]

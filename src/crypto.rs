@@ -401,6 +401,22 @@ impl Crypto {
         self.check(LINK_VERSION, mac, |key| Self::link_with(key, pid, body))
     }
 
+    /// Keys derived for one `purpose` (e.g. signing preference-page links),
+    /// one per integrity key, newest first: HMAC-SHA256 of the integrity key
+    /// over a domain that no tag or chain link starts with. A token signed
+    /// under an older key still verifies after a rotation.
+    pub fn purpose_keys(&self, purpose: &str) -> Vec<Zeroizing<[u8; 32]>> {
+        self.integrity_keys
+            .iter()
+            .rev()
+            .map(|(_, key)| {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("any key length");
+                mac.update(format!("{APPLICATION}/derived\u{1f}{purpose}").as_bytes());
+                Zeroizing::new(mac.finalize().into_bytes().into())
+            })
+            .collect()
+    }
+
     /// SHA-256 of a sealed value, base64url: what a link keeps of it (a
     /// digest of an AEAD ciphertext reveals nothing of the plaintext).
     pub fn digest(sealed: &str) -> String {

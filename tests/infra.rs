@@ -271,3 +271,20 @@ fn the_alarms_read_the_metrics_the_functions_write_as_emf_lines() {
         .iter()
         .all(|(_, f)| !f["Properties"]["FilterPattern"].as_str().unwrap_or("").contains("$.alarm")));
 }
+
+#[test]
+fn the_preference_page_is_public_on_the_webhook_function_and_its_links_need_iam_on_the_consents_function() {
+    let template = transformed();
+    let paths = &template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"];
+    for method in ["get", "post"] {
+        let page = &paths["/p/{token}"][method];
+        assert!(page.is_object(), "{method} /p/{{token}} is served");
+        let integration = page["x-amazon-apigateway-integration"]["uri"].to_string();
+        assert!(integration.contains("WebhookFunction"), "by the webhook function: {integration}");
+        assert!(!page["security"].to_string().contains("AWS_IAM"), "public, as the webhooks are: {page}");
+    }
+    let links = &paths["/v1/preference-links"]["post"];
+    let integration = links["x-amazon-apigateway-integration"]["uri"].to_string();
+    assert!(integration.contains("ConsentsFunction"), "by the consents function: {integration}");
+    assert!(links["security"].to_string().contains("AWS_IAM"), "with IAM auth: {links}");
+}

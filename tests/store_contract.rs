@@ -408,6 +408,25 @@ macro_rules! contract {
             }
 
             #[tokio::test]
+            async fn a_preference_link_is_stored_once_opens_its_number_and_expires() {
+                use sms_consent::service::preferences::LinkError;
+                let mut h = super::$backend().await;
+                let (token, _) =
+                    h.service.make_preference_link(PATIENT, "clinic", time::Duration::days(1), "test").await.unwrap();
+                let link = h.service.open_link(&token).await.unwrap();
+                assert_eq!((link.number.as_e164(), link.program.as_str()), (PATIENT, "clinic"));
+                let hash = link.id.hash();
+                let stored = h.store.link(&hash).await.unwrap().unwrap();
+                assert_eq!(stored.pid, h.pid(PATIENT));
+                assert!(!h.store.put_link(&stored).await.unwrap(), "never overwritten");
+                assert!(h.store.link("no-such-hash").await.unwrap().is_none());
+                let raw = h.raw_get(&format!("LINK#{hash}"), "-").await.unwrap();
+                assert!(!raw.contains(&PATIENT[2..]), "the number is sealed at rest");
+                h.clock.advance(time::Duration::days(1));
+                assert!(matches!(h.service.open_link(&token).await, Err(LinkError::Expired)));
+            }
+
+            #[tokio::test]
             async fn event_time_orders_and_an_opt_out_wins_a_tie() {
                 let h = super::$backend().await;
                 h.service.handle_inbound(&sms("start", PATIENT, "START", Some("2026-03-01T10:05:00Z")), INLINE).await.unwrap();

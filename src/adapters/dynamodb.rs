@@ -18,12 +18,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::ports::keys::{
-    audit_pk, audit_sk_bound, audit_sk_time, outbox_sk, phone_pk, pid_of, review_by_event_pk, state_version_sk,
-    DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_PREFIX, REVIEW_PK, STATE_SK, USAGE_SK,
+    audit_pk, audit_sk_bound, audit_sk_time, link_pk, outbox_sk, phone_pk, pid_of, review_by_event_pk,
+    state_version_sk, DEDUP_SK, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, LINK_SK, OUTBOX_PREFIX, REVIEW_PK, STATE_SK,
+    USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
-    OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, LinkItem,
+    NumberLedger, OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
+    WrappedKeys,
 };
 
 const PK: &str = "PK";
@@ -41,10 +43,12 @@ const USAGE_VERSION: &str = "usage_version";
 const REVISION: &str = "revision";
 const OUTBOX_STATUS: &str = "outbox_status";
 const NEXT_ATTEMPT: &str = "next_attempt";
-/// The table's TTL attribute (epoch seconds). No item carries it today:
-/// idempotency markers are kept for ever, as events are, so a replay of a
-/// captured delivery at any age is a duplicate. (Kept for future use.)
+/// The table's TTL attribute (epoch seconds). Only preference-page links
+/// carry it (`LINK_GRACE` after they expire, so an expired link still
+/// answers 410 for a while): idempotency markers are kept for ever, as
+/// events are, so a replay of a captured delivery at any age is a duplicate.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+const LINK_GRACE: time::Duration = time::Duration::days(30);
 /// How often `UnprocessedKeys` of a batch read are asked for again.
 const BATCH_ATTEMPTS: u32 = 5;
 pub const MAX_BATCH: usize = 100;
@@ -817,6 +821,32 @@ impl ConsentStore for DynamoStore {
             written.extend(std::iter::repeat_n(ok, chunk.len()));
         }
         Ok(written)
+    }
+
+    async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError> {
+        self.get(&link_pk(hash), LINK_SK).await
+    }
+
+    /// One conditional `PutItem`, with the table's TTL attribute set past
+    /// the link's expiry (DynamoDB then deletes the item, sealed number and
+    /// all).
+    async fn put_link(&self, link: &LinkItem) -> Result<bool, StoreError> {
+        let mut attributes = item(&link.partition_key(), LINK_SK, link)?;
+        let ttl = (link.expires_at + LINK_GRACE).unix_timestamp();
+        attributes.insert(TTL_ATTRIBUTE.to_owned(), AttributeValue::N(ttl.to_string()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attributes))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

@@ -14,13 +14,14 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::ports::keys::{
-    audit_pk, audit_sk_bound, audit_sk_time, outbox_due_sk, outbox_sk, phone_pk, review_by_event_pk,
-    split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, OUTBOX_DUE_PK,
-    OUTBOX_END, OUTBOX_PREFIX, REVIEW_PK, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
+    audit_pk, audit_sk_bound, audit_sk_time, link_pk, outbox_due_sk, outbox_sk, phone_pk, review_by_event_pk,
+    split_outbox_due_sk, state_version_sk, DEDUP_SK, EVENT_END, EVENT_PREFIX, KEYRING_PK, KEYRING_SK, LINK_SK,
+    OUTBOX_DUE_PK, OUTBOX_END, OUTBOX_PREFIX, REVIEW_PK, SK_MAX, SK_MIN, STATE_SK, USAGE_SK,
 };
 use crate::ports::{
-    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, NumberLedger,
-    OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    distinct_usages, AuditEntry, CommitOutcome, ConsentStore, DeliveryStatus, EventItem, LedgerWrite, LinkItem,
+    NumberLedger, OutboxItem, ReviewItem, ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey,
+    WrappedKeys,
 };
 
 pub const DATABASE_FILE: &str = "ledger.redb";
@@ -421,6 +422,31 @@ impl ConsentStore for EmbeddedStore {
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         let pids = pids.to_vec();
         self.blocking(move |db| pids.iter().map(|pid| state_item(db, pid)).collect()).await
+    }
+
+    async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError> {
+        self.get(link_pk(hash), LINK_SK.to_owned()).await
+    }
+
+    /// One write transaction, durable before it returns.
+    async fn put_link(&self, item: &LinkItem) -> Result<bool, StoreError> {
+        let pk = item.partition_key();
+        let bytes = encode(item)?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let written = {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                if table.get((pk.as_str(), LINK_SK)).map_err(unavailable)?.is_some() {
+                    false
+                } else {
+                    table.insert((pk.as_str(), LINK_SK), bytes.as_slice()).map_err(unavailable)?;
+                    true
+                }
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(written)
+        })
+        .await
     }
 
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod evidence;
 pub mod extract;
 pub mod openapi;
+pub mod portal;
 pub mod reviews;
 pub mod webhooks;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     /// The configured providers, built once: each has a webhook route.
     pub providers: Arc<[Arc<dyn Provider>]>,
     pub auth: Arc<Authenticator>,
+    /// The patient preference page (`[preferences]`), when enabled.
+    pub portal: Option<Arc<portal::Portal>>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             public_base_url: config.server.public_base_url.as_deref().map(|u| u.trim_end_matches('/').into()),
             providers: providers.into(),
             auth: Arc::new(auth),
+            portal: portal::Portal::from_config(config).map(Arc::new),
         }
     }
 }
@@ -107,6 +111,16 @@ pub fn router_for(state: AppState, role: Role) -> Router {
     if role == Role::All {
         // Lambda functions report through EMF log lines instead.
         app = app.route("/metrics", get(metrics_text));
+    }
+    if state.portal.is_some() {
+        // The preference page is public (its signed link is the credential),
+        // as the webhooks are; its links are made by senders and staff.
+        if serves(Role::Webhook) {
+            app = app.route("/p/{token}", get(portal::page).post(portal::submit));
+        }
+        if serves(Role::Consents) {
+            app = app.route("/v1/preference-links", post(portal::make_link));
+        }
     }
     app.fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

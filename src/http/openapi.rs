@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, authorize, consents, error, evidence, reviews};
+use super::{audit, authorize, consents, error, evidence, portal, reviews};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use super::{audit, authorize, consents, error, evidence, reviews};
         description = "The consent ledger for healthcare SMS: authorization for senders, consent records, history and erasure for staff. Provider webhooks are documented in the README.",
         license(name = "Apache-2.0")
     ),
-    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, evidence::export, reviews::list, reviews::resolve, audit::access_report, super::healthz, super::metrics_text),
+    paths(authorize::authorize, authorize::release, consents::record, consents::consent_state, consents::history, consents::erasure, evidence::export, reviews::list, reviews::resolve, audit::access_report, portal::make_link, super::healthz, super::metrics_text),
     components(schemas(error::Problem)),
     modifiers(&ApiKeyScheme),
     tags(

@@ -72,6 +72,15 @@ pub fn split_outbox_due_sk(sk: &str) -> Option<(&str, &str)> {
     sk.split_once('#')
 }
 
+/// A patient preference-page link: `LINK#<hash of its id>` / `-` (the id
+/// itself is only in the link; see `service::preferences`).
+pub const LINK_PREFIX: &str = "LINK#";
+pub const LINK_SK: &str = "-";
+
+pub fn link_pk(hash: &str) -> String {
+    format!("{LINK_PREFIX}{hash}")
+}
+
 /// `STATEV#<version>`: the marker that a `STATE` of this version was once
 /// written (zero-padded, so versions sort in order).
 pub fn state_version_sk(version: u64) -> String {
@@ -185,5 +194,6 @@ mod tests {
         );
         assert_eq!(audit_sk_time(&audit_sk(at, "api:x:1")), Some(at));
         assert_eq!(audit_sk_time("EVENT#x"), None);
+        assert_eq!((link_pk("h4sh").as_str(), LINK_SK), ("LINK#h4sh", "-"));
     }
 }

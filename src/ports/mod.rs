@@ -264,6 +264,31 @@ impl AuditEntry {
     }
 }
 
+/// A patient preference-page link (`LINK#<hash>` / `-`): which number
+/// (its blind index, and sealed for the page's masked display) and program
+/// it opens, until when. No plaintext PHI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkItem {
+    /// base64url SHA-256 of the link's random id.
+    pub hash: String,
+    pub pid: String,
+    /// The E.164 number, sealed under this item's key.
+    pub phone: String,
+    pub program: String,
+    /// The API key's name or IAM principal that asked for it.
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl LinkItem {
+    pub fn partition_key(&self) -> String {
+        keys::link_pk(&self.hash)
+    }
+}
+
 /// What a commit does to the review queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReviewWrite {
@@ -538,6 +563,16 @@ pub trait ConsentStore: Send + Sync {
     /// (the embedded store rewrites its file; DynamoDB has nothing to do).
     async fn reclaim(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// A preference-page link by the hash of its id (strongly consistent).
+    /// (A store that keeps no links, such as a test double, says so.)
+    async fn link(&self, _hash: &str) -> Result<Option<LinkItem>, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no links".into()))
+    }
+    /// Stores a new link; false, and nothing written, when one is already
+    /// stored under its hash.
+    async fn put_link(&self, _item: &LinkItem) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no links".into()))
     }
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;

@@ -104,6 +104,7 @@ pub fn demo_config(creds: &DevCredentials) -> Config {
             reply_mode: Default::default(),
             // The demo answers the same at any hour; see "Sending rules".
             send_rules: Vec::new(),
+            resume_wording: None,
         }],
         providers: ProvidersConfig {
             twilio: Some(TwilioConfig { auth_tokens: vec![Secret::new(creds.twilio_auth_token.clone())], send: None }),

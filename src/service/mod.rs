@@ -29,6 +29,7 @@ pub mod evidence;
 pub mod gate;
 pub mod ledger;
 pub mod outbox;
+pub mod preferences;
 pub mod records;
 pub mod reviews;
 

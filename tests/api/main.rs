@@ -8,6 +8,7 @@ mod durability;
 mod evidence;
 mod helpers;
 mod metrics;
+mod portal;
 mod providers;
 mod replies;
 mod reviews;
