@@ -11,10 +11,10 @@
 //! `SOAK_SEED` replays a workload, `FAULT_SEED` a fault sequence (both are
 //! printed); `SOAK_DELIVERIES` changes the count.
 
-#[path = "api/helpers.rs"]
-mod helpers;
 #[path = "support/faulty_store.rs"]
 mod faulty_store;
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -157,7 +157,14 @@ fn workload(seed: u64, deliveries: usize, numbers: usize) -> Workload {
             };
             let to = *recipients.choose(&mut rng).unwrap();
             let at = start + time::Duration::minutes(rng.gen_range(0..240));
-            Message { id: format!("soak-{seed}-{n}"), number: rng.gen_range(0..numbers), to, text, at, effect: effect(kind, to) }
+            Message {
+                id: format!("soak-{seed}-{n}"),
+                number: rng.gen_range(0..numbers),
+                to,
+                text,
+                at,
+                effect: effect(kind, to),
+            }
         })
         .collect();
     let mut order: Vec<usize> = (0..distinct).collect();
@@ -377,8 +384,22 @@ async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: 
     });
 
     let started = Instant::now();
-    let watchers: Vec<_> = (0..2).map(|_| tokio::spawn({ let run = run.clone(); async move { run.watch().await } })).collect();
-    let workers: Vec<_> = (0..16).map(|_| tokio::spawn({ let run = run.clone(); async move { run.deliver().await } })).collect();
+    let watchers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn({
+                let run = run.clone();
+                async move { run.watch().await }
+            })
+        })
+        .collect();
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn({
+                let run = run.clone();
+                async move { run.deliver().await }
+            })
+        })
+        .collect();
     for worker in workers {
         worker.await.unwrap();
     }
@@ -403,7 +424,12 @@ async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: 
         counts.hangs.load(Ordering::Relaxed),
     );
     let violations = run.violations.lock().unwrap().clone();
-    assert!(violations.is_empty(), "{} allowed after an acknowledged opt-out:\n{}", violations.len(), violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "{} allowed after an acknowledged opt-out:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
     assert!(run.server_errors.load(Ordering::Relaxed) > 0, "the faults reached the webhook route");
     assert!(run.queries.load(Ordering::Relaxed) > 0, "authorization was asked during the run");
 
@@ -463,7 +489,12 @@ async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: 
             }
         }
     }
-    assert!(differences.is_empty(), "{} decisions differ from the model:\n{}", differences.len(), differences.join("\n"));
+    assert!(
+        differences.is_empty(),
+        "{} decisions differ from the model:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
 
     let report = service.verify_ledger(ScanOptions { rate: 100_000.0 }, &|_, _| {}).await.unwrap();
     assert!(report.intact(), "verify-ledger found breaks: {:?}", report.broken);

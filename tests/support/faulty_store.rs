@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sms_consent::ports::{
-    AuditEntry, CommitOutcome, ConsentStore, EventItem, LedgerWrite, NumberLedger, OutboxItem, ReviewItem,
-    ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    AuditEntry, CommitOutcome, ConsentStore, EventItem, LedgerWrite, NumberLedger, OutboxItem, ReviewItem, ScanOptions,
+    StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 use time::OffsetDateTime;
 
