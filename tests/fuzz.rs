@@ -10,8 +10,9 @@
 //! the one 5xx allowed is SNS's 502 when its certificate cannot be fetched);
 //! a rejected request (4xx) writes nothing to the store.
 //!
-//! Each target runs `FUZZ_CASES` cases (a bounded default in the test
-//! command; `scripts/fuzz` runs many more). A failing input, shrunk, is
+//! Each target runs a bounded number of cases in the test command
+//! (`FUZZ_SCALE` multiplies them, `FUZZ_CASES` sets them; `scripts/fuzz`
+//! runs many more). A failing input, shrunk, is
 //! printed as JSON and, with `FUZZ_SAVE=1`, written to
 //! `tests/fuzz-regressions/`; every file there is replayed by
 //! `kept_failing_inputs_still_pass`, permanently.
@@ -846,8 +847,11 @@ fn regressions_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions")
 }
 
+/// `FUZZ_CASES` cases if set, else the target's default times `FUZZ_SCALE`
+/// (1 in the test command; `scripts/fuzz` raises it).
 fn cases(default: u32) -> u32 {
-    std::env::var("FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    env("FUZZ_CASES").unwrap_or_else(|| default.saturating_mul(env("FUZZ_SCALE").unwrap_or(1)))
 }
 
 /// Runs `strategy` for `cases` cases through `check`; a failure is shrunk,

@@ -199,6 +199,8 @@ const ACKED: u8 = 2;
 
 struct Run {
     base: String,
+    /// How long the test waits for an answer before it retries.
+    patience: Duration,
     client: reqwest::Client,
     work: Workload,
     status: Vec<AtomicU8>,
@@ -229,7 +231,7 @@ impl Run {
             .header("webhook-timestamp", ts.to_string())
             .header("webhook-signature", signature)
             .header("content-type", "application/json")
-            .timeout(Duration::from_secs(1))
+            .timeout(self.patience)
             .body(body)
             .send()
             .await?;
@@ -304,7 +306,7 @@ impl Run {
                 .client
                 .post(format!("{}/v1/authorizations", self.base))
                 .bearer_auth(AUTHORIZE_KEY)
-                .timeout(Duration::from_secs(2))
+                .timeout(self.patience)
                 .json(&json!({"to": phone_of(number), "program": program, "category": category}))
                 .send()
                 .await;
@@ -349,7 +351,16 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 /// The soak over `faulty` (already serving at `base` through `state`).
-async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: usize, numbers: usize) {
+/// `quiet` turns off any other faults before the final reads.
+async fn soak(
+    state: &AppState,
+    faulty: &FaultyStore,
+    base: String,
+    deliveries: usize,
+    numbers: usize,
+    patience: Duration,
+    quiet: &(dyn Fn() + Sync),
+) {
     let seed: u64 = env_or("SOAK_SEED", rand::random());
     eprintln!("soak: SOAK_SEED={seed} FAULT_SEED={} deliveries={deliveries} numbers={numbers}", faulty.seed);
     for (texts, intent) in [
@@ -370,6 +381,7 @@ async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: 
     }
     let run = Arc::new(Run {
         base,
+        patience,
         client: http_client(),
         status: (0..work.messages.len()).map(|_| AtomicU8::new(0)).collect(),
         work,
@@ -439,6 +451,7 @@ async fn soak(state: &AppState, faulty: &FaultyStore, base: String, deliveries: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     faulty.set_faults(false);
+    quiet();
 
     // Every acknowledged message is in the ledger, once; ignored ones are not.
     let service = &state.service;
@@ -514,5 +527,154 @@ async fn a_soak_with_one_store_call_in_ten_failing_loses_nothing_and_never_allow
     let faulty = FaultyStore::new(inner, FaultPlan::mixed(0.10));
     let (state, base) = serve(faulty.clone(), crypto, "").await;
 
-    soak(&state, &faulty, base, env_or("SOAK_DELIVERIES", 10_000), 300).await;
+    soak(&state, &faulty, base, env_or("SOAK_DELIVERIES", 10_000), 300, Duration::from_secs(1), &|| ()).await;
+}
+
+/// The moto endpoint `./scripts/test` started (this test fails without it).
+fn moto() -> String {
+    std::env::var("SMS_CONSENT_TEST_MOTO").expect(
+        "SMS_CONSENT_TEST_MOTO is not set: these tests need the moto server that ./scripts/test installs and starts",
+    )
+}
+
+/// What the proxy between the SDK and moto did to DynamoDB calls.
+#[derive(Default)]
+struct ProxyCounts {
+    /// Faults turned off (for the final reads).
+    off: AtomicBool,
+    calls: AtomicU64,
+    refused: AtomicU64,
+    throttled: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// A proxy in front of moto that fails `rate` of the DynamoDB calls as
+/// DynamoDB does: a 500 before the call, a throttle, or a 500 after the call
+/// was done (the answer lost). The SDK's own retry sees these first.
+///
+/// It also hands moto one call at a time: moto undoes a cancelled
+/// `TransactWriteItems` by restoring a copy of the whole table taken when
+/// the transaction began, which erases any write another thread made
+/// meanwhile (DynamoDB's transactions are per item and never do). One call
+/// at a time is a valid order of DynamoDB's atomic calls; the service, the
+/// SDK and the HTTP side stay concurrent.
+async fn faulty_proxy(upstream: String, rate: f64, counts: Arc<ProxyCounts>) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::response::Response;
+    let client = reqwest::Client::new();
+    let rng = Arc::new(std::sync::Mutex::new(StdRng::seed_from_u64(env_or("FAULT_SEED", 7))));
+    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+    let handler = move |request: Request| {
+        let (client, upstream, rng, counts) = (client.clone(), upstream.clone(), rng.clone(), counts.clone());
+        let one_at_a_time = one_at_a_time.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, usize::MAX).await.unwrap();
+            let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let dynamodb = target.starts_with("DynamoDB_");
+            let fault = if dynamodb && !counts.off.load(Ordering::SeqCst) {
+                counts.calls.fetch_add(1, Ordering::Relaxed);
+                let mut rng = rng.lock().unwrap();
+                rng.gen_bool(rate).then(|| rng.gen_range(0..3))
+            } else {
+                None
+            };
+            let error = |status: u16, kind: &str| {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/x-amz-json-1.0")
+                    .body(Body::from(
+                        json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
+                        "message": "injected by the soak's proxy"})
+                        .to_string(),
+                    ))
+                    .unwrap()
+            };
+            match fault {
+                Some(0) => {
+                    counts.refused.fetch_add(1, Ordering::Relaxed);
+                    return error(500, "InternalServerError");
+                }
+                Some(1) => {
+                    counts.throttled.fetch_add(1, Ordering::Relaxed);
+                    return error(400, "ThrottlingException");
+                }
+                _ => {}
+            }
+            let mut forward = client.request(parts.method.clone(), format!("{upstream}{}", parts.uri));
+            for (name, value) in &parts.headers {
+                if name != "host" && name != "content-length" {
+                    forward = forward.header(name, value);
+                }
+            }
+            // In a task of its own: a caller that gives up (the SDK's attempt
+            // timeout) must not let the next call reach moto before this
+            // one is done there.
+            let forwarded = tokio::spawn(async move {
+                let _turn = one_at_a_time.lock().await;
+                let answer = forward.body(body).send().await.unwrap();
+                let (status, headers) = (answer.status().as_u16(), answer.headers().clone());
+                (status, headers, answer.bytes().await.unwrap())
+            });
+            let (status, headers, bytes) = forwarded.await.unwrap();
+            if fault.is_some() {
+                counts.lost.fetch_add(1, Ordering::Relaxed);
+                return error(500, "InternalServerError");
+            }
+            let mut response = Response::builder().status(status);
+            for (name, value) in &headers {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name, value);
+                }
+            }
+            response.body(Body::from(bytes)).unwrap()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await.unwrap() });
+    url
+}
+
+fn dynamodb_config(endpoint: &str, table: &str, alias: &str) -> String {
+    format!(
+        "[storage]\nbackend = \"dynamodb\"\ntable = \"{table}\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n\
+         [keys]\nbackend = \"kms\"\nkey_id = \"{alias}\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_soak_on_dynamodb_with_the_sdk_retrying_injected_faults() {
+    let endpoint = moto();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let suffix: u64 = rand::random();
+    let (table, alias) = (format!("soak-{suffix:x}"), format!("alias/soak-{suffix:x}"));
+    let programs = format!("{}\n{DENTAL_PROGRAM}", config_text());
+    // Provisioned straight on moto; then served through the faulty proxy.
+    let direct = Config::from_toml(&format!("{}\n{programs}", dynamodb_config(&endpoint, &table, &alias))).unwrap();
+    sms_consent::runtime::backends::Backends::open(&direct).await.unwrap().provision(&direct).await.unwrap();
+    let counts = Arc::new(ProxyCounts::default());
+    let proxy = faulty_proxy(endpoint, 0.10, counts.clone()).await;
+    let extra = dynamodb_config(&proxy, &table, &alias);
+    let config = Config::from_toml(&format!("{extra}\n{programs}")).unwrap();
+    let backends = sms_consent::runtime::backends::Backends::open(&config).await.unwrap();
+    let crypto = backends.crypto(&config).await.unwrap();
+    // moto answers slower than the embedded store: a hang outlasts the
+    // test's longer patience.
+    let plan = FaultPlan { hang_wait: Duration::from_secs(9), ..FaultPlan::mixed(0.10) };
+    let faulty = FaultyStore::new(backends.store.clone(), plan);
+    let (state, base) = serve(faulty.clone(), crypto, &extra).await;
+
+    let quiet = || counts.off.store(true, Ordering::SeqCst);
+    soak(&state, &faulty, base, env_or("SOAK_DYNAMODB_DELIVERIES", 500), 40, Duration::from_secs(8), &quiet).await;
+
+    eprintln!(
+        "soak (DynamoDB): proxy saw {} DynamoDB calls: {} refused, {} throttled, {} answers lost",
+        counts.calls.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+        counts.throttled.load(Ordering::Relaxed),
+        counts.lost.load(Ordering::Relaxed),
+    );
+    assert!(counts.lost.load(Ordering::Relaxed) > 0, "the SDK met lost answers");
 }
