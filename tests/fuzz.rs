@@ -258,27 +258,24 @@ fn count_nodes(value: &Value) -> usize {
     }
 }
 
-/// The `n`th node of a pre-order walk.
-fn nth_node(value: &mut Value, n: &mut usize) -> Option<*mut Value> {
+/// Applies `f` to the `n`th node of a pre-order walk; false if there is none.
+fn at_node(value: &mut Value, n: &mut usize, f: &mut dyn FnMut(&mut Value)) -> bool {
     if *n == 0 {
-        return Some(value as *mut Value);
+        f(value);
+        return true;
     }
     *n -= 1;
     match value {
-        Value::Array(items) => items.iter_mut().find_map(|v| nth_node(v, n)),
-        Value::Object(map) => map.values_mut().find_map(|v| nth_node(v, n)),
-        _ => None,
+        Value::Array(items) => items.iter_mut().any(|v| at_node(v, n, f)),
+        Value::Object(map) => map.values_mut().any(|v| at_node(v, n, f)),
+        _ => false,
     }
 }
 
 fn apply_json(mut value: Value, mutation: &JsonMutation) -> Value {
     let total = count_nodes(&value);
     let with_node = |value: &mut Value, i: usize, f: &mut dyn FnMut(&mut Value)| {
-        let mut n = i % total;
-        if let Some(node) = nth_node(value, &mut n) {
-            // SAFETY: the pointer is into `value`, borrowed mutably here only.
-            f(unsafe { &mut *node });
-        }
+        at_node(value, &mut (i % total), f);
     };
     match mutation {
         JsonMutation::Keep => {}
@@ -813,32 +810,39 @@ fn config_case() -> impl Strategy<Value = Case> {
     prop_oneof![4 => structured, 2 => damaged, 1 => any::<String>()].prop_map(|input| Case::Config { input })
 }
 
-/// Replaces (or removes) the `i`th node of a pre-order walk of `value`.
+/// Replaces (or removes from) the `i`th node of a pre-order walk of `value`.
 fn mutate_toml(value: &mut toml::Value, i: usize, new: toml::Value, remove: bool) {
-    fn walk<'a>(value: &'a mut toml::Value, out: &mut Vec<*mut toml::Value>) {
-        out.push(value as *mut toml::Value);
-        match value {
-            toml::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, out)),
-            toml::Value::Table(map) => map.iter_mut().for_each(|(_, v)| walk(v, out)),
-            _ => {}
+    fn count(value: &toml::Value) -> usize {
+        1 + match value {
+            toml::Value::Array(items) => items.iter().map(count).sum(),
+            toml::Value::Table(map) => map.iter().map(|(_, v)| count(v)).sum(),
+            _ => 0,
         }
     }
-    let mut nodes = Vec::new();
-    walk(value, &mut nodes);
-    let node = nodes[i % nodes.len()];
-    // SAFETY: the pointers are into `value`, borrowed mutably here only, and
-    // only one is used.
-    let node = unsafe { &mut *node };
-    match node {
+    fn at(value: &mut toml::Value, n: &mut usize, f: &mut dyn FnMut(&mut toml::Value)) -> bool {
+        if *n == 0 {
+            f(value);
+            return true;
+        }
+        *n -= 1;
+        match value {
+            toml::Value::Array(items) => items.iter_mut().any(|v| at(v, n, f)),
+            toml::Value::Table(map) => map.iter_mut().any(|(_, v)| at(v, n, f)),
+            _ => false,
+        }
+    }
+    let mut n = i % count(value);
+    let mut new = Some(new);
+    at(value, &mut n, &mut |node| match node {
         toml::Value::Table(map) if remove && !map.is_empty() => {
-            let key = map.keys().nth(i % map.len()).cloned().unwrap();
+            let key = map.keys().nth(i % map.len()).cloned().unwrap_or_default();
             map.remove(&key);
         }
         toml::Value::Array(items) if remove && !items.is_empty() => {
             items.remove(i % items.len());
         }
-        _ => *node = new,
-    }
+        _ => *node = new.take().unwrap_or(toml::Value::Boolean(false)),
+    });
 }
 
 // ---- the runner -------------------------------------------------------------

@@ -555,9 +555,10 @@ struct ProxyCounts {
 /// It also hands moto one call at a time: moto undoes a cancelled
 /// `TransactWriteItems` by restoring a copy of the whole table taken when
 /// the transaction began, which erases any write another thread made
-/// meanwhile (DynamoDB's transactions are per item and never do). One call
+/// meanwhile (DynamoDB's transactions are atomic and never do). One call
 /// at a time is a valid order of DynamoDB's atomic calls; the service, the
-/// SDK and the HTTP side stay concurrent.
+/// SDK and the HTTP side stay concurrent. (`scripts/moto_server.py`, which
+/// the test command starts, serialises too; a bare `moto_server` does not.)
 async fn faulty_proxy(upstream: String, rate: f64, counts: Arc<ProxyCounts>) -> String {
     use axum::body::{to_bytes, Body};
     use axum::extract::Request;

@@ -163,18 +163,12 @@ impl FaultyStore {
             return None;
         }
         let total = plan.error + plan.timeout + plan.lost + plan.hang;
-        let mut pick = rng.gen_range(0..total.max(1));
+        let pick = rng.gen_range(0..total.max(1));
         let fault = if pick < plan.error {
             Fault::Error
-        } else if {
-            pick -= plan.error;
-            pick < plan.timeout
-        } {
+        } else if pick < plan.error + plan.timeout {
             Fault::Timeout { applied: rng.gen_bool(0.5) }
-        } else if {
-            pick -= plan.timeout;
-            pick < plan.lost
-        } {
+        } else if pick < plan.error + plan.timeout + plan.lost {
             Fault::Lost
         } else {
             Fault::Hang
