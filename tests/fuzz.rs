@@ -142,6 +142,9 @@ impl App {
     }
 }
 
+/// Configs that loaded (the structured mutations must reach past parsing).
+static CONFIGS_LOADED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The targets that need no router.
 fn check_pure(case: &Case) -> Result<(), String> {
     match case {
@@ -169,6 +172,7 @@ fn check_pure(case: &Case) -> Result<(), String> {
         }
         Case::Config { input } => {
             if let Ok(config) = Config::from_toml(input) {
+                CONFIGS_LOADED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // A config that loads builds its providers or says why.
                 let _ = config.providers(Arc::new(FakeSns::default()));
                 let _ = config.programs();
@@ -951,6 +955,9 @@ fn fuzz_the_classifier() {
 #[test]
 fn fuzz_config_loading() {
     fuzz("config", 300, |_| config_case());
+    let loaded = CONFIGS_LOADED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(loaded > 0, "no mutated config loaded: the generator stops at the parser");
+    eprintln!("config: {loaded} mutated configs loaded");
 }
 
 /// Every input a fuzz run kept, replayed at the time it was made.
