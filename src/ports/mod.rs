@@ -264,16 +264,15 @@ impl AuditEntry {
     }
 }
 
-/// A patient preference-page link (`LINK#<hash>` / `-`): which number
-/// (its blind index, and sealed for the page's masked display) and program
-/// it opens, until when. No plaintext PHI.
+/// A patient preference-page link (`LINK#<hash>` / `-`): which number (its
+/// blind index only: the page opens the number sealed in its `STATE`, so an
+/// erasure, which removes that, leaves every link of the number opening
+/// nothing) and program it opens, until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkItem {
     /// base64url SHA-256 of the link's random id.
     pub hash: String,
     pub pid: String,
-    /// The E.164 number, sealed under this item's key.
-    pub phone: String,
     pub program: String,
     /// The API key's name or IAM principal that asked for it.
     pub created_by: String,
@@ -565,15 +564,10 @@ pub trait ConsentStore: Send + Sync {
         Ok(())
     }
     /// A preference-page link by the hash of its id (strongly consistent).
-    /// (A store that keeps no links, such as a test double, says so.)
-    async fn link(&self, _hash: &str) -> Result<Option<LinkItem>, StoreError> {
-        Err(StoreError::Unavailable("this store keeps no links".into()))
-    }
+    async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError>;
     /// Stores a new link; false, and nothing written, when one is already
     /// stored under its hash.
-    async fn put_link(&self, _item: &LinkItem) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("this store keeps no links".into()))
-    }
+    async fn put_link(&self, item: &LinkItem) -> Result<bool, StoreError>;
     /// The wrapped index and integrity keys, if provisioned.
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError>;
     /// Stores `keys` unless some are there already; returns the ones kept.

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AuditEntry, CommitOutcome, ConsentStore, EventItem, LedgerWrite, NumberLedger, OutboxItem, ReviewItem, ScanOptions,
-    StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
+    AuditEntry, CommitOutcome, ConsentStore, EventItem, LedgerWrite, LinkItem, NumberLedger, OutboxItem, ReviewItem,
+    ScanOptions, StateItem, StateRead, StoreError, UsageItem, WrappedEvidenceKey, WrappedKeys,
 };
 
 pub struct TimedStore {
@@ -133,6 +133,14 @@ impl ConsentStore for TimedStore {
         timed("reclaim", self.inner.reclaim()).await
     }
 
+    async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError> {
+        timed("link", self.inner.link(hash)).await
+    }
+
+    async fn put_link(&self, item: &LinkItem) -> Result<bool, StoreError> {
+        timed("put_link", self.inner.put_link(item)).await
+    }
+
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
         timed("wrapped_keys", self.inner.wrapped_keys()).await
     }
@@ -233,6 +241,12 @@ mod tests {
             unimplemented!()
         }
         async fn review(&self, _: &str) -> Result<Option<ReviewItem>, StoreError> {
+            unimplemented!()
+        }
+        async fn link(&self, _: &str) -> Result<Option<LinkItem>, StoreError> {
+            unimplemented!()
+        }
+        async fn put_link(&self, _: &LinkItem) -> Result<bool, StoreError> {
             unimplemented!()
         }
         async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {

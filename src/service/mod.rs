@@ -98,6 +98,10 @@ pub struct ConsentService {
 #[derive(Clone, Copy)]
 pub(crate) enum Effect<'a> {
     None,
+    /// Nothing changes, but the number is sealed into the state if it is not
+    /// there yet: a preference link was made, and its page shows the number
+    /// (masked) from the state, so erasure ends every link of the number.
+    KeepNumber,
     Apply(&'a ConsentChange),
     /// Erasure: records the opt-out of every program (`Scope::All`, at the
     /// erasure's time, decided by the erasure's event), removes the sealed
@@ -354,7 +358,7 @@ impl ConsentService {
             let mut closed_reviews = Vec::new();
             let mut queued = pending.review.clone();
             let changed = match pending.effect {
-                Effect::None => false,
+                Effect::None | Effect::KeepNumber => false,
                 Effect::Apply(change) => consent.apply(change),
                 Effect::Erase(change) => {
                     phone = None;
@@ -404,7 +408,8 @@ impl ConsentService {
             let head = ChainHead { seq, mac: link.mac.clone() };
             event.link = Some(link);
             let version = current.as_ref().map_or(1, |s| s.version + 1);
-            if changed && phone.is_none() && !matches!(pending.effect, Effect::Erase(_)) {
+            let keeps_number = changed || matches!(pending.effect, Effect::KeepNumber);
+            if keeps_number && phone.is_none() && !matches!(pending.effect, Effect::Erase(_)) {
                 if let Some(number) = pending.phone {
                     phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
                 }

@@ -5,10 +5,11 @@
 //! first 8 bytes of HMAC-SHA256 over it under a key derived from the
 //! integrity keys for this purpose (24 characters; the URL with a typical
 //! domain is about 53). The token names the number only through the store:
-//! `LINK#<SHA-256 of the id>` holds the number's blind index, the number
-//! sealed under that item's key, the program and the expiry. The MAC is
-//! checked (constant time) before any store read, so a forged or altered
-//! token costs no read. Choices are events with source `portal` and caller
+//! `LINK#<SHA-256 of the id>` holds the number's blind index, the program
+//! and the expiry; the number itself is the one sealed in the number's
+//! `STATE` (making a link puts it there), so once the number is erased its
+//! links open nothing. The MAC is checked (constant time) before any store
+//! read, so a forged or altered token costs no read. Choices are events with source `portal` and caller
 //! `link:<hash prefix>`, by the same rules as every other event (event time
 //! = now, the chain, idempotent on the submission).
 
@@ -23,7 +24,7 @@ use time::{Duration, OffsetDateTime};
 use super::records::RecordOutcome;
 use super::{consent_decision, ConsentService, Effect, Pending, ServiceError};
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Program, Reason, Scope};
-use crate::ports::keys::{event_sk, link_pk, LINK_SK};
+use crate::ports::keys::{event_sk, phone_pk, STATE_SK};
 use crate::ports::{EventItem, LinkItem};
 
 /// Random bytes of a link's id, and bytes of its MAC kept in the token.
@@ -190,11 +191,9 @@ impl ConsentService {
             rand::rngs::OsRng.fill_bytes(&mut id);
             let id = LinkId(id);
             let hash = id.hash();
-            let phone = self.crypto.seal(number.as_e164(), &link_pk(&hash), LINK_SK, "phone").await?;
             let item = LinkItem {
                 hash,
                 pid: pid.clone(),
-                phone,
                 program: program.id.clone(),
                 created_by: caller.to_owned(),
                 created_at: now,
@@ -202,8 +201,9 @@ impl ConsentService {
             };
             let mut event = self.service_event(&pid, "preference_link", "api", Some(caller));
             event.program = Some(program.id.clone());
-            // The ledger first: a link that exists was recorded.
-            self.commit_event(Pending::own(event, Effect::None)).await?;
+            // The ledger first: a link that exists was recorded, and the
+            // number is sealed in the state, where the page reads it.
+            self.commit_event(Pending { phone: Some(&number), ..Pending::own(event, Effect::KeepNumber) }).await?;
             if self.store.put_link(&item).await? {
                 tracing::info!(pid = %pid, caller, link = %id.log_prefix(), "preference link made");
                 return Ok((self.link_token(&id)?, expires_at));
@@ -213,7 +213,8 @@ impl ConsentService {
     }
 
     /// Opens a link: the MAC first (no store read for a forged one), then
-    /// the stored link, its expiry and its sealed number.
+    /// the stored link, its expiry, and the number sealed in the number's
+    /// state: an erased number (none sealed) opens no link.
     pub async fn open_link(&self, token: &str) -> Result<OpenLink, LinkError> {
         let id = self.verify_link_token(token).ok_or(LinkError::Invalid)?;
         let hash = id.hash();
@@ -224,8 +225,9 @@ impl ConsentService {
         if self.now() >= item.expires_at {
             return Err(LinkError::Expired);
         }
+        let sealed = self.read_state(&item.pid).await?.and_then(|s| s.phone).ok_or(LinkError::Invalid)?;
         let e164 =
-            self.crypto.open(&item.phone, &link_pk(&hash), LINK_SK, "phone").await.map_err(ServiceError::from)?;
+            self.crypto.open(&sealed, &phone_pk(&item.pid), STATE_SK, "phone").await.map_err(ServiceError::from)?;
         let number = PhoneNumber::parse(&e164).map_err(|_| ServiceError::Integrity)?;
         if self.crypto.blind_index(&number) != item.pid || self.programs.get(&item.program).is_none() {
             return Err(LinkError::Invalid);

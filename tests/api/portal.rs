@@ -222,6 +222,23 @@ async fn a_tampered_unknown_or_expired_link_gets_the_plain_invalid_page_and_chan
 }
 
 #[tokio::test]
+async fn an_erased_number_s_links_open_nothing_and_cannot_bring_the_number_back() {
+    let app = TestApp::spawn().await;
+    let url = link(&app, PATIENT, "clinic").await;
+    let form = open(&app, &url).await;
+    assert_eq!(app.api("/v1/consents/erasure", Some(STAFF_KEY), json!({ "to": PATIENT })).await.status(), 200);
+    let events = app.ledger_len(PATIENT).await;
+    let response = app.client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 404, "the number is gone, and with it the page");
+    assert!(response.text().await.unwrap().contains("reply STOP"));
+    // Resuming from an old page would record the number again: refused.
+    let posted = submit(&app, &url, &[("form", &form), ("choice", "resume")]).await;
+    assert_eq!(posted.status(), 404);
+    assert_eq!(app.ledger_len(PATIENT).await, events, "no state change");
+    assert_eq!(app.reason(PATIENT, "clinic", "appointment_reminders").await, "opted_out");
+}
+
+#[tokio::test]
 async fn a_form_token_missing_forged_or_of_another_link_is_refused() {
     let app = TestApp::spawn().await;
     let url = link(&app, PATIENT, "clinic").await;

@@ -318,6 +318,12 @@ impl ConsentStore for FaultyStore {
     async fn reclaim(&self) -> Result<(), StoreError> {
         self.write(self.inner.reclaim()).await
     }
+    async fn link(&self, hash: &str) -> Result<Option<sms_consent::ports::LinkItem>, StoreError> {
+        self.read(self.inner.link(hash)).await
+    }
+    async fn put_link(&self, item: &sms_consent::ports::LinkItem) -> Result<bool, StoreError> {
+        self.write(self.inner.put_link(item)).await
+    }
     async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
         self.read(self.inner.wrapped_keys()).await
     }
