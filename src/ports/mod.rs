@@ -273,6 +273,10 @@ pub struct LinkItem {
     /// base64url SHA-256 of the link's random id.
     pub hash: String,
     pub pid: String,
+    /// The digest of the number as sealed in its state when the link was
+    /// made (`Crypto::digest`): an erasure removes that, and a number
+    /// recorded again after it is sealed anew, so no earlier link opens.
+    pub phone_digest: String,
     pub program: String,
     /// The API key's name or IAM principal that asked for it.
     pub created_by: String,

@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::records::RecordOutcome;
 use super::{consent_decision, ConsentService, Effect, Pending, ServiceError};
+use crate::crypto::Crypto;
 use crate::domain::{Consent, ConsentChange, Decision, PhoneNumber, Program, Reason, Scope};
 use crate::ports::keys::{event_sk, phone_pk, STATE_SK};
 use crate::ports::{EventItem, LinkItem};
@@ -178,7 +179,7 @@ impl ConsentService {
         ttl: Duration,
         caller: &str,
     ) -> Result<(String, OffsetDateTime), ServiceError> {
-        let number = PhoneNumber::parse(to).map_err(|e| ServiceError::Invalid(format!("to: {e}")))?;
+        let number = self.parse_number(to)?;
         let program = self
             .programs
             .get(program)
@@ -186,24 +187,25 @@ impl ConsentService {
         let pid = self.crypto.blind_index(&number);
         let now = self.now();
         let expires_at = now + ttl;
+        // The ledger first: a link that exists was recorded, and the number
+        // is sealed in the state, where the page reads it.
+        let mut event = self.service_event(&pid, "preference_link", "api", Some(caller));
+        event.program = Some(program.id.clone());
+        self.commit_event(Pending { phone: Some(&number), ..Pending::own(event, Effect::KeepNumber) }).await?;
+        let sealed = self.read_state(&pid).await?.and_then(|s| s.phone).ok_or(ServiceError::Integrity)?;
         for _ in 0..3 {
             let mut id = [0u8; LINK_ID_BYTES];
             rand::rngs::OsRng.fill_bytes(&mut id);
             let id = LinkId(id);
-            let hash = id.hash();
             let item = LinkItem {
-                hash,
+                hash: id.hash(),
                 pid: pid.clone(),
+                phone_digest: Crypto::digest(&sealed),
                 program: program.id.clone(),
                 created_by: caller.to_owned(),
                 created_at: now,
                 expires_at,
             };
-            let mut event = self.service_event(&pid, "preference_link", "api", Some(caller));
-            event.program = Some(program.id.clone());
-            // The ledger first: a link that exists was recorded, and the
-            // number is sealed in the state, where the page reads it.
-            self.commit_event(Pending { phone: Some(&number), ..Pending::own(event, Effect::KeepNumber) }).await?;
             if self.store.put_link(&item).await? {
                 tracing::info!(pid = %pid, caller, link = %id.log_prefix(), "preference link made");
                 return Ok((self.link_token(&id)?, expires_at));
@@ -225,7 +227,14 @@ impl ConsentService {
         if self.now() >= item.expires_at {
             return Err(LinkError::Expired);
         }
-        let sealed = self.read_state(&item.pid).await?.and_then(|s| s.phone).ok_or(LinkError::Invalid)?;
+        // The number as sealed when the link was made: gone after an
+        // erasure, and sealed anew if the number is recorded again.
+        let sealed = self
+            .read_state(&item.pid)
+            .await?
+            .and_then(|s| s.phone)
+            .filter(|sealed| Crypto::digest(sealed) == item.phone_digest)
+            .ok_or(LinkError::Invalid)?;
         let e164 =
             self.crypto.open(&sealed, &phone_pk(&item.pid), STATE_SK, "phone").await.map_err(ServiceError::from)?;
         let number = PhoneNumber::parse(&e164).map_err(|_| ServiceError::Integrity)?;

@@ -93,7 +93,7 @@ fn invalid(message: impl Into<String>) -> ServiceError {
 }
 
 impl ConsentService {
-    fn parse_number(&self, to: &str) -> Result<PhoneNumber, ServiceError> {
+    pub(super) fn parse_number(&self, to: &str) -> Result<PhoneNumber, ServiceError> {
         PhoneNumber::parse(to).map_err(|e| invalid(format!("to: {e}")))
     }
 

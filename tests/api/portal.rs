@@ -236,6 +236,15 @@ async fn an_erased_number_s_links_open_nothing_and_cannot_bring_the_number_back(
     assert_eq!(posted.status(), 404);
     assert_eq!(app.ledger_len(PATIENT).await, events, "no state change");
     assert_eq!(app.reason(PATIENT, "clinic", "appointment_reminders").await, "opted_out");
+
+    // The patient consents again later: the number is sealed anew, and the
+    // links made before the erasure stay dead; a new link opens.
+    let consent = json!({ "to": PATIENT, "program": "clinic", "kind": "express_written", "source": "web_form",
+                          "captured_at": crate::providers::rfc3339(time::OffsetDateTime::now_utc()), "evidence": "form-2" });
+    assert_eq!(app.api("/v1/consents", Some(RECORD_ONLY_KEY), consent).await.status(), 201);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 404);
+    let fresh = link(&app, PATIENT, "clinic").await;
+    assert_eq!(app.client.get(&fresh).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
