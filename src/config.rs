@@ -63,7 +63,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
-    /// Off: no `/metrics` route answers (404) and no EMF lines are written.
+    /// Off: the local `/metrics` route answers 404. (The Lambda functions
+    /// write their EMF lines regardless: the template's alarms read them.)
     pub enabled: bool,
 }
 
@@ -125,15 +126,25 @@ impl PreferencesConfig {
             return Err(bad("preferences.submissions_per_minute", "must be between 1 and 600"));
         }
         if let Some(url) = &self.public_base_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(['?', '#']) {
-                return Err(bad(
-                    "preferences.public_base_url",
-                    "must be an http(s) URL with no query or fragment, e.g. https://msg.clinic.example",
-                ));
-            }
+            check_base_url("preferences.public_base_url", url, "https://msg.clinic.example")?;
         }
         Ok(())
     }
+}
+
+/// A public base URL (links sent to patients start with it): https with no
+/// query or fragment; plain http only to this machine (local testing).
+fn check_base_url(field: &str, url: &str, example: &str) -> Result<(), ConfigError> {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|host| url.strip_prefix(host).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])));
+    if !(url.starts_with("https://") || local) || url.contains(['?', '#']) {
+        return Err(bad(
+            field,
+            format!("must be an https URL with no query or fragment (http only to this machine), e.g. {example}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A program's `resume_wording`: the consent a patient gives by resuming
@@ -661,12 +672,7 @@ impl Config {
             bad("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", self.server.listen))
         })?;
         if let Some(url) = &self.server.public_base_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('?') || url.contains('#') {
-                return Err(bad(
-                    "server.public_base_url",
-                    "must be an http(s) URL with no query or fragment, e.g. https://consent.example.org/prod",
-                ));
-            }
+            check_base_url("server.public_base_url", url, "https://consent.example.org/prod")?;
         }
         for (field, value) in [
             ("server.header_read_timeout_seconds", self.server.header_read_timeout_seconds),
@@ -1065,9 +1071,15 @@ frequency = "Tần suất thay đổi"
             ("submissions_per_minute = 0", "preferences.submissions_per_minute"),
             ("public_base_url = \"msg.clinic.example\"", "preferences.public_base_url"),
             ("public_base_url = \"https://msg.clinic.example/?a=b\"", "preferences.public_base_url"),
+            ("public_base_url = \"http://msg.clinic.example\"", "preferences.public_base_url"),
+            ("public_base_url = \"http://localhost.example.com\"", "preferences.public_base_url"),
         ] {
             let err = Config::from_toml(&format!("{GOOD}\n[preferences]\n{section}\n")).unwrap_err();
             assert_eq!(err.field, field, "{section}: {err}");
+        }
+        for local in ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:9000/base"] {
+            let config = Config::from_toml(&format!("{GOOD}\n[preferences]\npublic_base_url = \"{local}\"\n"));
+            assert!(config.is_ok(), "{local}: plain http to this machine is for local testing");
         }
         let off = Config::from_toml(&format!("{GOOD}\n[preferences]\nenabled = false\nlink_ttl_days = 7\n")).unwrap();
         assert!(!off.preferences.enabled && off.preferences.link_ttl_days == 7);

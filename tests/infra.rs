@@ -283,6 +283,22 @@ fn the_preference_page_is_public_on_the_webhook_function_and_its_links_need_iam_
         assert!(integration.contains("WebhookFunction"), "by the webhook function: {integration}");
         assert!(!page["security"].to_string().contains("AWS_IAM"), "public, as the webhooks are: {page}");
     }
+    // Its own throttle, below the API's default: page traffic cannot take
+    // the webhook function's concurrency from STOP deliveries.
+    let stage = of_type(&template, "AWS::ApiGatewayV2::Stage");
+    let settings = &stage.first().expect("the API's stage").1["Properties"]["RouteSettings"];
+    for route in ["GET /p/{token}", "POST /p/{token}"] {
+        assert_eq!(
+            settings[route]["ThrottlingRateLimit"],
+            serde_json::json!({"Ref": "PreferencePageRateLimit"}),
+            "{route}"
+        );
+        assert_eq!(
+            settings[route]["ThrottlingBurstLimit"],
+            serde_json::json!({"Ref": "PreferencePageBurstLimit"}),
+            "{route}"
+        );
+    }
     let links = &paths["/v1/preference-links"]["post"];
     let integration = links["x-amazon-apigateway-integration"]["uri"].to_string();
     assert!(integration.contains("ConsentsFunction"), "by the consents function: {integration}");

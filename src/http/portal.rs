@@ -10,6 +10,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,9 +60,7 @@ legend{font-weight:700;padding:0 .25rem}\
 .choice input{width:1.4rem;height:1.4rem;margin:.15rem 0 0;flex:none}\
 .wording{margin:.25rem 0 0;font-size:1rem;color:#2e2e2e}\
 button{margin-top:1rem;font:inherit;font-weight:700;color:#fff;background:#0a4a94;border:0;border-radius:.5rem;padding:.75rem 1.25rem;min-height:3rem;width:100%}\
-.done,.problem{border-left:.4rem solid;padding:.5rem .75rem;margin:1rem 0}\
-.done{border-color:#1d5e20;background:#eef7ee}\
-.problem{border-color:#a1261b;background:#fbeeed}\
+.done{border-left:.4rem solid #1d5e20;padding:.5rem .75rem;margin:1rem 0;background:#eef7ee}\
 .help{font-size:1rem;color:#3d3d3d}";
 
 static CSP: LazyLock<String> = LazyLock::new(|| {
@@ -220,6 +219,9 @@ const EXPIRED: &str = "This link has expired.\n\
 To stop text messages, reply STOP to any text from us. For help, reply HELP.\n\n\
 Este enlace ha caducado. Para dejar de recibir mensajes de texto, responda STOP a cualquier mensaje nuestro. \
 Para obtener ayuda, responda HELP.\n";
+const CHOOSE: &str = "Choose one of the options, then save. Go back to the page to choose.\n\n\
+Elija una de las opciones y guarde. Vuelva a la página para elegir.\n";
+const SAVED: &str = "Saved: your choice has been recorded.\n\nSu elección quedó guardada.\n";
 const TOO_MANY: &str = "Too many requests for this link. Wait a minute and try again.\n\
 To stop text messages, you can also reply STOP to any text from us.\n";
 const UNAVAILABLE: &str = "The page is not available right now. Try again later.\n\
@@ -261,19 +263,35 @@ async fn open(state: &AppState, token: &str, submission: bool) -> Result<OpenLin
     }
 }
 
-/// `GET /p/{token}`: the page.
-pub async fn page(State(state): State<AppState>, Path(token): Path<String>, query: Query<PageQuery>) -> Response {
+/// `GET /p/{token}`: the page. A path that is not text is an unknown
+/// link; a query that does not parse asks for no language.
+pub async fn page(
+    State(state): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Path(token)) = token else {
+        return plain(StatusCode::NOT_FOUND, INVALID);
+    };
     let link = match open(&state, &token, false).await {
         Ok(link) => link,
         Err(response) => return response,
     };
-    let es = wants_spanish(&state, &link, query.lang.as_deref());
-    render(&state, &link, es, None, StatusCode::OK).await
+    let lang = query.ok().and_then(|Query(q)| q.lang);
+    let es = wants_spanish(&state, &link, lang.as_deref());
+    render(&state, &link, es, None).await
 }
 
 /// `POST /p/{token}`: records the choice, then shows the page again with
 /// what changed.
-pub async fn submit(State(state): State<AppState>, Path(token): Path<String>, request: Request) -> Response {
+pub async fn submit(
+    State(state): State<AppState>,
+    token: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let Ok(Path(token)) = token else {
+        return plain(StatusCode::NOT_FOUND, INVALID);
+    };
     let link = match open(&state, &token, true).await {
         Ok(link) => link,
         Err(response) => return response,
@@ -298,13 +316,15 @@ pub async fn submit(State(state): State<AppState>, Path(token): Path<String>, re
         Some("resume") => PreferenceChoice::Resume { wording: portal.wording(&link.program, es).to_owned() },
         Some(other) => match other.strip_prefix("stop:") {
             Some(category) => PreferenceChoice::StopCategory(category.to_owned()),
-            None => return render(&state, &link, es, Some(Notice::Choose), StatusCode::BAD_REQUEST).await,
+            None => return plain(StatusCode::BAD_REQUEST, CHOOSE),
         },
-        None => return render(&state, &link, es, Some(Notice::Choose), StatusCode::BAD_REQUEST).await,
+        // The choices are `required`: only a hand-made form lands here, and
+        // it is answered without reading (or recording a read of) the state.
+        None => return plain(StatusCode::BAD_REQUEST, CHOOSE),
     };
     match state.service.record_preference(&link, &choice, nonce).await {
-        Ok(_) => render(&state, &link, es, Some(Notice::Done(choice)), StatusCode::OK).await,
-        Err(ServiceError::Invalid(_)) => render(&state, &link, es, Some(Notice::Choose), StatusCode::BAD_REQUEST).await,
+        Ok(_) => render(&state, &link, es, Some(Notice::Done(choice))).await,
+        Err(ServiceError::Invalid(_)) => plain(StatusCode::BAD_REQUEST, CHOOSE),
         Err(e) => unavailable(&e),
     }
 }
@@ -334,7 +354,6 @@ fn has_spanish(state: &AppState, link: &OpenLink) -> bool {
 
 enum Notice {
     Done(PreferenceChoice),
-    Choose,
 }
 
 /// `appointment_reminders` -> `Appointment reminders`.
@@ -362,13 +381,20 @@ impl Words {
     }
 }
 
-async fn render(state: &AppState, link: &OpenLink, es: bool, notice: Option<Notice>, status: StatusCode) -> Response {
+/// The page, with what just changed if anything did. A choice already
+/// recorded is never reported as a failure: if the page cannot be shown
+/// after it, a plain "saved" page is.
+async fn render(state: &AppState, link: &OpenLink, es: bool, notice: Option<Notice>) -> Response {
     let (program, categories, form) = match (
         state.service.link_program(link),
         state.service.preference_view(link).await,
         state.service.form_token(link),
     ) {
         (Ok(p), Ok(c), Ok(f)) => (p, c, f),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) if notice.is_some() => {
+            tracing::error!(error = %e, "preference page: recorded, but the page could not be shown");
+            return plain(StatusCode::OK, SAVED);
+        }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return unavailable(&e),
     };
     let wording = state.portal.as_ref().map_or("", |p| p.wording(&link.program, es));
@@ -383,7 +409,9 @@ async fn render(state: &AppState, link: &OpenLink, es: bool, notice: Option<Noti
         wording,
         notice: notice.as_ref(),
     });
-    secured((status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response())
+    secured(
+        (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response(),
+    )
 }
 
 struct PageParts<'a> {
@@ -429,9 +457,6 @@ fn page_markup(p: &PageParts<'_>) -> Markup {
                     @match p.notice {
                         Some(Notice::Done(choice)) => {
                             div.done #notice role="status" { p { (done_text(w, choice, p)) } }
-                        }
-                        Some(Notice::Choose) => {
-                            div.problem #notice role="alert" { p { (w.t("Choose one option, then save.", "Elija una opción y guarde.")) } }
                         }
                         None => {}
                     }

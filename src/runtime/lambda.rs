@@ -144,21 +144,21 @@ pub fn assemble(
 /// unwrapping all at once; then the Router.
 pub async fn app(role: Role) -> Result<Router, StartError> {
     let (config, backends, crypto) = load().await?;
-    install_emf(&config);
+    install_emf();
     assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
 }
 
-/// With `[metrics] enabled`: the EMF recorder, its lines on stdout beside
-/// the JSON logs (CloudWatch Logs reads them as metrics).
-fn install_emf(config: &Config) {
-    if config.metrics.enabled {
-        let namespace = std::env::var(crate::metrics::NAMESPACE_ENV)
-            .ok()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
-        if Emf::install(&namespace, Box::new(std::io::stdout())).is_none() {
-            tracing::warn!("metrics: another recorder was installed first; no EMF lines");
-        }
+/// The EMF recorder, its lines on stdout beside the JSON logs (CloudWatch
+/// Logs reads them as metrics). Always: the template's alarms (signature
+/// failures, integrity, failed replies) read these metrics, so
+/// `[metrics] enabled` (the local `/metrics` route) does not turn them off.
+fn install_emf() {
+    let namespace = std::env::var(crate::metrics::NAMESPACE_ENV)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| crate::metrics::DEFAULT_NAMESPACE.to_owned());
+    if Emf::install(&namespace, Box::new(std::io::stdout())).is_none() {
+        tracing::warn!("metrics: another recorder was installed first; no EMF lines");
     }
 }
 
@@ -219,7 +219,7 @@ async fn load() -> Result<(Config, Backends, Crypto), StartError> {
 /// The `outbox` function's worker, over the same assembly.
 pub async fn outbox_worker() -> Result<OutboxWorker, StartError> {
     let (config, backends, crypto) = load().await?;
-    install_emf(&config);
+    install_emf();
     let parts = Parts {
         store: backends.store.clone(),
         crypto,

@@ -269,14 +269,22 @@ async fn a_form_token_missing_forged_or_of_another_link_is_refused() {
     }
     assert_eq!(app.ledger_len(PATIENT).await, events);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
-    // A valid form with no choice, or an unknown one: the page again, 400.
+    // A valid form with no choice, or an unknown one: 400, and nothing is
+    // read or recorded (not even a view).
     for choice in [None, Some("stop:nope"), Some("sing")] {
         let mut fields = vec![("form", form.as_str())];
         fields.extend(choice.map(|c| ("choice", c)));
         let response = submit(&app, &url, &fields).await;
         assert_eq!(response.status(), 400);
-        assert!(response.text().await.unwrap().contains("Choose one option"));
+        assert_secured(&response);
+        assert!(response.text().await.unwrap().contains("Choose one of the options"));
     }
+    assert_eq!(app.ledger_len(PATIENT).await, events);
+    // A path that is not text, or a query that does not parse.
+    let response = app.client.get(app.url("/p/%FF%FE")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_secured(&response);
+    assert_eq!(app.client.get(format!("{url}?lang=es&lang=en")).send().await.unwrap().status(), 200);
     assert_eq!(app.reason(PATIENT, "clinic", "billing").await, "allowed");
     // An oversized form.
     let big = "x".repeat(8 * 1024);
