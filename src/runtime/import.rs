@@ -781,7 +781,7 @@ pub async fn export(command: &ExportCommand, out: &mut (dyn Write + Send)) -> Re
     let mut each = |row: ExportRow| -> std::io::Result<()> {
         match &mut sink {
             Sink::Csv(writer) => {
-                let at = row.opted_out_at.format(&Rfc3339).unwrap_or_default();
+                let at = row.opted_out_at.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_default();
                 writer.write_record([row.number.as_str(), &at, row.program.as_deref().unwrap_or(""), "", "export"])?;
             }
             Sink::Lines(out) => {
