@@ -454,7 +454,8 @@ mod dynamodb {
         sms_consent::runtime::local::provision(&config).await.expect("provision on moto");
         mixed_batch(&config, &data_dir).await;
 
-        // 120 rows: more than one transaction (25 rows of 4 items each), paced.
+        // 120 rows: five transactions (25 rows of 4 items each), paced at 200
+        // write units a second (one batch of 25 rows at a time).
         let file = dir.path().join("list.csv");
         let mut text = String::from("number,opted_out_at\n");
         for i in 0..120 {
@@ -468,10 +469,12 @@ mod dynamodb {
             default_country: None,
             program: None,
             strict: false,
-            rate: Some(4000.0),
+            rate: Some(200.0),
         };
         let summary = sms_consent::runtime::import::import(&command).await.unwrap();
-        assert_eq!((summary.recorded, summary.errors), (120, 0), "{summary:?}");
+        // (moto answers a 100-item transaction slowly; where the SDK retried
+        // one that had gone through, its rows count as already there.)
+        assert_eq!((summary.recorded + summary.duplicates, summary.errors), (120, 0), "{summary:?}");
         let again = sms_consent::runtime::import::import(&command).await.unwrap();
         assert_eq!((again.recorded, again.duplicates), (0, 120), "{again:?}");
         let mut out = Vec::new();
