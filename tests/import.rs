@@ -454,11 +454,12 @@ mod dynamodb {
         sms_consent::runtime::local::provision(&config).await.expect("provision on moto");
         mixed_batch(&config, &data_dir).await;
 
-        // 120 rows: five transactions (25 rows of 4 items each), paced at 200
-        // write units a second (one batch of 25 rows at a time).
+        // 60 rows: three transactions (25 rows of 4 items each), paced at 200
+        // write units a second (one batch of 25 rows at a time). (A re-run
+        // of a file on DynamoDB is `mixed_batch`'s third import.)
         let file = dir.path().join("list.csv");
         let mut text = String::from("number,opted_out_at\n");
-        for i in 0..120 {
+        for i in 0..60 {
             text.push_str(&format!("+1415{:07},2023-03-01T00:00:00Z\n", 3_000_000 + i));
         }
         std::fs::write(&file, text).unwrap();
@@ -474,9 +475,7 @@ mod dynamodb {
         let summary = sms_consent::runtime::import::import(&command).await.unwrap();
         // (moto answers a 100-item transaction slowly; where the SDK retried
         // one that had gone through, its rows count as already there.)
-        assert_eq!((summary.recorded + summary.duplicates, summary.errors), (120, 0), "{summary:?}");
-        let again = sms_consent::runtime::import::import(&command).await.unwrap();
-        assert_eq!((again.recorded, again.duplicates), (0, 120), "{again:?}");
+        assert_eq!((summary.recorded + summary.duplicates, summary.errors), (60, 0), "{summary:?}");
         let mut out = Vec::new();
         let export = sms_consent::runtime::import::ExportCommand {
             config: config.clone(),
@@ -487,8 +486,8 @@ mod dynamodb {
             rate: 1000.0,
         };
         let report = sms_consent::runtime::import::export(&export, &mut out).await.unwrap();
-        // 120 here and rows 1 and 4 of the sample (opted out of every program).
-        assert_eq!(report.exported, 122, "{}", String::from_utf8_lossy(&out));
+        // 60 here and rows 1 and 4 of the sample (opted out of every program).
+        assert_eq!(report.exported, 62, "{}", String::from_utf8_lossy(&out));
         let verified = sms_consent::runtime::verify::verify_ledger(&config, 1000.0, &|_, _| {}).await.unwrap();
         assert!(verified.intact(), "{verified:?}");
     }
