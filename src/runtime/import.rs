@@ -563,12 +563,11 @@ impl Progress {
     }
 }
 
+/// The items of a file, and the thread reading it.
+type Reader = (tokio::sync::mpsc::Receiver<Item>, std::thread::JoinHandle<Result<(), String>>);
+
 /// Starts a thread reading the file into a bounded channel.
-fn spawn_reader(
-    format: Format,
-    path: &Path,
-    counts: Arc<Counts>,
-) -> Result<(tokio::sync::mpsc::Receiver<Item>, std::thread::JoinHandle<Result<(), String>>), StartError> {
+fn spawn_reader(format: Format, path: &Path, counts: Arc<Counts>) -> Result<Reader, StartError> {
     let file =
         std::fs::File::open(path).map_err(|e| StartError::Io { context: path.display().to_string(), source: e })?;
     let (tx, rx) = tokio::sync::mpsc::channel(8192);
@@ -765,7 +764,7 @@ pub async fn export(command: &ExportCommand, out: &mut (dyn Write + Send)) -> Re
     let format = command.format;
     let list = command.opt_out_list.clone();
     enum Sink<'a> {
-        Csv(csv::Writer<&'a mut (dyn Write + Send)>),
+        Csv(Box<csv::Writer<&'a mut (dyn Write + Send)>>),
         Lines(&'a mut (dyn Write + Send)),
     }
     let mut sink = match format {
@@ -774,7 +773,7 @@ pub async fn export(command: &ExportCommand, out: &mut (dyn Write + Send)) -> Re
             writer
                 .write_record(["number", "opted_out_at", "program", "categories", "source_note"])
                 .map_err(StartError::other)?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
         ExportFormat::Aws => Sink::Lines(out),
     };
