@@ -53,6 +53,53 @@ const LINK_GRACE: time::Duration = time::Duration::days(30);
 const BATCH_ATTEMPTS: u32 = 5;
 pub const MAX_BATCH: usize = 100;
 
+/// Items in one `TransactWriteItems` (DynamoDB's limit).
+const MAX_TRANSACT_ITEMS: usize = 100;
+/// An import's transactions in flight at once.
+const IMPORT_CONCURRENCY: usize = 4;
+/// Times one import chunk is sent (refused writes leave it each time).
+const MAX_TRANSACT_ROUNDS: usize = 32;
+/// Throttled sends retried before giving up, with exponential backoff.
+const MAX_THROTTLED: u32 = 10;
+const THROTTLED: [&str; 3] = ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"];
+const THROTTLED_REASONS: [&str; 3] = ["ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"];
+
+/// Where one write's conditions sit among its transaction's items.
+struct Places {
+    dedup_count: usize,
+    state_index: Option<usize>,
+    marker_index: Option<usize>,
+}
+
+impl Places {
+    /// The outcome its items' cancellation reasons give, if a condition of
+    /// its own failed.
+    fn outcome(&self, reasons: &[String]) -> Option<CommitOutcome> {
+        let failed = |i: usize| reasons.get(i).is_some_and(|r| r == "ConditionalCheckFailed");
+        if (0..self.dedup_count).any(failed) {
+            Some(CommitOutcome::Duplicate)
+        } else if self.state_index.is_some_and(failed) || reasons.iter().any(|r| r == "TransactionConflict") {
+            Some(CommitOutcome::VersionConflict)
+        } else if self.marker_index.is_some_and(failed) {
+            Some(CommitOutcome::Tampered)
+        } else {
+            None
+        }
+    }
+}
+
+/// Waits before the next throttled attempt (50 ms doubling, with jitter,
+/// at most 5 s); an error after `MAX_THROTTLED` attempts.
+async fn backoff(attempts: u32) -> Result<u32, StoreError> {
+    if attempts >= MAX_THROTTLED {
+        return Err(StoreError::Unavailable("throttled: the table's write capacity is exhausted".into()));
+    }
+    let most = (50u64 << attempts).min(5_000);
+    let wait = rand::Rng::gen_range(&mut rand::thread_rng(), most / 2..=most);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    Ok(attempts + 1)
+}
+
 #[derive(Clone)]
 pub struct DynamoStore {
     client: Client,
@@ -269,6 +316,140 @@ impl DynamoStore {
         Err(StoreError::Unavailable("batch read left keys unprocessed".into()))
     }
 
+    /// The items of one ledger write's transaction, and where its
+    /// conditions sit among them.
+    fn transact_items(&self, write: &LedgerWrite) -> Result<(Vec<TransactWriteItem>, Places), StoreError> {
+        let pk = phone_pk(&write.event.pid);
+        let mut items = Vec::new();
+        // Idempotency markers: no TTL, kept for ever.
+        for dedup_key in std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys) {
+            let mut dedup = key(dedup_key, DEDUP_SK);
+            dedup.insert("event_id".into(), s(&write.event.event_id));
+            items.push(build(put(&self.table, dedup).condition_expression("attribute_not_exists(PK)"))?);
+        }
+        let dedup_count = items.len();
+        items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)?))?);
+        if let Some(outbox) = &write.outbox {
+            items.push(build(put(&self.table, outbox_item(outbox)?))?);
+        }
+        let state_index = items.len();
+        let mut marker_index = None;
+        if let Some(state) = &write.state {
+            let mut state_item = item(&pk, STATE_SK, state)?;
+            state_item.insert(VERSION.into(), AttributeValue::N(state.version.to_string()));
+            let guarded = match write.expected_version {
+                Some(version) => put(&self.table, state_item)
+                    .condition_expression("#v = :expected")
+                    .expression_attribute_names("#v", VERSION)
+                    .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+                None => put(&self.table, state_item).condition_expression("attribute_not_exists(PK)"),
+            };
+            items.push(build(guarded)?);
+            // A version is written once: its marker already there means the
+            // STATE was put back to an older version.
+            marker_index = Some(items.len());
+            let marker = key(&pk, &state_version_sk(state.version));
+            items.push(build(put(&self.table, marker).condition_expression("attribute_not_exists(PK)"))?);
+        } else if let Some(initial) = &write.initial_state {
+            // Every number with an event has a STATE: create the default one
+            // if absent, without a read (a no-op where one exists).
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(&pk, STATE_SK)))
+                .update_expression("SET #d = if_not_exists(#d, :d), #v = if_not_exists(#v, :v)")
+                .expression_attribute_names("#d", DATA)
+                .expression_attribute_names("#v", VERSION)
+                .expression_attribute_values(":d", s(json(initial)?))
+                .expression_attribute_values(":v", AttributeValue::N(initial.version.to_string()))
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        let (opened, closed) = write.review_changes();
+        if let Some(review) = opened {
+            for (pk, sk) in review.keys() {
+                items.push(build(put(&self.table, item(&pk, &sk, review)?))?);
+            }
+        }
+        for review in closed {
+            for (pk, sk) in review.keys() {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&pk, &sk)))
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+        }
+        if let Some(audit) = &write.audit {
+            items.push(build(put(&self.table, item(&audit.partition_key(), &audit.sort_key(), audit)?))?);
+        }
+        Ok((items, Places { dedup_count, state_index: write.state.is_some().then_some(state_index), marker_index }))
+    }
+
+    /// Sends one chunk of an import's writes (indexes into `prepared`) until
+    /// each is committed or refused: a write whose condition failed gets
+    /// its outcome and leaves the chunk (a transaction conflict on its items
+    /// is a version conflict: the service re-reads it), the rest is sent
+    /// again; throttling waits with exponential
+    /// backoff and jitter.
+    async fn send_chunk(
+        &self,
+        prepared: &[(Vec<TransactWriteItem>, Places)],
+        mut chunk: Vec<usize>,
+    ) -> Result<Vec<(usize, CommitOutcome)>, StoreError> {
+        let mut done = Vec::with_capacity(chunk.len());
+        let mut throttled = 0u32;
+        let mut rounds = 0usize;
+        while !chunk.is_empty() {
+            rounds += 1;
+            if rounds > MAX_TRANSACT_ROUNDS {
+                return Err(StoreError::Unavailable("an import transaction kept being cancelled".into()));
+            }
+            let items: Vec<TransactWriteItem> = chunk.iter().flat_map(|&i| prepared[i].0.iter().cloned()).collect();
+            let error = match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => {
+                    done.extend(chunk.drain(..).map(|i| (i, CommitOutcome::Committed)));
+                    continue;
+                }
+                Err(error) => error,
+            };
+            let code = error.as_service_error().and_then(|e| e.code()).unwrap_or_default().to_owned();
+            let reasons: Vec<String> = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+                }
+                _ if THROTTLED.contains(&code.as_str()) => {
+                    throttled = backoff(throttled).await?;
+                    continue;
+                }
+                _ => return Err(unavailable(error)),
+            };
+            if reasons.iter().any(|r| THROTTLED_REASONS.contains(&r.as_str())) {
+                throttled = backoff(throttled).await?;
+                continue;
+            }
+            // Each write's own slice of the reasons.
+            let mut offset = 0;
+            let mut rest = Vec::with_capacity(chunk.len());
+            for &i in &chunk {
+                let (items, places) = &prepared[i];
+                let own = reasons.get(offset..offset + items.len()).unwrap_or_default();
+                offset += items.len();
+                match places.outcome(own) {
+                    Some(outcome) => done.push((i, outcome)),
+                    None if own.iter().all(|r| r == "None") => rest.push(i),
+                    None => return Err(StoreError::Unavailable(format!("transaction cancelled: {own:?}"))),
+                }
+            }
+            if rest.len() == chunk.len() {
+                return Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}")));
+            }
+            chunk = rest;
+        }
+        Ok(done)
+    }
+
     /// One `TransactWriteItems` of guarded usage puts (at most 100): true
     /// when written, false when any version had changed (nothing written).
     async fn put_usage_chunk(&self, chunk: &[(UsageItem, Option<u64>)]) -> Result<bool, StoreError> {
@@ -432,71 +613,7 @@ impl ConsentStore for DynamoStore {
     }
 
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
-        let pk = phone_pk(&write.event.pid);
-        let mut items = Vec::new();
-        // Idempotency markers: no TTL, kept for ever.
-        for dedup_key in std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys) {
-            let mut dedup = key(dedup_key, DEDUP_SK);
-            dedup.insert("event_id".into(), s(&write.event.event_id));
-            items.push(build(put(&self.table, dedup).condition_expression("attribute_not_exists(PK)"))?);
-        }
-        let dedup_count = items.len();
-        items.push(build(put(&self.table, item(&pk, &write.event.sort_key(), &write.event)?))?);
-        if let Some(outbox) = &write.outbox {
-            items.push(build(put(&self.table, outbox_item(outbox)?))?);
-        }
-        let state_index = items.len();
-        let mut marker_index = None;
-        if let Some(state) = &write.state {
-            let mut state_item = item(&pk, STATE_SK, state)?;
-            state_item.insert(VERSION.into(), AttributeValue::N(state.version.to_string()));
-            let guarded = match write.expected_version {
-                Some(version) => put(&self.table, state_item)
-                    .condition_expression("#v = :expected")
-                    .expression_attribute_names("#v", VERSION)
-                    .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
-                None => put(&self.table, state_item).condition_expression("attribute_not_exists(PK)"),
-            };
-            items.push(build(guarded)?);
-            // A version is written once: its marker already there means the
-            // STATE was put back to an older version.
-            marker_index = Some(items.len());
-            let marker = key(&pk, &state_version_sk(state.version));
-            items.push(build(put(&self.table, marker).condition_expression("attribute_not_exists(PK)"))?);
-        } else if let Some(initial) = &write.initial_state {
-            // Every number with an event has a STATE: create the default one
-            // if absent, without a read (a no-op where one exists).
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(&pk, STATE_SK)))
-                .update_expression("SET #d = if_not_exists(#d, :d), #v = if_not_exists(#v, :v)")
-                .expression_attribute_names("#d", DATA)
-                .expression_attribute_names("#v", VERSION)
-                .expression_attribute_values(":d", s(json(initial)?))
-                .expression_attribute_values(":v", AttributeValue::N(initial.version.to_string()))
-                .build()
-                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            items.push(TransactWriteItem::builder().update(update).build());
-        }
-        let (opened, closed) = write.review_changes();
-        if let Some(review) = opened {
-            for (pk, sk) in review.keys() {
-                items.push(build(put(&self.table, item(&pk, &sk, review)?))?);
-            }
-        }
-        for review in closed {
-            for (pk, sk) in review.keys() {
-                let delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(&pk, &sk)))
-                    .build()
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
-            }
-        }
-        if let Some(audit) = &write.audit {
-            items.push(build(put(&self.table, item(&audit.partition_key(), &audit.sort_key(), audit)?))?);
-        }
+        let (items, places) = self.transact_items(&write)?;
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(CommitOutcome::Committed),
             Err(error) => {
@@ -506,21 +623,50 @@ impl ConsentStore for DynamoStore {
                     }
                     _ => return Err(unavailable(error)),
                 };
-                let code = |i: usize| reasons.get(i).map(String::as_str).unwrap_or("None");
-                if (0..dedup_count).any(|i| code(i) == "ConditionalCheckFailed") {
-                    return Ok(CommitOutcome::Duplicate);
+                match places.outcome(&reasons) {
+                    Some(outcome) => Ok(outcome),
+                    None => Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}"))),
                 }
-                if write.state.is_some() && code(state_index) == "ConditionalCheckFailed"
-                    || reasons.iter().any(|r| r == "TransactionConflict")
-                {
-                    return Ok(CommitOutcome::VersionConflict);
-                }
-                if marker_index.is_some_and(|i| code(i) == "ConditionalCheckFailed") {
-                    return Ok(CommitOutcome::Tampered);
-                }
-                Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}")))
             }
         }
+    }
+
+    /// `TransactWriteItems` of at most 100 items, each write whole in one
+    /// (every write here is of another number), up to `IMPORT_CONCURRENCY`
+    /// at a time; a write a condition refuses leaves its transaction and the
+    /// rest is sent again; throttling backs off (see `send_chunk`).
+    async fn commit_batch(&self, writes: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError> {
+        use futures::StreamExt;
+        let mut prepared = Vec::with_capacity(writes.len());
+        for write in &writes {
+            prepared.push(self.transact_items(write)?);
+        }
+        // Greedy chunks of whole writes, at most MAX_TRANSACT_ITEMS items each.
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        let mut size = 0;
+        for (i, (items, _)) in prepared.iter().enumerate() {
+            if chunks.is_empty() || size + items.len() > MAX_TRANSACT_ITEMS {
+                chunks.push(Vec::new());
+                size = 0;
+            }
+            size += items.len();
+            if let Some(chunk) = chunks.last_mut() {
+                chunk.push(i);
+            }
+        }
+        let prepared = &prepared;
+        let results: Vec<Result<Vec<(usize, CommitOutcome)>, StoreError>> = futures::stream::iter(chunks)
+            .map(|chunk| self.send_chunk(prepared, chunk))
+            .buffer_unordered(IMPORT_CONCURRENCY)
+            .collect()
+            .await;
+        let mut outcomes = vec![CommitOutcome::VersionConflict; writes.len()];
+        for result in results {
+            for (i, outcome) in result? {
+                outcomes[i] = outcome;
+            }
+        }
+        Ok(outcomes)
     }
 
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError> {

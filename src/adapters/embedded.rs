@@ -392,12 +392,70 @@ impl LedgerGrouper<'_> {
     }
 }
 
-fn state_item(db: &Database, pid: &str) -> Result<Option<StateItem>, StoreError> {
-    let txn = db.begin_read().map_err(unavailable)?;
-    let table = txn.open_table(ITEMS).map_err(unavailable)?;
-    let pk = phone_pk(pid);
-    let item = table.get((pk.as_str(), STATE_SK)).map_err(unavailable)?;
-    item.map(|v| decode(v.value())).transpose()
+/// Checks one ledger write against the open transaction's table and, when
+/// nothing refuses it, applies it (every check comes before any insert, so a
+/// refused write leaves the table as it was).
+fn commit_in(table: &mut Items<'_>, write: &LedgerWrite) -> Result<CommitOutcome, StoreError> {
+    let pk = phone_pk(&write.event.pid);
+    let dedup_keys = || std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys);
+    for key in dedup_keys() {
+        if table.get((key.as_str(), DEDUP_SK)).map_err(unavailable)?.is_some() {
+            return Ok(CommitOutcome::Duplicate);
+        }
+    }
+    let stored_version = table
+        .get((pk.as_str(), STATE_SK))
+        .map_err(unavailable)?
+        .map(|v| decode::<StateItem>(v.value()).map(|s| s.version))
+        .transpose()?;
+    if let Some(state) = &write.state {
+        if stored_version != write.expected_version {
+            return Ok(CommitOutcome::VersionConflict);
+        }
+        let marker = state_version_sk(state.version);
+        if table.get((pk.as_str(), marker.as_str())).map_err(unavailable)?.is_some() {
+            return Ok(CommitOutcome::Tampered);
+        }
+        table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
+        table.insert((pk.as_str(), STATE_SK), encode(state)?.as_slice()).map_err(unavailable)?;
+    } else if let (Some(initial), None) = (&write.initial_state, stored_version) {
+        // No STATE: a first event, or a deleted STATE. An event or
+        // outbox item of the number already there (anything at or
+        // below STATE, as `read_state` sees it) means a deletion;
+        // a usage item (sends counted before any event) does not.
+        let (first, last) = ((pk.as_str(), SK_MIN), (pk.as_str(), STATE_SK));
+        if table.range(first..=last).map_err(unavailable)?.next().is_some() {
+            return Ok(CommitOutcome::Tampered);
+        }
+        let marker = state_version_sk(initial.version);
+        table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
+        table.insert((pk.as_str(), STATE_SK), encode(initial)?.as_slice()).map_err(unavailable)?;
+    }
+    for key in dedup_keys() {
+        let dedup = DedupItem { event_id: write.event.event_id.clone() };
+        table.insert((key.as_str(), DEDUP_SK), encode(&dedup)?.as_slice()).map_err(unavailable)?;
+    }
+    table
+        .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event)?.as_slice())
+        .map_err(unavailable)?;
+    if let Some(outbox) = &write.outbox {
+        put_outbox(table, outbox)?;
+    }
+    let (opened, closed) = write.review_changes();
+    if let Some(review) = opened {
+        let value = encode(review)?;
+        for (pk, sk) in review.keys() {
+            table.insert((pk.as_str(), sk.as_str()), value.as_slice()).map_err(unavailable)?;
+        }
+    }
+    for (pk, sk) in closed.flat_map(ReviewItem::keys) {
+        table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
+    }
+    if let Some(audit) = &write.audit {
+        let (pk, sk) = (audit.partition_key(), audit.sort_key());
+        table.insert((pk.as_str(), sk.as_str()), encode(audit)?.as_slice()).map_err(unavailable)?;
+    }
+    Ok(CommitOutcome::Committed)
 }
 
 #[async_trait]
@@ -421,7 +479,19 @@ impl ConsentStore for EmbeddedStore {
 
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError> {
         let pids = pids.to_vec();
-        self.blocking(move |db| pids.iter().map(|pid| state_item(db, pid)).collect()).await
+        // One read transaction (a snapshot) for the whole batch.
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(ITEMS).map_err(unavailable)?;
+            pids.iter()
+                .map(|pid| {
+                    let pk = phone_pk(pid);
+                    let item = table.get((pk.as_str(), STATE_SK)).map_err(unavailable)?;
+                    item.map(|v| decode(v.value())).transpose()
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError> {
@@ -504,71 +574,33 @@ impl ConsentStore for EmbeddedStore {
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
-            let pk = phone_pk(&write.event.pid);
-            {
+            let outcome = {
                 let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
-                let dedup_keys = || std::iter::once(&write.dedup_key).chain(&write.extra_dedup_keys);
-                for key in dedup_keys() {
-                    if table.get((key.as_str(), DEDUP_SK)).map_err(unavailable)?.is_some() {
-                        return Ok(CommitOutcome::Duplicate);
-                    }
-                }
-                let stored_version = table
-                    .get((pk.as_str(), STATE_SK))
-                    .map_err(unavailable)?
-                    .map(|v| decode::<StateItem>(v.value()).map(|s| s.version))
-                    .transpose()?;
-                if let Some(state) = &write.state {
-                    if stored_version != write.expected_version {
-                        return Ok(CommitOutcome::VersionConflict);
-                    }
-                    let marker = state_version_sk(state.version);
-                    if table.get((pk.as_str(), marker.as_str())).map_err(unavailable)?.is_some() {
-                        return Ok(CommitOutcome::Tampered);
-                    }
-                    table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
-                    table.insert((pk.as_str(), STATE_SK), encode(state)?.as_slice()).map_err(unavailable)?;
-                } else if let (Some(initial), None) = (&write.initial_state, stored_version) {
-                    // No STATE: a first event, or a deleted STATE. An event or
-                    // outbox item of the number already there (anything at or
-                    // below STATE, as `read_state` sees it) means a deletion;
-                    // a usage item (sends counted before any event) does not.
-                    let (first, last) = ((pk.as_str(), SK_MIN), (pk.as_str(), STATE_SK));
-                    if table.range(first..=last).map_err(unavailable)?.next().is_some() {
-                        return Ok(CommitOutcome::Tampered);
-                    }
-                    let marker = state_version_sk(initial.version);
-                    table.insert((pk.as_str(), marker.as_str()), b"{}".as_slice()).map_err(unavailable)?;
-                    table.insert((pk.as_str(), STATE_SK), encode(initial)?.as_slice()).map_err(unavailable)?;
-                }
-                for key in dedup_keys() {
-                    let dedup = DedupItem { event_id: write.event.event_id.clone() };
-                    table.insert((key.as_str(), DEDUP_SK), encode(&dedup)?.as_slice()).map_err(unavailable)?;
-                }
-                table
-                    .insert((pk.as_str(), write.event.sort_key().as_str()), encode(&write.event)?.as_slice())
-                    .map_err(unavailable)?;
-                if let Some(outbox) = &write.outbox {
-                    put_outbox(&mut table, outbox)?;
-                }
-                let (opened, closed) = write.review_changes();
-                if let Some(review) = opened {
-                    let value = encode(review)?;
-                    for (pk, sk) in review.keys() {
-                        table.insert((pk.as_str(), sk.as_str()), value.as_slice()).map_err(unavailable)?;
-                    }
-                }
-                for (pk, sk) in closed.flat_map(ReviewItem::keys) {
-                    table.remove((pk.as_str(), sk.as_str())).map_err(unavailable)?;
-                }
-                if let Some(audit) = &write.audit {
-                    let (pk, sk) = (audit.partition_key(), audit.sort_key());
-                    table.insert((pk.as_str(), sk.as_str()), encode(audit)?.as_slice()).map_err(unavailable)?;
-                }
+                commit_in(&mut table, &write)?
+            };
+            if outcome == CommitOutcome::Committed {
+                // redb's default durability fsyncs before commit returns.
+                txn.commit().map_err(unavailable)?;
             }
-            // redb's default durability fsyncs before commit returns.
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// One write transaction for the whole batch: each write checked and
+    /// applied in turn (a refused one writes nothing), one fsync at the end.
+    async fn commit_batch(&self, writes: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let outcomes = {
+                let mut table = txn.open_table(ITEMS).map_err(unavailable)?;
+                writes.iter().map(|write| commit_in(&mut table, write)).collect::<Result<Vec<_>, _>>()?
+            };
             txn.commit().map_err(unavailable)?;
-            Ok(CommitOutcome::Committed)
+            Ok(outcomes)
         })
         .await
     }

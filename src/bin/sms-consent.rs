@@ -85,6 +85,56 @@ enum Command {
         #[arg(long, default_value_t = sms_consent::runtime::verify::DEFAULT_RATE)]
         rate: f64,
     },
+    /// Load an existing opt-out list: every row becomes an opt-out event
+    /// (source `import`) through the ledger's own commit, in batches; a
+    /// re-run records nothing twice, an interrupted run resumes. Exit 0:
+    /// every row recorded (or already there); 1: some rows were bad and
+    /// skipped, or with --strict any bad row (then nothing is written); 2:
+    /// could not run. Stop the local server first (embedded store).
+    Import {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        format: sms_consent::runtime::import::Format,
+        /// A country (ISO 3166 code, e.g. US) for numbers without `+` in CSVs.
+        #[arg(long)]
+        default_country: Option<String>,
+        /// The program of rows that name none (default: every program).
+        #[arg(long)]
+        program: Option<String>,
+        /// Check the whole file first; write nothing if any row is bad.
+        #[arg(long)]
+        strict: bool,
+        /// DynamoDB write capacity units per second to stay under.
+        #[arg(long)]
+        rate: Option<f64>,
+        path: PathBuf,
+    },
+    /// Write the numbers currently opted out (decrypted) to standard
+    /// output; the export is recorded in the access report with the
+    /// operator. Exit 0: done; 1: some states failed their check and were
+    /// left out (run verify-ledger); 2: could not run.
+    Export {
+        #[arg(long, env = "SMS_CONSENT_CONFIG")]
+        config: PathBuf,
+        /// Required: only the opted-out list can be exported.
+        #[arg(long, required = true)]
+        opted_out: bool,
+        /// The numbers opted out of this program (default: of every program).
+        #[arg(long)]
+        program: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: sms_consent::runtime::import::ExportFormat,
+        /// Who exports, for the access report.
+        #[arg(long)]
+        operator: String,
+        /// `--format aws`: the opt-out list's name.
+        #[arg(long, default_value = "Default")]
+        opt_out_list: String,
+        /// DynamoDB read capacity units per second the scan may use.
+        #[arg(long, default_value_t = sms_consent::runtime::verify::DEFAULT_RATE)]
+        rate: f64,
+    },
     /// Read an API key on standard input and print its `token_sha256`.
     HashApiKey,
     /// Print the OpenAPI document of the sender and staff API.
@@ -197,6 +247,40 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Import { config, format, default_country, program, strict, rate, path } => {
+            let command = sms_consent::runtime::import::ImportCommand {
+                config,
+                format,
+                path,
+                default_country,
+                program,
+                strict,
+                rate,
+            };
+            import(&command).await
+        }
+        Command::Export { config, opted_out: _, program, format, operator, opt_out_list, rate } => {
+            let command =
+                sms_consent::runtime::import::ExportCommand { config, program, format, operator, opt_out_list, rate };
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            match sms_consent::runtime::import::export(&command, &mut out).await {
+                Ok(report) => {
+                    eprintln!(
+                        "exported {} opted-out numbers ({} walked, {} left out: their state failed its check)",
+                        report.exported, report.numbers, report.unverified
+                    );
+                    if report.unverified == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("sms-consent: export: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Openapi => {
             print!("{}", sms_consent::http::openapi::document());
             ExitCode::SUCCESS
@@ -244,6 +328,48 @@ async fn verify_ledger(config: &std::path::Path, rate: f64) -> ExitCode {
         }
         Err(e) => {
             eprintln!("sms-consent: verify-ledger: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs an import until done or Ctrl-C (then a re-run resumes from the
+/// checkpoint); the summary on standard output.
+async fn import(command: &sms_consent::runtime::import::ImportCommand) -> ExitCode {
+    let outcome = tokio::select! {
+        outcome = sms_consent::runtime::import::import(command) => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("sms-consent: import interrupted; run the same command again to resume");
+            return ExitCode::from(130);
+        }
+    };
+    match outcome {
+        Ok(summary) if summary.refused => {
+            println!("--strict: {} bad rows; nothing was written", summary.errors);
+            ExitCode::FAILURE
+        }
+        Ok(summary) => {
+            let rate = summary.rows.saturating_sub(summary.resumed) as f64 / summary.seconds.max(0.001);
+            println!(
+                "imported {}: {} rows read, {} recorded, {} already there, {} skipped (not opt-outs), {} errors, \
+                 {} done before (resumed); {:.1} s, {rate:.0} rows/s",
+                command.path.display(),
+                summary.rows,
+                summary.recorded,
+                summary.duplicates,
+                summary.skipped,
+                summary.errors,
+                summary.resumed,
+                summary.seconds
+            );
+            if summary.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("sms-consent: import: {e}");
             ExitCode::from(2)
         }
     }

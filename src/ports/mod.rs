@@ -475,6 +475,13 @@ pub trait ConsentStore: Send + Sync {
     /// in the order asked.
     async fn get_states(&self, pids: &[String]) -> Result<Vec<Option<StateItem>>, StoreError>;
     async fn commit(&self, write: LedgerWrite) -> Result<CommitOutcome, StoreError>;
+    /// Many writes of distinct numbers (an import's batch), each with the
+    /// outcome `commit` would give it, in order. A write that is refused
+    /// (duplicate, version conflict, tampered) writes nothing of its own and
+    /// does not stop the others. The embedded store commits the batch in one
+    /// transaction; DynamoDB in `TransactWriteItems` of at most 100 items.
+    /// (No default: a wrapper that forgot it would commit one at a time.)
+    async fn commit_batch(&self, writes: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError>;
     /// The ledger of one number, oldest first.
     async fn events(&self, pid: &str) -> Result<Vec<EventItem>, StoreError>;
     /// The outbox items of one number, whatever their status.

@@ -15,6 +15,7 @@ use crate::providers::aws_sns::SnsNetwork;
 use crate::service::ConsentService;
 
 pub mod backends;
+pub mod import;
 pub mod lambda;
 pub mod local;
 pub mod outbox;

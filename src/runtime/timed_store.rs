@@ -133,6 +133,10 @@ impl ConsentStore for TimedStore {
         timed("reclaim", self.inner.reclaim()).await
     }
 
+    async fn commit_batch(&self, writes: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError> {
+        timed("commit_batch", self.inner.commit_batch(writes)).await
+    }
+
     async fn link(&self, hash: &str) -> Result<Option<LinkItem>, StoreError> {
         timed("link", self.inner.link(hash)).await
     }
@@ -241,6 +245,9 @@ mod tests {
             unimplemented!()
         }
         async fn review(&self, _: &str) -> Result<Option<ReviewItem>, StoreError> {
+            unimplemented!()
+        }
+        async fn commit_batch(&self, _: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError> {
             unimplemented!()
         }
         async fn link(&self, _: &str) -> Result<Option<LinkItem>, StoreError> {

@@ -37,7 +37,11 @@ pub async fn verify_ledger(
 
 /// The service over the store and keys `config` names, which must exist:
 /// never creates a ledger (nor keys) to `what` it.
-async fn open_service(config: &Config, what: &str, clock: Arc<dyn Clock>) -> Result<ConsentService, StartError> {
+pub(crate) async fn open_service(
+    config: &Config,
+    what: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<ConsentService, StartError> {
     if config.storage.backend == StorageBackend::Embedded
         && ledger_file(&config.server.data_dir).map_err(StartError::other)? != LedgerFile::Present
     {

@@ -27,6 +27,7 @@ use crate::ports::{
 pub mod audit;
 pub mod evidence;
 pub mod gate;
+pub mod import;
 pub mod ledger;
 pub mod outbox;
 pub mod preferences;
@@ -343,7 +344,6 @@ impl ConsentService {
     /// number is still recorded.
     pub(crate) async fn commit_event(&self, pending: Pending<'_>) -> Result<bool, ServiceError> {
         let pid = pending.event.pid.clone();
-        let pk = phone_pk(&pid);
         let now = self.clock.now();
         for attempt in 0..MAX_ATTEMPTS as u64 {
             if attempt > 0 {
@@ -352,101 +352,7 @@ impl ConsentService {
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
             let current = self.read_state_unchecked_quarantine(&pid).await?;
-            let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
-            let mut phone = current.as_ref().and_then(|s| s.phone.clone());
-            let mut quarantine = current.as_ref().and_then(|s| s.quarantine.clone());
-            let mut closed_reviews = Vec::new();
-            let mut queued = pending.review.clone();
-            let changed = match pending.effect {
-                Effect::None | Effect::KeepNumber => false,
-                Effect::Apply(change) => consent.apply(change),
-                Effect::Erase(change) => {
-                    phone = None;
-                    let revoked = consent.apply(change);
-                    let reviews = std::mem::take(&mut consent.reviews);
-                    closed_reviews = reviews
-                        .into_iter()
-                        .map(|(event_id, review)| ReviewItem {
-                            pid: pid.clone(),
-                            event_id,
-                            program: review.program,
-                            occurred_at: review.occurred_at,
-                        })
-                        .collect();
-                    revoked || !closed_reviews.is_empty()
-                }
-                // A number holds at most MAX_OPEN_REVIEWS open items (its
-                // STATE and an erasure's transaction stay bounded); beyond
-                // them an unclear message is kept in the ledger only, and the
-                // hold its earlier ones make stands.
-                Effect::OpenReview(_) if consent.reviews.len() >= MAX_OPEN_REVIEWS => {
-                    queued = None;
-                    false
-                }
-                Effect::OpenReview(review) => {
-                    let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
-                    consent.reviews.insert(review.event_id.clone(), pending).is_none()
-                }
-                Effect::Resolve { review, change } => {
-                    let revoked = change.is_some_and(|change| consent.apply(change));
-                    consent.reviews.remove(&review.event_id).is_some() || revoked
-                }
-                Effect::Quarantine(reason) => {
-                    quarantine.get_or_insert_with(|| reason.to_owned());
-                    false
-                }
-            };
-            // The next link: after the head, or the start of the chain (a
-            // state without a head was written before the chain).
-            let (seq, prev) = match current.as_ref().map(|s| s.head.as_ref()) {
-                Some(Some(head)) => (head.seq + 1, head.mac.clone()),
-                Some(None) => (1, ledger::LEGACY_START.to_owned()),
-                None => (1, String::new()),
-            };
-            let mut event = pending.event.clone();
-            let link = ledger::link(&self.crypto, &event, seq, prev)?;
-            let head = ChainHead { seq, mac: link.mac.clone() };
-            event.link = Some(link);
-            let version = current.as_ref().map_or(1, |s| s.version + 1);
-            let keeps_number = changed || matches!(pending.effect, Effect::KeepNumber);
-            if keeps_number && phone.is_none() && !matches!(pending.effect, Effect::Erase(_)) {
-                if let Some(number) = pending.phone {
-                    phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
-                }
-            }
-            let mut state = StateItem {
-                pid: pid.clone(),
-                version,
-                tag: String::new(),
-                consent,
-                phone,
-                updated_at: now,
-                head: Some(head),
-                quarantine,
-            };
-            state.tag = self.crypto.state_tag(&state)?;
-            // What a caller did goes to the access report, in the same
-            // transaction.
-            let audit = event.caller.as_ref().map(|caller| AuditEntry {
-                pid: pid.clone(),
-                kind: event.kind.clone(),
-                caller: caller.clone(),
-                at: event.received_at,
-                event_id: event.event_id.clone(),
-                program: event.program.clone(),
-            });
-            let write = LedgerWrite {
-                dedup_key: pending.dedup_key.clone(),
-                extra_dedup_keys: pending.extra_dedup_keys.clone(),
-                event,
-                outbox: pending.outbox.clone(),
-                state: Some(state),
-                expected_version: current.as_ref().map(|s| s.version),
-                initial_state: None,
-                review: queued,
-                close_reviews: closed_reviews,
-                audit,
-            };
+            let write = self.ledger_write(&pending, current.as_ref(), now).await?;
             match self.store.commit(write).await? {
                 CommitOutcome::Committed => return Ok(true),
                 CommitOutcome::Duplicate => return Ok(false),
@@ -458,6 +364,117 @@ impl ConsentService {
             }
         }
         Err(ServiceError::Contention)
+    }
+
+    /// The write one event makes on top of `current` (the number's state as
+    /// read, a quarantine carried forward): the new consent, the next link
+    /// of the chain, the new state under its tag, the queue changes and the
+    /// access report's entry. What `commit_event` commits, and what an
+    /// import commits in batches (`import`).
+    pub(crate) async fn ledger_write(
+        &self,
+        pending: &Pending<'_>,
+        current: Option<&StateItem>,
+        now: OffsetDateTime,
+    ) -> Result<LedgerWrite, ServiceError> {
+        let pid = pending.event.pid.clone();
+        let pk = phone_pk(&pid);
+        let current = current.cloned();
+        let mut consent = current.as_ref().map(|s| s.consent.clone()).unwrap_or_default();
+        let mut phone = current.as_ref().and_then(|s| s.phone.clone());
+        let mut quarantine = current.as_ref().and_then(|s| s.quarantine.clone());
+        let mut closed_reviews = Vec::new();
+        let mut queued = pending.review.clone();
+        let changed = match pending.effect {
+            Effect::None | Effect::KeepNumber => false,
+            Effect::Apply(change) => consent.apply(change),
+            Effect::Erase(change) => {
+                phone = None;
+                let revoked = consent.apply(change);
+                let reviews = std::mem::take(&mut consent.reviews);
+                closed_reviews = reviews
+                    .into_iter()
+                    .map(|(event_id, review)| ReviewItem {
+                        pid: pid.clone(),
+                        event_id,
+                        program: review.program,
+                        occurred_at: review.occurred_at,
+                    })
+                    .collect();
+                revoked || !closed_reviews.is_empty()
+            }
+            // A number holds at most MAX_OPEN_REVIEWS open items (its
+            // STATE and an erasure's transaction stay bounded); beyond
+            // them an unclear message is kept in the ledger only, and the
+            // hold its earlier ones make stands.
+            Effect::OpenReview(_) if consent.reviews.len() >= MAX_OPEN_REVIEWS => {
+                queued = None;
+                false
+            }
+            Effect::OpenReview(review) => {
+                let pending = PendingReview { program: review.program.clone(), occurred_at: review.occurred_at };
+                consent.reviews.insert(review.event_id.clone(), pending).is_none()
+            }
+            Effect::Resolve { review, change } => {
+                let revoked = change.is_some_and(|change| consent.apply(change));
+                consent.reviews.remove(&review.event_id).is_some() || revoked
+            }
+            Effect::Quarantine(reason) => {
+                quarantine.get_or_insert_with(|| reason.to_owned());
+                false
+            }
+        };
+        // The next link: after the head, or the start of the chain (a
+        // state without a head was written before the chain).
+        let (seq, prev) = match current.as_ref().map(|s| s.head.as_ref()) {
+            Some(Some(head)) => (head.seq + 1, head.mac.clone()),
+            Some(None) => (1, ledger::LEGACY_START.to_owned()),
+            None => (1, String::new()),
+        };
+        let mut event = pending.event.clone();
+        let link = ledger::link(&self.crypto, &event, seq, prev)?;
+        let head = ChainHead { seq, mac: link.mac.clone() };
+        event.link = Some(link);
+        let version = current.as_ref().map_or(1, |s| s.version + 1);
+        let keeps_number = changed || matches!(pending.effect, Effect::KeepNumber);
+        if keeps_number && phone.is_none() && !matches!(pending.effect, Effect::Erase(_)) {
+            if let Some(number) = pending.phone {
+                phone = Some(self.crypto.seal(number.as_e164(), &pk, STATE_SK, "phone").await?);
+            }
+        }
+        let mut state = StateItem {
+            pid: pid.clone(),
+            version,
+            tag: String::new(),
+            consent,
+            phone,
+            updated_at: now,
+            head: Some(head),
+            quarantine,
+        };
+        state.tag = self.crypto.state_tag(&state)?;
+        // What a caller did goes to the access report, in the same
+        // transaction.
+        let audit = event.caller.as_ref().map(|caller| AuditEntry {
+            pid: pid.clone(),
+            kind: event.kind.clone(),
+            caller: caller.clone(),
+            at: event.received_at,
+            event_id: event.event_id.clone(),
+            program: event.program.clone(),
+        });
+        Ok(LedgerWrite {
+            dedup_key: pending.dedup_key.clone(),
+            extra_dedup_keys: pending.extra_dedup_keys.clone(),
+            event,
+            outbox: pending.outbox.clone(),
+            state: Some(state),
+            expected_version: current.as_ref().map(|s| s.version),
+            initial_state: None,
+            review: queued,
+            close_reviews: closed_reviews,
+            audit,
+        })
     }
 
     /// An event the service makes, with no text: `<source>:<kind>:<random>`,

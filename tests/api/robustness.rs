@@ -139,6 +139,12 @@ impl ConsentStore for BrokenStore {
     async fn put_usages(&self, _: &[(sms_consent::ports::UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }
+    async fn commit_batch(
+        &self,
+        _: Vec<sms_consent::ports::LedgerWrite>,
+    ) -> Result<Vec<sms_consent::ports::CommitOutcome>, StoreError> {
+        Err(StoreError::Unavailable("down".into()))
+    }
     async fn link(&self, _: &str) -> Result<Option<sms_consent::ports::LinkItem>, StoreError> {
         Err(StoreError::Unavailable("down".into()))
     }

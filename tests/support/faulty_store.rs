@@ -318,6 +318,12 @@ impl ConsentStore for FaultyStore {
     async fn reclaim(&self) -> Result<(), StoreError> {
         self.write(self.inner.reclaim()).await
     }
+    async fn commit_batch(
+        &self,
+        writes: Vec<sms_consent::ports::LedgerWrite>,
+    ) -> Result<Vec<sms_consent::ports::CommitOutcome>, StoreError> {
+        self.write(self.inner.commit_batch(writes)).await
+    }
     async fn link(&self, hash: &str) -> Result<Option<sms_consent::ports::LinkItem>, StoreError> {
         self.read(self.inner.link(hash)).await
     }
