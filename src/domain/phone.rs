@@ -132,6 +132,13 @@ impl PhoneNumber {
     }
 }
 
+/// Loads the crate's numbering metadata (parsed once per process, on first
+/// use): a cold start calls it on a spare thread while it waits on the
+/// network, so that validating the config's clinic numbers does not pay it.
+pub fn load_metadata() {
+    let _ = phonenumber::parse(None, "+14155550100");
+}
+
 /// The North American plan's shape: NXX NXX XXXX (N is 2 to 9).
 fn is_nanp(national: &str) -> bool {
     let b = national.as_bytes();
