@@ -7,7 +7,7 @@ DynamoDB), serve it one event, and measure
 - init ms: from the process's start to its first `invocation/next` (the
   function's own start: config, secrets, keys, Router),
 - first-response ms: from the process's start to its first `response`,
-- peak RSS: the child's `ru_maxrss` (wait4) after the invocation.
+- peak RSS: the child's `VmHWM` (/proc) after the invocation.
 
 The emulator implements what the runtime client calls:
 `GET /2018-06-01/runtime/invocation/next`, `POST .../invocation/<id>/response`,
@@ -27,6 +27,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -113,20 +114,30 @@ def run_once(bootstrap, event, env, port):
     Handler.current = inv
     env = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}")
     inv.start = time.perf_counter()
-    child = subprocess.Popen([bootstrap], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    logs = tempfile.TemporaryFile()
+    child = subprocess.Popen([bootstrap], env=env, stdout=logs, stderr=subprocess.STDOUT)
     finished = inv.done.wait(30)
     if finished and inv.error is None:
         # Let it reach its next `invocation/next` (it blocks there), as Lambda
         # would freeze it.
         time.sleep(0.05)
+    # The peak of the program itself: VmHWM starts again at exec (the
+    # rusage of the child would count the forked Python before it).
+    peak_kb = 0
+    try:
+        with open(f"/proc/{child.pid}/status") as status:
+            peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        pass
     child.send_signal(signal.SIGKILL)
-    _, _, usage = os.wait4(child.pid, 0)
-    stderr = child.stderr.read().decode("utf-8", "replace")
-    child.stderr.close()
+    child.wait()
+    logs.seek(0)
+    stderr = logs.read().decode("utf-8", "replace")
+    logs.close()
     Handler.current = None
     if not finished or inv.error is not None or inv.response is None:
         raise SystemExit(f"{bootstrap}: no answer ({inv.error or 'timed out'})\n{stderr[-2000:]}")
-    return inv, usage.ru_maxrss / 1024.0, stderr
+    return inv, peak_kb / 1024.0, stderr
 
 
 def setup_moto(moto, parameter_name, parameter, secret_name, secret):

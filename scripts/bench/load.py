@@ -4,7 +4,7 @@ the same run; prints requests/s, p50/p99 and the ratio to `/healthz`.
 
 Run by `scripts/bench-http` (which builds the server and installs wrk):
 
-    python3 scripts/bench/http.py --server BIN --wrk WRK [--data-dir DIR] [--numbers N]
+    python3 scripts/bench/load.py --server BIN --wrk WRK [--data-dir DIR] [--numbers N]
         [--connections 32] [--threads 2] [--duration 10]
 
 Without --data-dir the ledger is made in a temporary directory and seeded
