@@ -7,7 +7,9 @@
 //! digits, and for +1 the North American plan's shape. A STOP from such a
 //! number must be recorded, not refused. Keep the crate's data fresh.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{OnceLock, RwLock};
 
 /// Longest input worth handing to the parser; E.164 has at most 15 digits, so
 /// anything far longer is garbage and is refused before any parsing work.
@@ -30,10 +32,58 @@ pub enum PhoneError {
     Invalid,
 }
 
+/// How many validated numbers the fast path remembers before it starts over:
+/// the clinic numbers (a handful) and the patients seen recently. At most
+/// about 1 MB; emptied when full, so a flood of new numbers costs only the
+/// crate's parse each, as before.
+const KNOWN_CAPACITY: usize = 16_384;
+
+/// Numbers already validated by the crate, in the exact E.164 form it
+/// produced for themselves. Parsing is a pure function of the input, so an
+/// input equal to one of these parses to itself: the set answers exactly
+/// what the crate would, without its ~6 µs (two thirds of a Twilio
+/// webhook's handling). Only canonical inputs are remembered, so the set
+/// holds only valid numbers and never grows on garbage.
+fn known() -> &'static RwLock<HashSet<Box<str>>> {
+    static KNOWN: OnceLock<RwLock<HashSet<Box<str>>>> = OnceLock::new();
+    KNOWN.get_or_init(|| RwLock::new(HashSet::new()))
+}
+
+/// `+` then 8 to 15 digits, nothing else: the only inputs the fast path
+/// looks up (every valid number in that form is its own E.164).
+fn is_canonical_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.first() == Some(&b'+') && (9..=16).contains(&b.len()) && b[1..].iter().all(u8::is_ascii_digit)
+}
+
 impl PhoneNumber {
     /// Parses a number in international form (`+` and country code; spaces,
     /// dashes, dots and brackets allowed) into E.164.
+    ///
+    /// A canonical input validated before is answered from memory; any other
+    /// goes through [`PhoneNumber::parse_uncached`] (the crate), and a valid
+    /// canonical one is then remembered.
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        let canonical = is_canonical_shape(trimmed);
+        if canonical && known().read().is_ok_and(|set| set.contains(trimmed)) {
+            return Ok(Self(trimmed.to_owned()));
+        }
+        let parsed = Self::parse_uncached(trimmed)?;
+        if canonical && parsed.0 == trimmed {
+            if let Ok(mut set) = known().write() {
+                if set.len() >= KNOWN_CAPACITY {
+                    set.clear();
+                }
+                set.insert(trimmed.into());
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The full parse through the numbering metadata, without the memory of
+    /// known numbers (what [`PhoneNumber::parse`] answers for a new input).
+    pub fn parse_uncached(input: &str) -> Result<Self, PhoneError> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(PhoneError::Empty);
@@ -80,6 +130,13 @@ impl PhoneNumber {
     pub fn as_e164(&self) -> &str {
         &self.0
     }
+}
+
+/// Loads the crate's numbering metadata (parsed once per process, on first
+/// use): a cold start calls it on a spare thread while it waits on the
+/// network, so that validating the config's clinic numbers does not pay it.
+pub fn load_metadata() {
+    let _ = phonenumber::parse(None, "+14155550100");
 }
 
 /// The North American plan's shape: NXX NXX XXXX (N is 2 to 9).
@@ -153,7 +210,48 @@ mod tests {
         assert!(!format!("{n:?}").contains("867"));
     }
 
+    /// Near-misses of E.164: the shapes a fast path could wrongly accept.
+    fn near_e164() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\+1[2-9][0-9]{2}[2-9][0-9]{6}",
+            "\\+1[0-9]{8,12}",
+            "\\+[1-9][0-9]{6,15}",
+            "\\+(44|33|34|49|52|61|81|86|91|353|380|972)[0-9]{6,12}",
+            "\\+0[0-9]{7,14}",
+            "[0-9]{8,15}",
+            " ?\\+1[2-9][0-9]{9} ?",
+            "\\+1[2-9][0-9]{2}[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}",
+            "\\+{1,2}[0-9]{8,15}\\+?",
+        ]
+    }
+
+    #[test]
+    fn a_known_number_is_answered_exactly_as_the_crate_answers() {
+        for input in ["+14158675309", "+442079460958", "+12735550123", "+14155550100"] {
+            let first = PhoneNumber::parse(input).unwrap();
+            assert!(known().read().unwrap().contains(input), "{input} is remembered");
+            assert_eq!(PhoneNumber::parse(input).unwrap(), first);
+            assert_eq!(PhoneNumber::parse_uncached(input).unwrap(), first);
+        }
+        // A formatted input is not remembered under its own spelling.
+        PhoneNumber::parse("+1 (415) 867-5309").unwrap();
+        assert!(!known().read().unwrap().contains("+1 (415) 867-5309"));
+        for bad in ["+1415867530", "+10735550123", "+999123456789"] {
+            assert!(PhoneNumber::parse(bad).is_err() && PhoneNumber::parse(bad).is_err());
+            assert!(!known().read().unwrap().contains(bad), "{bad} is not remembered");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn the_fast_path_answers_exactly_what_the_crate_answers(s in near_e164()) {
+            let crate_answer = PhoneNumber::parse_uncached(&s);
+            // First through the crate (and remembered if valid), then from memory.
+            prop_assert_eq!(&PhoneNumber::parse(&s), &crate_answer);
+            prop_assert_eq!(&PhoneNumber::parse(&s), &crate_answer);
+            prop_assert_eq!(&PhoneNumber::parse_digits(s.trim_start_matches('+')), &PhoneNumber::parse_uncached(&format!("+{}", s.trim().trim_start_matches('+'))));
+        }
+
         #[test]
         fn parsing_any_string_never_panics(s in ".{0,64}") {
             let _ = PhoneNumber::parse(&s);

@@ -145,7 +145,16 @@ pub fn assemble(
 pub async fn app(role: Role) -> Result<Router, StartError> {
     let (config, backends, crypto) = load().await?;
     install_emf();
-    assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()))
+    let started = std::time::Instant::now();
+    let router = assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()));
+    step("router", started);
+    router
+}
+
+/// A cold start's step and its time, at debug level (`RUST_LOG=sms_consent=debug`;
+/// `scripts/bench-coldstart --debug-log`).
+fn step(name: &'static str, started: std::time::Instant) {
+    tracing::debug!(step = name, ms = started.elapsed().as_secs_f64() * 1000.0, "cold start");
 }
 
 /// The EMF recorder, its lines on stdout beside the JSON logs (CloudWatch
@@ -178,13 +187,19 @@ pub async fn invoke(
 /// What every function reads at a cold start, all at once: the config
 /// parameter, the secrets, and the index and integrity keys.
 async fn load() -> Result<(Config, Backends, Crypto), StartError> {
+    let started = std::time::Instant::now();
     let settings = Settings::from_env()?;
+    // The numbering metadata (the clinic numbers' validation needs it) loads
+    // on another thread while the fetches below wait on the network.
+    let metadata = tokio::task::spawn_blocking(crate::domain::phone::load_metadata);
     let sdk = crate::adapters::aws::sdk_config(None, None).await;
+    step("sdk config", started);
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let backends_config = settings.backends_config();
     let backends =
         Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError::Other(e.to_string()))?;
+    step("clients", started);
 
     let parameter = async {
         let out =
@@ -209,10 +224,18 @@ async fn load() -> Result<(Config, Backends, Crypto), StartError> {
         })?;
         Ok(out.secret_string().map(str::to_owned))
     };
-    let crypto = async { backends.crypto(&backends_config).await.map_err(|e| StartError::Other(e.to_string())) };
+    let crypto = async {
+        let crypto = backends.crypto(&backends_config).await.map_err(|e| StartError::Other(e.to_string()));
+        step("keys", started);
+        crypto
+    };
     let (parameter, secret, crypto) = tokio::try_join!(parameter, secret, crypto)?;
-
+    step("parameter, secret and keys", started);
+    // A panic there would only mean the metadata loads again below.
+    let _ = metadata.await;
+    step("numbering metadata", started);
     let config = compose(&settings, &parameter, secret.as_deref())?;
+    step("config validated", started);
     Ok((config, backends, crypto))
 }
 
