@@ -235,6 +235,33 @@ async fn bad_rows_are_reported_by_line_and_skipped_and_strict_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_corrected_file_does_not_record_its_opt_outs_again_over_a_later_opt_in() {
+    let mut ledger = Ledger::new().await;
+    // A list without times: each row at the import's time.
+    let file = ledger.app.dir.path().join("list.csv");
+    std::fs::write(&file, format!("number\n{PATIENT}\nnot a number\n")).unwrap();
+    assert_eq!(ledger.import("csv", &file, &[]).status.code(), Some(1), "one bad row");
+    ledger.app.restart().await;
+    assert_eq!(ledger.app.reason(PATIENT, "clinic", "billing").await, "opted_out");
+    // The patient opts in again by text, after the import.
+    assert_eq!(ledger.app.twilio_sms("SM9", PATIENT, CLINIC, "START").await.status(), 200);
+    assert_eq!(ledger.app.reason(PATIENT, "clinic", "billing").await, "allowed");
+    let events = ledger.app.ledger_len(PATIENT).await;
+    ledger.app.stop().await;
+    // The file is corrected (another digest) and imported again: the row
+    // that was already recorded is a duplicate, not a new opt-out at this
+    // run's time that would override the START.
+    std::fs::write(&file, format!("number\n{PATIENT}\n{NEIGHBOUR}\n")).unwrap();
+    let out = ledger.import("csv", &file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 recorded, 1 already there"), "{}", stdout(&out));
+    ledger.app.restart().await;
+    assert_eq!(ledger.app.reason(PATIENT, "clinic", "billing").await, "allowed", "the START stands");
+    assert_eq!(ledger.app.ledger_len(PATIENT).await, events, "nothing recorded again");
+    assert_eq!(ledger.app.reason(NEIGHBOUR, "clinic", "billing").await, "opted_out");
+}
+
+#[tokio::test]
 async fn a_newer_opt_in_in_the_ledger_survives_an_older_imported_opt_out() {
     let mut ledger = Ledger::new().await;
     ledger.app.restart().await;

@@ -151,6 +151,10 @@ pub struct Checkpoint {
     pub rows_done: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// Bad rows (reported and skipped) among those: a resumed run still
+    /// counts them in its summary and exit code.
+    #[serde(default)]
+    pub bad_rows: u64,
 }
 
 pub fn checkpoint_path(data_dir: &Path, digest: &str) -> PathBuf {
@@ -626,6 +630,7 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
         started_at: resumed.as_ref().map_or_else(|| service.now(), |c| c.started_at),
     };
     let rows_done = resumed.as_ref().map_or(0, |c| c.rows_done);
+    let earlier_bad_rows = resumed.as_ref().map_or(0, |c| c.bad_rows);
     let mut summary = ImportSummary { resumed: rows_done, ..ImportSummary::default() };
 
     // --strict: the whole file checked before anything is written.
@@ -669,6 +674,13 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
     let mut progress = Progress::new(counts.clone(), total_bytes);
     let mut batch = Vec::with_capacity(batch_size);
     let mut last_index = rows_done;
+    // Bad rows up to the checkpoint, and since it. Once a batch has a row the
+    // store could not take (contention, a failed integrity check), the
+    // checkpoint stays where it was: a resumed run goes over those rows again
+    // (the ones recorded meanwhile are duplicates by then).
+    let mut bad_checkpointed = earlier_bad_rows;
+    let mut bad_since = 0u64;
+    let mut frozen = false;
     let mut written_rows = 0u64;
     let paced_from = Instant::now();
     let mut finished = false;
@@ -691,6 +703,7 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
                 }
                 Item::Bad { line, why, .. } => {
                     counts.errors.fetch_add(1, Ordering::Relaxed);
+                    bad_since += 1;
                     progress.report(line, &why);
                 }
                 Item::Row(row) => {
@@ -699,6 +712,7 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
                         Ok(row) => batch.push(row),
                         Err(why) => {
                             counts.errors.fetch_add(1, Ordering::Relaxed);
+                            bad_since += 1;
                             progress.report(line, &why);
                         }
                     }
@@ -715,8 +729,17 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
             for (line, why) in &report.errors {
                 progress.report(*line, why);
             }
-            let checkpoint = Checkpoint { digest: digest.clone(), rows_done: last_index, started_at: file.started_at };
-            write_checkpoint(&checkpoint_file, &checkpoint).map_err(io)?;
+            frozen |= !report.errors.is_empty();
+            if !frozen {
+                bad_checkpointed += std::mem::take(&mut bad_since);
+                let checkpoint = Checkpoint {
+                    digest: digest.clone(),
+                    rows_done: last_index,
+                    started_at: file.started_at,
+                    bad_rows: bad_checkpointed,
+                };
+                write_checkpoint(&checkpoint_file, &checkpoint).map_err(io)?;
+            }
             if let Some(per_second) = rows_per_second {
                 let due = Duration::from_secs_f64(written_rows as f64 / per_second);
                 if let Some(wait) = due.checked_sub(paced_from.elapsed()) {
@@ -735,7 +758,7 @@ pub async fn import(command: &ImportCommand) -> Result<ImportSummary, StartError
     summary.recorded = counts.recorded.load(Ordering::Relaxed);
     summary.duplicates = counts.duplicates.load(Ordering::Relaxed);
     summary.skipped = counts.skipped.load(Ordering::Relaxed);
-    summary.errors = counts.errors.load(Ordering::Relaxed);
+    summary.errors = counts.errors.load(Ordering::Relaxed) + earlier_bad_rows;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -91,6 +91,8 @@ pub struct ImportRow {
     pub line: u64,
     pub number: PhoneNumber,
     pub occurred_at: OffsetDateTime,
+    /// Whether the row gave its own `opted_out_at` (else: the import's time).
+    pub timed: bool,
     pub scope: Scope,
     pub note: Option<String>,
 }
@@ -183,7 +185,16 @@ impl ConsentService {
             return Err("opted_out_at: in the future".into());
         }
         let note = row.note.filter(|n| !n.trim().is_empty()).map(|n| n.chars().take(MAX_NOTE).collect());
-        Ok(ImportRow { index: row.index, line: row.line, number, occurred_at: occurred_at.min(now), scope, note })
+        let timed = row.opted_out_at.is_some();
+        Ok(ImportRow {
+            index: row.index,
+            line: row.line,
+            number,
+            occurred_at: occurred_at.min(now),
+            timed,
+            scope,
+            note,
+        })
     }
 
     /// Records a batch of checked rows: one batch read of their states, the
@@ -202,6 +213,7 @@ impl ConsentService {
             change: ConsentChange,
             event: EventItem,
             dedup_key: String,
+            content_key: String,
         }
         let mut parts = Vec::with_capacity(rows.len());
         for row in rows {
@@ -238,13 +250,14 @@ impl ConsentService {
             let change =
                 ConsentChange { event_id, occurred_at: row.occurred_at, consent: Consent::OptOut, scope: row.scope };
             let dedup_key = dedup_pk(IMPORT_SOURCE, &format!("{}:{}", file.digest, row.index));
-            parts.push(Part { line: row.line, pid, number: row.number, change, event, dedup_key });
+            let content_key = content_key(&pid, &change.scope, row.timed.then_some(row.occurred_at));
+            parts.push(Part { line: row.line, pid, number: row.number, change, event, dedup_key, content_key });
         }
         fn pending(part: &Part) -> Pending<'_> {
             Pending {
                 phone: Some(&part.number),
                 dedup_key: part.dedup_key.clone(),
-                extra_dedup_keys: Vec::new(),
+                extra_dedup_keys: vec![part.content_key.clone()],
                 event: part.event.clone(),
                 outbox: None,
                 effect: Effect::Apply(&part.change),
@@ -368,6 +381,27 @@ impl ConsentService {
         consumed?;
         Ok(report)
     }
+}
+
+/// A row's second replay key, from what it says rather than where it is: the
+/// number (its blind index), the scope and its own time, or "untimed". A
+/// corrected file (another digest) or another list holding the same opt-out
+/// is then a duplicate, not a second opt-out at a later import's time that
+/// would override an opt-in recorded in between.
+fn content_key(pid: &str, scope: &Scope, at: Option<OffsetDateTime>) -> String {
+    use sha2::{Digest, Sha256};
+    let scope = match scope {
+        Scope::All => "*".to_owned(),
+        Scope::Program { program } => format!("p:{program}"),
+        Scope::Categories { program, categories } => {
+            let mut categories = categories.clone();
+            categories.sort();
+            format!("c:{program}:{}", categories.join(","))
+        }
+    };
+    let at = at.map_or_else(|| "untimed".to_owned(), |at| at.unix_timestamp_nanos().to_string());
+    let digest = Sha256::digest(format!("{pid}\u{1f}{scope}\u{1f}{at}"));
+    dedup_pk(IMPORT_SOURCE, &format!("row:{}", hex::encode(&digest[..16])))
 }
 
 /// When the number was opted out, if it is: of every program (an opt-out
