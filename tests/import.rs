@@ -146,6 +146,19 @@ fn a_json_array_is_streamed_entry_by_entry_and_a_broken_document_is_an_error_aft
     assert!(matches!(&items[1], Item::Bad { line: 2, why, .. } if why.contains("OptedOutNumber")), "{items:?}");
 }
 
+#[test]
+fn a_json_error_names_its_place_never_the_value_and_national_numbers_are_guarded() {
+    // JSON lines holding bare numbers: serde_json's own message would quote one.
+    let text = "\"+14158670012\"\n";
+    let error = read_items(Format::Aws, text.as_bytes(), &mut |_| true).unwrap_err();
+    assert!(error.contains("line 1") && !error.contains("4158670012"), "{error}");
+    let us = Some(phonenumber::country::Id::US);
+    assert!(sms_consent::service::import::parse_number("(415) 867-0013", us).is_ok());
+    for bad in ["4158670013x", "", &"4".repeat(41), "415\u{0}8670013"] {
+        assert!(sms_consent::service::import::parse_number(bad, us).is_err(), "{bad:?}");
+    }
+}
+
 #[tokio::test]
 async fn every_format_imports_into_the_ledger_and_authorization_denies() {
     let mut ledger = Ledger::new().await;
@@ -214,7 +227,7 @@ async fn bad_rows_are_reported_by_line_and_skipped_and_strict_writes_nothing() {
     for expected in [
         "line 3: number",
         "line 4: opted_out_at",
-        "line 5: program: \"dentistry\"",
+        "line 5: program: not the id of a configured program",
         "line 6: number",
         "--default-country",
     ] {

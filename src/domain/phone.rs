@@ -13,7 +13,7 @@ use std::sync::{OnceLock, RwLock};
 
 /// Longest input worth handing to the parser; E.164 has at most 15 digits, so
 /// anything far longer is garbage and is refused before any parsing work.
-const MAX_INPUT_LEN: usize = 40;
+pub const MAX_INPUT_LEN: usize = 40;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);

@@ -494,8 +494,17 @@ fn read_json(
     let mut read = JsonRead { field, entry, each, index: 0, stopped: false };
     let mut deserializer = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 16, input));
     while !read.stopped && deserializer.end().is_err() {
+        // serde_json's message can quote the value it did not expect (a
+        // number, say): only its kind and place are reported.
         Document(&mut read).deserialize(&mut deserializer).map_err(|e| {
-            format!("JSON after entry {}: {e} (fix the file; a re-run resumes where this one stopped)", read.index)
+            format!(
+                "JSON after entry {}: {:?} error at line {} column {} (fix the file and run the import again: \
+                 what is recorded stays recorded once)",
+                read.index,
+                e.classify(),
+                e.line(),
+                e.column()
+            )
         })?;
     }
     Ok(())

@@ -131,6 +131,13 @@ pub fn parse_number(input: &str, country: Option<phonenumber::country::Id>) -> R
     let trimmed = input.trim();
     match country {
         Some(country) if !trimmed.starts_with('+') => {
+            // The same guard as an international number's before the crate.
+            let shaped = !trimmed.is_empty()
+                && trimmed.len() <= crate::domain::phone::MAX_INPUT_LEN
+                && trimmed.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')'));
+            if !shaped {
+                return Err("not a valid phone number".into());
+            }
             let parsed = phonenumber::parse(Some(country), trimmed).map_err(|_| "not a valid phone number")?;
             let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
             PhoneNumber::parse(&e164).map_err(|e| e.to_string())
@@ -164,12 +171,14 @@ impl ConsentService {
             None if row.categories.is_empty() => Scope::All,
             None => return Err("categories: given without a program".into()),
             Some(id) => {
-                let program = self.programs.get(id).ok_or_else(|| format!("program: {id:?} is not configured"))?;
+                // The row's own values are not echoed: a shifted column could
+                // hold a number.
+                let program = self.programs.get(id).ok_or("program: not the id of a configured program")?;
                 if row.categories.is_empty() {
                     Scope::Program { program: program.id.clone() }
                 } else {
-                    if let Some(unknown) = row.categories.iter().find(|c| !program.has_category(c)) {
-                        return Err(format!("categories: {unknown:?} is not a category of {:?}", program.id));
+                    if row.categories.iter().any(|c| !program.has_category(c)) {
+                        return Err(format!("categories: one is not a category of {:?}", program.id));
                     }
                     let mut categories = row.categories.clone();
                     categories.sort();
