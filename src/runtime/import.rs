@@ -252,36 +252,13 @@ fn read_csv(input: impl Read, each: &mut dyn FnMut(Item) -> bool) -> Result<(), 
     let number = column("number").ok_or("header: no `number` column")?;
     let (at, program, categories, note) =
         (column("optedoutat"), column("program"), column("categories"), column("sourcenote"));
-    let mut record = csv::StringRecord::new();
-    let mut index = 0u64;
-    loop {
-        let line = reader.position().line() + 1;
-        match reader.read_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) if e.is_io_error() => return Err(e.to_string()),
-            Err(e) => {
-                index += 1;
-                let line = e.position().map_or(line, |p| p.line());
-                if !each(Item::Bad { index, line, why: "not a CSV record in UTF-8".into() }) {
-                    return Ok(());
-                }
-                continue;
-            }
-        }
-        index += 1;
-        let line = record.position().map_or(line, |p| p.line());
+    csv_items(&mut reader, each, |index, line, record| {
         let field = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
         let opted_out_at = match field(at).map(parse_time).transpose() {
             Ok(at) => at,
-            Err(why) => {
-                if !each(Item::Bad { index, line, why: format!("opted_out_at: {why}") }) {
-                    return Ok(());
-                }
-                continue;
-            }
+            Err(why) => return Item::Bad { index, line, why: format!("opted_out_at: {why}") },
         };
-        let row = SourceRow {
+        Item::Row(SourceRow {
             index,
             line,
             number: field(Some(number)).unwrap_or_default().to_owned(),
@@ -291,8 +268,32 @@ fn read_csv(input: impl Read, each: &mut dyn FnMut(Item) -> bool) -> Result<(), 
                 .map(|c| c.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default(),
             note: field(note).map(str::to_owned),
+        })
+    })
+}
+
+/// Each record of a CSV as one item (`to_item`, with its row index and
+/// line); a record that is not UTF-8 CSV is a bad row, an I/O error the end.
+fn csv_items(
+    reader: &mut csv::Reader<impl Read>,
+    each: &mut dyn FnMut(Item) -> bool,
+    mut to_item: impl FnMut(u64, u64, &csv::StringRecord) -> Item,
+) -> Result<(), String> {
+    let mut record = csv::StringRecord::new();
+    let mut index = 0u64;
+    loop {
+        let line = reader.position().line() + 1;
+        index += 1;
+        let item = match reader.read_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => to_item(index, record.position().map_or(line, |p| p.line()), &record),
+            Err(e) if e.is_io_error() => return Err(e.to_string()),
+            Err(e) => {
+                let line = e.position().map_or(line, |p| p.line());
+                Item::Bad { index, line, why: "not a CSV record in UTF-8".into() }
+            }
         };
-        if !each(Item::Row(row)) {
+        if !each(item) {
             return Ok(());
         }
     }
@@ -313,25 +314,7 @@ fn read_twilio(input: impl Read, each: &mut dyn FnMut(Item) -> bool) -> Result<(
     let (body, direction) = (log.1, column(&["direction"]));
     let status = consent.1;
     let at = column(&["sentdate", "datesent", "datecreated", "dateofconsent"]);
-    let mut record = csv::StringRecord::new();
-    let mut index = 0u64;
-    loop {
-        let line = reader.position().line() + 1;
-        match reader.read_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {}
-            Err(e) if e.is_io_error() => return Err(e.to_string()),
-            Err(e) => {
-                index += 1;
-                let line = e.position().map_or(line, |p| p.line());
-                if !each(Item::Bad { index, line, why: "not a CSV record in UTF-8".into() }) {
-                    return Ok(());
-                }
-                continue;
-            }
-        }
-        index += 1;
-        let line = record.position().map_or(line, |p| p.line());
+    csv_items(&mut reader, each, |index, line, record| {
         let field = |i: Option<usize>| i.and_then(|i| record.get(i)).unwrap_or_default();
         let opt_out = if kind == "log" {
             let inbound = direction.is_none() || field(direction).to_ascii_lowercase().starts_with("inbound");
@@ -339,25 +322,21 @@ fn read_twilio(input: impl Read, each: &mut dyn FnMut(Item) -> bool) -> Result<(
         } else {
             loose(field(status)) == "optout"
         };
-        let item = if !opt_out {
-            Item::Skip { index }
-        } else {
-            match Some(field(at)).filter(|v| !v.is_empty()).map(parse_time).transpose() {
-                Ok(opted_out_at) => Item::Row(SourceRow {
-                    index,
-                    line,
-                    number: field(Some(number)).to_owned(),
-                    opted_out_at,
-                    note: Some(if kind == "log" { "twilio message log" } else { "twilio consent list" }.into()),
-                    ..SourceRow::default()
-                }),
-                Err(why) => Item::Bad { index, line, why: format!("date: {why}") },
-            }
-        };
-        if !each(item) {
-            return Ok(());
+        if !opt_out {
+            return Item::Skip { index };
         }
-    }
+        match Some(field(at)).filter(|v| !v.is_empty()).map(parse_time).transpose() {
+            Ok(opted_out_at) => Item::Row(SourceRow {
+                index,
+                line,
+                number: field(Some(number)).to_owned(),
+                opted_out_at,
+                note: Some(if kind == "log" { "twilio message log" } else { "twilio consent list" }.into()),
+                ..SourceRow::default()
+            }),
+            Err(why) => Item::Bad { index, line, why: format!("date: {why}") },
+        }
+    })
 }
 
 /// An AWS entry: the number (a `+` added where the list left it out) and

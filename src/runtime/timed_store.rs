@@ -179,8 +179,13 @@ mod tests {
     use super::*;
     use crate::ports::StateRead;
 
-    /// A store whose reads fail and whose other calls are never made.
+    /// A store whose reads fail and whose other calls are never made (they
+    /// answer an error too, naming the test double).
     struct Failing;
+
+    fn unused<T>() -> Result<T, StoreError> {
+        Err(StoreError::Unavailable("not used by this test".into()))
+    }
 
     #[async_trait]
     impl ConsentStore for Failing {
@@ -191,22 +196,22 @@ mod tests {
             Ok(vec![None])
         }
         async fn commit(&self, _: LedgerWrite) -> Result<CommitOutcome, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn events(&self, _: &str) -> Result<Vec<EventItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn outbox(&self, _: &str) -> Result<Vec<OutboxItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn outbox_item(&self, _: &str, _: &str) -> Result<Option<OutboxItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn update_outbox(&self, _: &OutboxItem, _: u64) -> Result<bool, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn due_outbox(&self, _: OffsetDateTime, _: usize) -> Result<Vec<(String, String)>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn events_page(
             &self,
@@ -214,53 +219,53 @@ mod tests {
             _: Option<&str>,
             _: usize,
         ) -> Result<(Vec<EventItem>, Option<String>), StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn scrub(&self, _: &str) -> Result<usize, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn usage(&self, _: &str) -> Result<Option<UsageItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn read_state_with_usage(&self, _: &str) -> Result<(StateRead, Option<UsageItem>), StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn usages(&self, _: &[String]) -> Result<Vec<Option<UsageItem>>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn put_usage(&self, _: &UsageItem, _: Option<u64>) -> Result<bool, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn put_usages(&self, _: &[(UsageItem, Option<u64>)]) -> Result<Vec<bool>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn event(&self, _: &str, _: &str) -> Result<Option<EventItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn reviews_page(
             &self,
             _: Option<&str>,
             _: usize,
         ) -> Result<(Vec<ReviewItem>, Option<String>), StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn review(&self, _: &str) -> Result<Option<ReviewItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn commit_batch(&self, _: Vec<LedgerWrite>) -> Result<Vec<CommitOutcome>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn link(&self, _: &str) -> Result<Option<LinkItem>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn put_link(&self, _: &LinkItem) -> Result<bool, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn wrapped_keys(&self) -> Result<Option<WrappedKeys>, StoreError> {
-            unimplemented!()
+            unused()
         }
         async fn put_wrapped_keys_if_absent(&self, _: &WrappedKeys) -> Result<WrappedKeys, StoreError> {
-            unimplemented!()
+            unused()
         }
         fn table(&self) -> &str {
             "failing"
