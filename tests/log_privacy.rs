@@ -81,6 +81,28 @@ async fn logs_carry_no_phone_number_or_message_text() {
     app.decision(PATIENT, "clinic", "billing").await;
     app.decision("+1 415 867 5309", "clinic", "billing").await;
     app.decision(PATIENT, "+14152095590 STOP", "billing").await;
+    // The preference page: a link made, opened, tampered with, posted to
+    // without its form; the token is a credential and never logged.
+    let made = app
+        .api("/v1/preference-links", Some(RECORD_ONLY_KEY), serde_json::json!({"to": PATIENT, "program": "clinic"}))
+        .await;
+    assert_eq!(made.status(), 201);
+    let url = made.json::<serde_json::Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    let token = url.rsplit_once("/p/").unwrap().1.to_owned();
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
+    let tampered = format!("{}{}", &url[..url.len() - 1], if url.ends_with('A') { "B" } else { "A" });
+    assert_eq!(app.client.get(&tampered).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("choice=stop_all")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     app.stop().await;
     tamper(&app);
     app.restart().await;
@@ -88,6 +110,8 @@ async fn logs_carry_no_phone_number_or_message_text() {
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("consent event recorded"), "the capture saw the service's logs");
+    assert!(logs.contains("preference link made"), "and the preference page's");
+    assert!(!logs.contains(&token) && !logs.contains(&token[..12]), "the link's token appeared in the logs");
     assert!(logs.contains("integrity"), "the integrity alarm was logged");
     assert!(
         logs.contains("no send table: this provider's replies will wait in the outbox") && logs.contains("\"vonage\""),
