@@ -330,20 +330,22 @@ pub fn is_exact_keyword(text: &str, keywords: &[&str]) -> bool {
 /// are all noise; apostrophes vanish so "don't" and "dont" read alike. Hangul
 /// syllables, split into jamo to drop marks, are put back together.
 fn normalize(text: &str) -> Vec<String> {
-    let mut folded: String = text
-        .nfkc()
-        .collect::<String>()
-        .nfd()
-        .filter(|c| !is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .filter(|c| !matches!(c, '\'' | '\u{2019}' | '`'))
-        .map(|c| match c {
-            // The stop sign is the one emoji people send to mean the word.
-            '\u{1F6D1}' => " stop ".to_owned(),
-            c if c.is_alphanumeric() => c.to_string(),
-            _ => " ".to_owned(),
-        })
-        .collect();
+    // NFKD is NFD of NFKC (canonically equivalent strings decompose alike),
+    // in one pass: compatibility forms folded, accents split off and dropped.
+    let mut folded = String::with_capacity(text.len());
+    let mut fold = |c: char| match c {
+        '\'' | '\u{2019}' | '`' => {}
+        // The stop sign is the one emoji people send to mean the word.
+        '\u{1F6D1}' => folded.push_str(" stop "),
+        c if c.is_alphanumeric() => folded.push(c),
+        _ => folded.push(' '),
+    };
+    if text.is_ascii() {
+        // Most replies: NFKD leaves ASCII as it is and it has no accents.
+        text.chars().for_each(|c| fold(c.to_ascii_lowercase()));
+    } else {
+        text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).for_each(fold);
+    }
     if folded.chars().any(|c| matches!(c, '\u{1100}'..='\u{11FF}')) {
         folded = folded.nfc().collect();
     }
@@ -1776,6 +1778,20 @@ mod tests {
             let alone = read(keyword);
             proptest::prop_assert_eq!(alone.intent, intent);
             proptest::prop_assert_eq!(read(&text), alone, "{:?}", text);
+        }
+    }
+
+    proptest::proptest! {
+        /// `normalize` folds with NFKD in one pass where it used NFKC then
+        /// NFD: the same text for any input (and ASCII skips it: NFKD leaves
+        /// ASCII as it is).
+        #[test]
+        fn nfkd_is_nfd_of_nfkc(text in "\\PC{0,24}") {
+            let two_passes: String = text.nfkc().collect::<String>().nfd().collect();
+            proptest::prop_assert_eq!(text.nfkd().collect::<String>(), two_passes);
+            if text.is_ascii() {
+                proptest::prop_assert_eq!(text.nfkd().collect::<String>(), text.clone());
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! imports only `domain`; the clock, the secrets and the network (SNS) are
 //! handed in. The registration table is at the end of this file.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -335,24 +336,47 @@ pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(bytes).into_owned().collect()
 }
 
-/// The first value of `name` in decoded pairs.
-pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// The same pairs, borrowed from `bytes` where nothing needed decoding (most
+/// of a form's keys and values): a pair without `+` or `%` (found with
+/// `memchr`'s vector search) is split in place, the others are decoded by
+/// `form_urlencoded`. Exactly `form_urlencoded::parse`'s pairs (a proptest
+/// compares them on any bytes), at about half its time on a Twilio form.
+pub fn form_fields(bytes: &[u8]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    bytes
+        .split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| match std::str::from_utf8(pair) {
+            Ok(text) if memchr::memchr2(b'+', b'%', pair).is_none() => {
+                let (key, value) = text.split_once('=').unwrap_or((text, ""));
+                Some((Cow::Borrowed(key), Cow::Borrowed(value)))
+            }
+            _ => form_urlencoded::parse(pair).next(),
+        })
+        .collect()
 }
 
-/// Text for an XML element or attribute.
+/// The first value of `name` in decoded pairs.
+pub(crate) fn param<'a, K: AsRef<str>, V: AsRef<str>>(params: &'a [(K, V)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref())
+}
+
+/// Text for an XML element or attribute: the runs between the five special
+/// characters copied whole.
 pub(crate) fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => "&apos;",
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -577,5 +601,38 @@ topic_arns = ["arn:aws:sns:us-east-1:123456789012:inbound"]
             assert!(parse_rfc3339(bad, "t").is_err(), "{bad}");
         }
         assert!(parse_rfc3339("9999-12-31T23:59:59-01:00", "t").is_err(), "year 10000 in UTC");
+    }
+
+    proptest::proptest! {
+        /// `form_fields` takes a shortcut for pairs with nothing to decode:
+        /// on any bytes, and on form-like text, it answers what the crate does.
+        #[test]
+        fn form_fields_are_the_crates_pairs(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            form in "([a-zA-Z0-9+%=&._~-]|%[0-9A-Fa-f]{2}|%[2-7][0-9A-F]){0,40}",
+        ) {
+            for input in [&bytes[..], form.as_bytes()] {
+                let ours = form_fields(input);
+                let theirs: Vec<_> = form_urlencoded::parse(input).collect();
+                proptest::prop_assert_eq!(ours, theirs);
+            }
+        }
+
+        /// The run-copying escape answers what escaping each character would.
+        #[test]
+        fn xml_escape_escapes_each_special_character(text in "[a-z &<>\"'é😀]{0,40}") {
+            let each: String = text
+                .chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_owned(),
+                    '<' => "&lt;".to_owned(),
+                    '>' => "&gt;".to_owned(),
+                    '"' => "&quot;".to_owned(),
+                    '\'' => "&apos;".to_owned(),
+                    c => c.to_string(),
+                })
+                .collect();
+            proptest::prop_assert_eq!(xml_escape(&text), each);
+        }
     }
 }

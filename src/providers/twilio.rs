@@ -7,6 +7,8 @@
 //! that cannot go inline), and a status callback carrying error 21610
 //! (the recipient replied STOP to our number) becomes a provider opt-out.
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -14,7 +16,7 @@ use sha1::Sha1;
 
 use super::send::{self, HttpAnswer};
 use super::{
-    bad, form_pairs, param, phone, required, same_bytes, secrets, sha256_hex, xml_escape, Answer, Configured,
+    bad, form_fields, param, phone, required, same_bytes, secrets, sha256_hex, xml_escape, Answer, Configured,
     InboundMessage, OutboundMessage, Outcome, Outside, PayloadError, Profile, Provider, ProviderBlock,
     ProviderConfigError, Received, Rejection, ReplyStyle, Secret, SendError, Sent, SignatureError, WebhookRequest,
 };
@@ -53,29 +55,39 @@ pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 pub const OPT_OUT_CODES: &[&str] = &["21610"];
 
 /// The signature Twilio would send for `url` and form `params`.
-pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
-    STANDARD.encode(mac(auth_token, url, params))
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(auth_token: &str, url: &str, params: &[(K, V)]) -> String {
+    STANDARD.encode(mac(auth_token, url, &signed_order(params)))
 }
 
-fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(auth_token.as_bytes()).expect("any key length");
-    mac.update(url.as_bytes());
-    let mut sorted: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    // Keys by byte order; a repeated key's values sorted, duplicates once.
+/// The pairs in the order Twilio signs them: keys by byte order, a repeated
+/// key's values sorted, duplicates once.
+fn signed_order<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, &str)> {
+    let mut sorted: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     sorted.sort_unstable();
     sorted.dedup();
+    sorted
+}
+
+fn mac(auth_token: &str, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
+    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(auth_token.as_bytes()).expect("any key length");
+    mac.update(url.as_bytes());
     for (key, value) in sorted {
         mac.update(key.as_bytes());
         mac.update(value.as_bytes());
     }
-    mac.finalize().into_bytes().to_vec()
+    mac.finalize().into_bytes().into()
 }
 
 /// The two URLs validators accept: with any port removed, and with the port
 /// kept (or the scheme's default added).
-pub fn url_variants(url: &str) -> [String; 2] {
+pub fn url_variants(url: &str) -> [Cow<'_, str>; 2] {
+    [url_variant(url, false), url_variant(url, true)]
+}
+
+/// One of [`url_variants`]: `url` itself when it already has that form.
+fn url_variant(url: &str, with_port: bool) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
-        return [url.to_owned(), url.to_owned()];
+        return Cow::Borrowed(url);
     };
     let (scheme, after) = (&url[..scheme_end], &url[scheme_end + 3..]);
     let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
@@ -85,24 +97,23 @@ pub fn url_variants(url: &str) -> [String; 2] {
         None => ("", authority),
     };
     let port_start = if hostport.starts_with('[') { hostport.find("]:").map(|i| i + 1) } else { hostport.rfind(':') };
-    let host = port_start.map_or(hostport, |i| &hostport[..i]);
-    let with_port = match port_start {
-        Some(_) => url.to_owned(),
-        None => {
+    match (port_start, with_port) {
+        (Some(_), true) | (None, false) => Cow::Borrowed(url),
+        (Some(i), false) => Cow::Owned(format!("{scheme}://{userinfo}{}{rest}", &hostport[..i])),
+        (None, true) => {
             let default = if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 };
-            format!("{scheme}://{userinfo}{host}:{default}{rest}")
+            Cow::Owned(format!("{scheme}://{userinfo}{hostport}:{default}{rest}"))
         }
-    };
-    [format!("{scheme}://{userinfo}{host}{rest}"), with_port]
+    }
 }
 
 /// Verifies a request against every configured token and both URL variants.
 /// `params` are the form-decoded body; for a JSON body pass none, and the
 /// `bodySHA256` query parameter is checked against `body`.
-pub fn verify(
+pub fn verify<K: AsRef<str>, V: AsRef<str>>(
     tokens: &[Secret],
     url: &str,
-    params: &[(String, String)],
+    params: &[(K, V)],
     body: &[u8],
     signature: Option<&str>,
 ) -> Result<(), SignatureError> {
@@ -110,9 +121,11 @@ pub fn verify(
     let provided =
         STANDARD.decode(signature.trim()).map_err(|_| SignatureError::MalformedHeader("X-Twilio-Signature"))?;
     let body_hash = query_param(url, "bodySHA256");
-    let signed_params: &[(String, String)] = if body_hash.is_some() { &[] } else { params };
-    let matched = url_variants(url).iter().any(|candidate| {
-        tokens.iter().any(|token| same_bytes(&mac(token.expose(), candidate, signed_params), &provided))
+    let signed = if body_hash.is_some() { Vec::new() } else { signed_order(params) };
+    // The port-less form first, the other built only if that one fails.
+    let matched = [false, true].into_iter().any(|with_port| {
+        let candidate = url_variant(url, with_port);
+        tokens.iter().any(|token| same_bytes(&mac(token.expose(), &candidate, &signed), &provided))
     });
     if !matched {
         return Err(SignatureError::InvalidSignature);
@@ -129,14 +142,14 @@ pub fn verify(
 fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or(query);
-    param(&form_pairs(query.as_bytes()), name).map(str::to_owned)
+    param(&form_fields(query.as_bytes()), name).map(str::to_owned)
 }
 
 /// Reads Twilio's incoming-message webhook. A status callback (a
 /// `MessageStatus` and no `Body`) is a provider opt-out when it reports a
 /// failed or undelivered message with an opt-out `ErrorCode`, and is
 /// otherwise acknowledged and ignored.
-pub fn parse(params: &[(String, String)]) -> Result<Received, PayloadError> {
+pub fn parse<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Result<Received, PayloadError> {
     let get = |name: &str| param(params, name);
     if get("Body").is_none() && get("MessageStatus").is_some() {
         return status_callback(params);
@@ -159,7 +172,7 @@ pub fn parse(params: &[(String, String)]) -> Result<Received, PayloadError> {
 /// A status callback: our message `MessageSid` from `From` (our number, or a
 /// sender id) to `To` (the patient). Documented at
 /// https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
-fn status_callback(params: &[(String, String)]) -> Result<Received, PayloadError> {
+fn status_callback<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Result<Received, PayloadError> {
     let get = |name: &str| param(params, name);
     let failed = matches!(get("MessageStatus"), Some("failed" | "undelivered"));
     let Some(code) = get("ErrorCode").filter(|c| failed && OPT_OUT_CODES.contains(&c.trim())) else {
@@ -312,7 +325,7 @@ impl Provider for Twilio {
     }
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
-        let params = form_pairs(request.body);
+        let params = form_fields(request.body);
         verify(&self.auth_tokens, request.url, &params, request.body, request.header(SIGNATURE_HEADER))?;
         Ok(parse(&params)?)
     }
@@ -337,6 +350,7 @@ impl Provider for Twilio {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::form_pairs;
     use serde_json::Value;
 
     fn vectors() -> Value {
@@ -432,7 +446,7 @@ mod tests {
         let result = verify(
             &tokens("12345"),
             case["url"].as_str().unwrap(),
-            &[],
+            &[] as &[(&str, &str)],
             b"{\"tampered\": true}",
             case["expected_signature"].as_str(),
         );
