@@ -122,7 +122,8 @@ pub fn twilio_form(from: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Polls a future that never waits (the providers below read no network).
+/// Polls a future that never waits (no provider here reaches a network: SNS
+/// reads the in-memory [`CountingSns`]).
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
