@@ -13,16 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256};
 use aws_sdk_pinpointsmsvoicev2 as sms;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::signature::Verifier;
-use rsa::RsaPublicKey;
 use serde::Deserialize;
-use sha1::Sha1;
-use sha2::Sha256;
 use time::OffsetDateTime;
 
 use super::send::{self, OutboundMessage, SendError, Sent};
@@ -135,8 +130,11 @@ pub fn is_sns_url(raw: &str, pem_path: bool) -> bool {
         && (!pem_path || url.path().ends_with(".pem"))
 }
 
+/// A signing certificate's RSA key, parsed once for each signature version
+/// (1: SHA-1, 2: SHA-256), and its validity.
 struct Certificate {
-    key: RsaPublicKey,
+    sha1: ParsedPublicKey,
+    sha256: ParsedPublicKey,
     not_before: i64,
     not_after: i64,
 }
@@ -145,10 +143,12 @@ fn parse_certificate(pem: &[u8]) -> Result<Certificate, String> {
     use x509_cert::der::{DecodePem, Encode};
     let cert = x509_cert::Certificate::from_pem(pem).map_err(|e| format!("certificate: {e}"))?;
     let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| e.to_string())?;
-    let key = RsaPublicKey::from_public_key_der(&spki).map_err(|e| format!("certificate key: {e}"))?;
+    // aws-lc-rs, as for TLS: an RSA key of 2,048 to 8,192 bits (SNS's are 2,048).
+    let key = |algorithm| ParsedPublicKey::new(algorithm, &spki).map_err(|e| format!("certificate key: {e}"));
     let validity = &cert.tbs_certificate.validity;
     Ok(Certificate {
-        key,
+        sha1: key(&RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY)?,
+        sha256: key(&RSA_PKCS1_2048_8192_SHA256)?,
         not_before: validity.not_before.to_unix_duration().as_secs() as i64,
         not_after: validity.not_after.to_unix_duration().as_secs() as i64,
     })
@@ -307,11 +307,8 @@ impl SnsVerifier {
             return Err(SignatureError::InvalidToken("SigningCertURL is not an SNS certificate URL"));
         }
         let signed = message.string_to_sign()?;
-        let signature = STANDARD
-            .decode(message.signature.trim())
-            .ok()
-            .and_then(|b| Signature::try_from(b.as_slice()).ok())
-            .ok_or(SignatureError::MalformedHeader("Signature"))?;
+        let signature =
+            STANDARD.decode(message.signature.trim()).map_err(|_| SignatureError::MalformedHeader("Signature"))?;
         let cert = self.certificate(&message.signing_cert_url).await.map_err(|e| match e {
             CertificateError::RateLimited | CertificateError::Unavailable => {
                 SignatureError::InvalidToken("signing certificate unavailable")
@@ -322,11 +319,12 @@ impl SnsVerifier {
         if now < cert.not_before || now > cert.not_after {
             return Err(SignatureError::InvalidToken("signing certificate is not valid now"));
         }
-        let valid = match message.signature_version.as_str() {
-            "1" => VerifyingKey::<Sha1>::new(cert.key.clone()).verify(signed.as_bytes(), &signature).is_ok(),
-            "2" => VerifyingKey::<Sha256>::new(cert.key.clone()).verify(signed.as_bytes(), &signature).is_ok(),
+        let key = match message.signature_version.as_str() {
+            "1" => &cert.sha1,
+            "2" => &cert.sha256,
             _ => return Err(SignatureError::MalformedHeader("SignatureVersion")),
         };
+        let valid = key.verify_sig(signed.as_bytes(), &signature).is_ok();
         if !valid {
             return Err(SignatureError::InvalidSignature);
         }
@@ -714,6 +712,7 @@ impl Provider for AwsSns {
 pub(crate) mod tests {
     use super::*;
     use serde_json::Value;
+    use sha1::Sha1;
 
     /// Serves fixed certificates and records confirmations.
     #[derive(Default)]
