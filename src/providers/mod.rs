@@ -342,17 +342,21 @@ pub fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 /// `form_urlencoded`. Exactly `form_urlencoded::parse`'s pairs (a proptest
 /// compares them on any bytes), at about half its time on a Twilio form.
 pub fn form_fields(bytes: &[u8]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
-    bytes
-        .split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| match std::str::from_utf8(pair) {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'&', bytes).chain([bytes.len()]);
+    ends.filter_map(|end| {
+        let pair = &bytes[start..end];
+        start = end + 1;
+        match std::str::from_utf8(pair) {
+            _ if pair.is_empty() => None,
             Ok(text) if memchr::memchr2(b'+', b'%', pair).is_none() => {
                 let (key, value) = text.split_once('=').unwrap_or((text, ""));
                 Some((Cow::Borrowed(key), Cow::Borrowed(value)))
             }
             _ => form_urlencoded::parse(pair).next(),
-        })
-        .collect()
+        }
+    })
+    .collect()
 }
 
 /// The first value of `name` in decoded pairs.

@@ -56,7 +56,12 @@ pub const OPT_OUT_CODES: &[&str] = &["21610"];
 
 /// The signature Twilio would send for `url` and form `params`.
 pub fn sign<K: AsRef<str>, V: AsRef<str>>(auth_token: &str, url: &str, params: &[(K, V)]) -> String {
-    STANDARD.encode(mac(auth_token, url, &signed_order(params)))
+    STANDARD.encode(mac(&keyed(auth_token), url, &signed_order(params)))
+}
+
+/// A token's HMAC, its key blocks hashed once: each request clones it.
+fn keyed(auth_token: &str) -> Hmac<Sha1> {
+    <Hmac<Sha1> as Mac>::new_from_slice(auth_token.as_bytes()).expect("any key length")
 }
 
 /// The pairs in the order Twilio signs them: keys by byte order, a repeated
@@ -68,8 +73,8 @@ fn signed_order<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, &
     sorted
 }
 
-fn mac(auth_token: &str, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(auth_token.as_bytes()).expect("any key length");
+fn mac(key: &Hmac<Sha1>, url: &str, sorted: &[(&str, &str)]) -> [u8; 20] {
+    let mut mac = key.clone();
     mac.update(url.as_bytes());
     for (key, value) in sorted {
         mac.update(key.as_bytes());
@@ -117,6 +122,18 @@ pub fn verify<K: AsRef<str>, V: AsRef<str>>(
     body: &[u8],
     signature: Option<&str>,
 ) -> Result<(), SignatureError> {
+    let keys: Vec<_> = tokens.iter().map(|token| keyed(token.expose())).collect();
+    verify_keyed(&keys, url, params, body, signature)
+}
+
+/// [`verify`] with each token's HMAC already keyed.
+fn verify_keyed<K: AsRef<str>, V: AsRef<str>>(
+    keys: &[Hmac<Sha1>],
+    url: &str,
+    params: &[(K, V)],
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<(), SignatureError> {
     let signature = signature.ok_or(SignatureError::MissingHeader("X-Twilio-Signature"))?;
     let provided =
         STANDARD.decode(signature.trim()).map_err(|_| SignatureError::MalformedHeader("X-Twilio-Signature"))?;
@@ -125,7 +142,7 @@ pub fn verify<K: AsRef<str>, V: AsRef<str>>(
     // The port-less form first, the other built only if that one fails.
     let matched = [false, true].into_iter().any(|with_port| {
         let candidate = url_variant(url, with_port);
-        tokens.iter().any(|token| same_bytes(&mac(token.expose(), &candidate, &signed), &provided))
+        keys.iter().any(|key| same_bytes(&mac(key, &candidate, &signed), &provided))
     });
     if !matched {
         return Err(SignatureError::InvalidSignature);
@@ -253,8 +270,8 @@ pub fn reply(message: Option<&str>) -> String {
 
 /// Twilio, built from `[providers.twilio]`.
 pub struct Twilio {
-    /// Every token accepted; more than one during rotation.
-    auth_tokens: Vec<Secret>,
+    /// Every token's HMAC, keyed once; more than one during rotation.
+    keys: Vec<Hmac<Sha1>>,
     send: Option<TwilioSendConfig>,
 }
 
@@ -314,7 +331,8 @@ impl Configured for Twilio {
         if let Some(send) = &config.send {
             check_send(send)?;
         }
-        Ok(Twilio { auth_tokens: config.auth_tokens.clone(), send: config.send.clone() })
+        let keys = config.auth_tokens.iter().map(|token| keyed(token.expose())).collect();
+        Ok(Twilio { keys, send: config.send.clone() })
     }
 }
 
@@ -326,7 +344,7 @@ impl Provider for Twilio {
 
     async fn receive(&self, request: &WebhookRequest<'_>) -> Result<Received, Rejection> {
         let params = form_fields(request.body);
-        verify(&self.auth_tokens, request.url, &params, request.body, request.header(SIGNATURE_HEADER))?;
+        verify_keyed(&self.keys, request.url, &params, request.body, request.header(SIGNATURE_HEADER))?;
         Ok(parse(&params)?)
     }
 
