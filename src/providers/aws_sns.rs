@@ -143,7 +143,13 @@ fn parse_certificate(pem: &[u8]) -> Result<Certificate, String> {
     use x509_cert::der::{DecodePem, Encode};
     let cert = x509_cert::Certificate::from_pem(pem).map_err(|e| format!("certificate: {e}"))?;
     let spki = cert.tbs_certificate.subject_public_key_info.to_der().map_err(|e| e.to_string())?;
-    // aws-lc-rs, as for TLS: an RSA key of 2,048 to 8,192 bits (SNS's are 2,048).
+    // aws-lc-rs verifies only with RSA keys of 2,048 to 8,192 bits (SNS's
+    // are 2,048): any other key makes the certificate unreadable, here,
+    // rather than every message under it a bad signature.
+    let bits = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki).map_err(|e| format!("certificate key: {e}"))?;
+    if !(2048..=8192).contains(&bits.key_size_bits()) {
+        return Err("certificate key: not 2,048 to 8,192 bits".into());
+    }
     let key = |algorithm| ParsedPublicKey::new(algorithm, &spki).map_err(|e| format!("certificate key: {e}"));
     let validity = &cert.tbs_certificate.validity;
     Ok(Certificate {
@@ -784,6 +790,22 @@ pub(crate) mod tests {
             assert!(verifier.verify(&foreign, in_2022()).await.is_err(), "{url}");
         }
         assert!(is_sns_url("https://sns.cn-north-1.amazonaws.com.cn/x.pem", true));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_with_a_key_under_2048_bits_is_refused_as_unreadable() {
+        assert!(parse_certificate(include_bytes!("../../tests/fixtures/sns/signing-cert.pem")).is_ok());
+        assert!(parse_certificate(include_bytes!("../../tests/fixtures/sns/small-key-cert.pem")).is_err());
+        let pem = include_bytes!("../../tests/fixtures/sns/small-key-cert.pem").to_vec();
+        let network =
+            FakeNetwork { certificates: HashMap::from([(TEST_CERT_URL.to_owned(), pem)]), ..Default::default() };
+        let verifier = SnsVerifier::new(Arc::new(network));
+        let message: SnsMessage = serde_json::from_value(signed_notification("{}")).unwrap();
+        let at = OffsetDateTime::parse("2026-03-01T12:00:00Z", &time::format_description::well_known::Rfc3339).unwrap();
+        assert_eq!(
+            verifier.verify(&message, at).await,
+            Err(SignatureError::InvalidToken("signing certificate unreadable"))
+        );
     }
 
     #[test]
