@@ -614,8 +614,9 @@ topic_arns = ["arn:aws:sns:us-east-1:123456789012:inbound"]
         fn form_fields_are_the_crates_pairs(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
             form in "([a-zA-Z0-9+%=&._~-]|%[0-9A-Fa-f]{2}|%[2-7][0-9A-F]){0,40}",
+            utf8 in "[a-z=&éü😀]{0,20}",
         ) {
-            for input in [&bytes[..], form.as_bytes()] {
+            for input in [&bytes[..], form.as_bytes(), utf8.as_bytes()] {
                 let ours = form_fields(input);
                 let theirs: Vec<_> = form_urlencoded::parse(input).collect();
                 proptest::prop_assert_eq!(ours, theirs);
