@@ -105,13 +105,9 @@ fn mac(key: &Hmac<Sha1>, url: &str, sorted: &[SignedPair]) -> [u8; 20] {
     mac.finalize().into_bytes().into()
 }
 
-/// The two URLs validators accept: with any port removed, and with the port
-/// kept (or the scheme's default added).
-pub fn url_variants(url: &str) -> [Cow<'_, str>; 2] {
-    [url_variant(url, false), url_variant(url, true)]
-}
-
-/// One of [`url_variants`]: `url` itself when it already has that form.
+/// One of the two URLs validators accept: with any port removed, or with the
+/// port kept (or the scheme's default added); `url` itself when it already
+/// has that form.
 fn url_variant(url: &str, with_port: bool) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
         return Cow::Borrowed(url);
@@ -510,6 +506,7 @@ mod tests {
 
     #[test]
     fn url_variants_cover_ports_credentials_and_ipv6() {
+        let url_variants = |url| [url_variant(url, false), url_variant(url, true)];
         assert_eq!(
             url_variants("https://user:pass@example.com/a?b=1"),
             ["https://user:pass@example.com/a?b=1".to_owned(), "https://user:pass@example.com:443/a?b=1".to_owned()]
