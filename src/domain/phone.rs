@@ -6,10 +6,18 @@
 //! when it is syntactically E.164 under a country code that exists: 8 to 15
 //! digits, and for +1 the North American plan's shape. A STOP from such a
 //! number must be recorded, not refused. Keep the crate's data fresh.
+//!
+//! A number under calling code 1 (the North American plan) is checked
+//! against the plan's 25 regions only (`data/nanp_metadata.xml`, cut from
+//! the crate's own data); any other calling code against the crate's whole
+//! database, which takes tens of milliseconds to parse and so is parsed
+//! only when such a number first comes.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{OnceLock, RwLock};
+
+use phonenumber::metadata::{Database, DATABASE};
 
 /// Longest input worth handing to the parser; E.164 has at most 15 digits, so
 /// anything far longer is garbage and is refused before any parsing work.
@@ -101,9 +109,17 @@ impl PhoneNumber {
         if !(4..=15).contains(&digits) {
             return Err(PhoneError::Invalid);
         }
-        let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::Invalid)?;
-        if phonenumber::is_valid(&parsed) {
-            return Ok(Self(parsed.format().mode(phonenumber::Mode::E164).to_string()));
+        Self::parse_in(metadata_for(trimmed), trimmed)
+    }
+
+    /// The crate's parse and validation of a checked input against one
+    /// database (the one [`metadata_for`] picks).
+    fn parse_in(database: &Database, trimmed: &str) -> Result<Self, PhoneError> {
+        let parsed = phonenumber::parse_with(database, None, trimmed).map_err(|_| PhoneError::Invalid)?;
+        if phonenumber::is_valid_with(database, &parsed) {
+            // What the crate's E.164 formatter writes; that formatter loads
+            // the whole database whatever database it is given.
+            return Ok(Self(format!("+{}{}", parsed.code().value(), parsed.national())));
         }
         // Not in the bundled metadata: E.164 by shape under a real country code.
         let all: String = trimmed.chars().filter(char::is_ascii_digit).collect();
@@ -130,13 +146,45 @@ impl PhoneNumber {
     pub fn as_e164(&self) -> &str {
         &self.0
     }
+
+    /// The calling code, and the region whose patterns the number matches
+    /// (`None` for a number newer than the metadata). `None` only if the
+    /// crate could not read its own E.164 back, which it always can.
+    pub fn region(&self) -> Option<(u16, Option<phonenumber::country::Id>)> {
+        let database = metadata_for(&self.0);
+        let parsed = phonenumber::parse_with(database, None, &self.0).ok()?;
+        Some((parsed.code().value(), parsed.metadata(database).and_then(|m| m.id().parse().ok())))
+    }
 }
 
-/// Loads the crate's numbering metadata (parsed once per process, on first
-/// use): a cold start calls it on a spare thread while it waits on the
-/// network, so that validating the config's clinic numbers does not pay it.
+/// The North American plan's metadata: the crate's own territories with
+/// calling code 1, verbatim (`data/nanp_metadata.py` cuts them; a unit test
+/// checks them against the crate's). Parsed once, on first use, in a few
+/// milliseconds; `None` (never expected) sends +1 to the whole database.
+fn nanp() -> Option<&'static Database> {
+    static NANP: OnceLock<Option<Database>> = OnceLock::new();
+    NANP.get_or_init(|| Database::parse(include_str!("../../data/nanp_metadata.xml")).ok()).as_ref()
+}
+
+/// The database that answers for an input in international form: the plan's
+/// subset when its first digit is 1 (no other calling code begins with 1),
+/// else the crate's whole database.
+fn metadata_for(international: &str) -> &'static Database {
+    match international.bytes().find(u8::is_ascii_digit) {
+        // Not `unwrap_or(&DATABASE)`: coercing the Lazy to `&Database` loads it.
+        Some(b'1') => nanp().unwrap_or_else(|| &DATABASE),
+        _ => &DATABASE,
+    }
+}
+
+/// Loads the numbering metadata a +1 number needs and compiles the patterns
+/// its validation uses (they are compiled on first use): a cold start calls
+/// it on a spare thread while it waits on the network, so that validating
+/// the config's clinic numbers does not pay it. (A clinic number under
+/// another calling code loads the whole database while the config is
+/// validated.)
 pub fn load_metadata() {
-    let _ = phonenumber::parse(None, "+14155550100");
+    let _ = PhoneNumber::parse_uncached("+12015550123");
 }
 
 /// The North American plan's shape: NXX NXX XXXX (N is 2 to 9).
@@ -242,7 +290,72 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_nanp_subset_is_the_crates_plus_one_metadata() {
+        let nanp = nanp().expect("data/nanp_metadata.xml parses");
+        let regions = DATABASE.region(&1).expect("the crate knows +1");
+        assert_eq!(
+            nanp.region(&1),
+            Some(regions.clone()),
+            "the same regions, main one first (rerun data/nanp_metadata.py)"
+        );
+        for id in regions {
+            // Debug shows every field, each pattern as its source text.
+            assert_eq!(
+                format!("{:?}", nanp.by_id(id)),
+                format!("{:?}", DATABASE.by_id(id)),
+                "{id} differs from the crate's (rerun data/nanp_metadata.py)"
+            );
+        }
+        assert_eq!(nanp.iter().count(), 25);
+    }
+
+    /// The subset answers as the whole database for +1 inputs (parse,
+    /// validation, E.164 form, region); the area codes from `data/` and
+    /// random digits, plain and formatted.
+    fn assert_same_answer(input: &str) {
+        let nanp = nanp().unwrap();
+        assert_eq!(PhoneNumber::parse_in(nanp, input), PhoneNumber::parse_in(&DATABASE, input), "{input}");
+        if let Ok(number) = PhoneNumber::parse_in(&DATABASE, input) {
+            let whole = phonenumber::parse_with(&DATABASE, None, input).unwrap();
+            if phonenumber::is_valid(&whole) {
+                assert_eq!(number.as_e164(), whole.format().mode(phonenumber::Mode::E164).to_string(), "{input}");
+            }
+            let whole = phonenumber::parse_with(&DATABASE, None, number.as_e164()).unwrap();
+            let whole = (whole.code().value(), whole.metadata(&DATABASE).and_then(|m| m.id().parse().ok()));
+            assert_eq!(number.region(), Some(whole), "{input}");
+        }
+    }
+
+    #[test]
+    fn every_area_code_is_answered_as_the_whole_database_answers() {
+        assert!(std::ptr::eq(metadata_for("+1 415"), nanp().unwrap()));
+        assert!(std::ptr::eq(metadata_for("+44 20"), &*DATABASE));
+        for npa in 0..1000 {
+            for line in ["2345678", "5550100", "8675309", "1234567"] {
+                assert_same_answer(&format!("+1{npa:03}{line}"));
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn plus_one_is_answered_as_the_whole_database_answers(
+            s in prop_oneof!["\\+1[0-9]{3,14}", "\\+1 ?\\(?[0-9]{3}\\)? ?[0-9]{3}[ .-]?[0-9]{4}"]
+        ) {
+            assert_same_answer(&s);
+        }
+
+        #[test]
+        fn the_e164_form_is_the_crates(s in prop_oneof![near_e164(), "\\+39 ?0[0-9]{5,10}", "\\+(225|242|378) ?0[0-9]{6,9}"]) {
+            // Where both accept it (the crate also reads "++1..." and bare digits).
+            if let (Ok(ours), Ok(whole)) = (PhoneNumber::parse_uncached(&s), phonenumber::parse(None, s.trim())) {
+                if phonenumber::is_valid(&whole) {
+                    prop_assert_eq!(ours.0, whole.format().mode(phonenumber::Mode::E164).to_string());
+                }
+            }
+        }
+
         #[test]
         fn the_fast_path_answers_exactly_what_the_crate_answers(s in near_e164()) {
             let crate_answer = PhoneNumber::parse_uncached(&s);

@@ -126,16 +126,15 @@ pub fn presume(number: &PhoneNumber) -> Whereabouts {
     let tables = &*TABLES;
     let anywhere = || Whereabouts { zones: owned(&ANYWHERE), state: None, presumed: true };
     // A PhoneNumber is valid E.164, so this parse succeeds; fall back anyway.
-    let Ok(parsed) = phonenumber::parse(None, number.as_e164()) else {
+    let Some((calling_code, region)) = number.region() else {
         return anywhere();
     };
-    let calling_code = parsed.code().value();
     if calling_code == 1 {
         let area = number.as_e164().get(2..5).and_then(|npa| tables.area_codes.get(npa));
         if let Some(area) = area {
             return Whereabouts { zones: owned(&area.zones), state: area.state.map(str::to_owned), presumed: true };
         }
-        let country = match parsed.country().id() {
+        let country = match region {
             Some(phonenumber::country::Id::US) => "US",
             Some(phonenumber::country::Id::CA) => "CA",
             _ => "1",
@@ -219,9 +218,7 @@ pub(crate) fn unknown_us_number() -> PhoneNumber {
     (200..1000)
         .filter(|npa| !TABLES.area_codes.contains_key(npa.to_string().as_str()))
         .filter_map(|npa| PhoneNumber::parse(&format!("+1{npa}2345678")).ok())
-        .find(|n| {
-            phonenumber::parse(None, n.as_e164()).is_ok_and(|p| p.country().id() == Some(phonenumber::country::Id::US))
-        })
+        .find(|n| n.region() == Some((1, Some(phonenumber::country::Id::US))))
         .expect("libphonenumber accepts some US area code the zone data lacks")
 }
 
