@@ -304,3 +304,39 @@ fn the_preference_page_is_public_on_the_webhook_function_and_its_links_need_iam_
     assert!(integration.contains("ConsentsFunction"), "by the consents function: {integration}");
     assert!(links["security"].to_string().contains("AWS_IAM"), "with IAM auth: {links}");
 }
+
+#[test]
+fn only_the_functions_that_use_providers_may_read_or_name_the_provider_secret() {
+    let template = transformed();
+    let resources = &template["Resources"];
+    let actions_of = |role: &str| -> Vec<String> {
+        let policies = resources[role]["Properties"]["ManagedPolicyArns"].as_array().unwrap();
+        let mut actions = Vec::new();
+        for name in policies.iter().filter_map(|p| p["Ref"].as_str()) {
+            for statement in resources[name]["Properties"]["PolicyDocument"]["Statement"].as_array().unwrap() {
+                match &statement["Action"] {
+                    serde_json::Value::String(a) => actions.push(a.clone()),
+                    serde_json::Value::Array(list) => {
+                        actions.extend(list.iter().filter_map(|a| a.as_str()).map(str::to_owned))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        actions
+    };
+    for (function, role, reads) in [
+        ("WebhookFunction", "WebhookRole", true),
+        ("OutboxFunction", "OutboxRole", true),
+        ("AuthorizeFunction", "AuthorizeRole", false),
+        ("ConsentsFunction", "ConsentsRole", false),
+    ] {
+        let actions = actions_of(role);
+        assert!(actions.iter().any(|a| a == "ssm:GetParameter"), "{role} reads its config: {actions:?}");
+        let may_read = actions.iter().any(|a| a.starts_with("secretsmanager:"));
+        assert_eq!(may_read, reads, "{role}: {actions:?}");
+        let variables = &resources[function]["Properties"]["Environment"]["Variables"];
+        assert_eq!(variables.get("SMS_CONSENT_SECRETS").is_some(), reads, "{function}: {variables}");
+        assert!(variables.get("SMS_CONSENT_CONFIG_PARAMETER").is_some(), "{function}: {variables}");
+    }
+}

@@ -55,7 +55,7 @@ async fn function(role: Role) -> Function {
     };
     let parameter = std::fs::read_to_string(events_dir().join("config.toml")).unwrap();
     let secret = std::fs::read_to_string(events_dir().join("secrets.toml")).unwrap();
-    let mut config = compose(&settings, &parameter, Some(&secret)).unwrap();
+    let mut config = compose(&settings, &parameter, Some(&secret), Role::All).unwrap();
     assert_eq!(config.storage.table.as_deref(), Some("sms-consent-events"), "the settings win over the parameter");
     config.storage.backend = StorageBackend::Embedded;
     config.keys.backend = KeysBackend::Local;

@@ -73,7 +73,7 @@ async fn functions(dir: &std::path::Path, roles: &[Role]) -> Vec<axum::Router> {
     };
     let parameter = std::fs::read_to_string(events_dir().join("config.toml")).unwrap();
     let secret = std::fs::read_to_string(events_dir().join("secrets.toml")).unwrap();
-    let mut config = compose(&settings, &parameter, Some(&secret)).unwrap();
+    let mut config = compose(&settings, &parameter, Some(&secret), Role::All).unwrap();
     assert!(config.metrics.enabled, "on unless turned off");
     config.storage.backend = StorageBackend::Embedded;
     config.keys.backend = KeysBackend::Local;

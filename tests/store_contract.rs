@@ -1243,7 +1243,7 @@ mod dynamodb_only {
     }
 
     #[tokio::test]
-    async fn a_cold_start_reads_its_config_from_ssm_and_secrets_manager() {
+    async fn a_cold_start_reads_its_config_from_ssm_and_only_a_provider_function_reads_secrets_manager() {
         use tower::ServiceExt;
         let (table, alias, name) = (unique("lambda"), format!("alias/{}", unique("lambda")), unique("sms-consent"));
         let config = sms_consent::config::Config::from_toml(&moto_config(&table, &alias)).unwrap();
@@ -1280,14 +1280,35 @@ mod dynamodb_only {
             std::env::set_var(key, value);
         }
 
-        let app = sms_consent::runtime::lambda::app(sms_consent::http::Role::Authorize).await.expect("cold start");
+        let request = |file: &str| {
+            let event = std::fs::read_to_string(events.join(file)).unwrap();
+            lambda_http::request::from_str(&event).unwrap().map(|b| axum::body::Body::from(b.to_vec()))
+        };
 
-        let event = std::fs::read_to_string(events.join("authorize-allowed.json")).unwrap();
-        let request = lambda_http::request::from_str(&event).unwrap().map(|b| axum::body::Body::from(b.to_vec()));
-        let response = app.oneshot(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
-        assert!(String::from_utf8_lossy(&body).contains(r#""reason":"allowed""#));
+        // The authorize function never reads the provider secret: a name
+        // that does not exist (as a role without the permission would see
+        // it) does not stop its start; the webhook function's it does.
+        std::env::set_var(sms_consent::runtime::lambda::SECRETS_ENV, format!("{name}-absent"));
+        let authorize =
+            sms_consent::runtime::lambda::app(sms_consent::http::Role::Authorize).await.expect("cold start");
+        let decision = |response: axum::response::Response| async move {
+            assert_eq!(response.status(), 200);
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        };
+        let answer = decision(authorize.clone().oneshot(request("authorize-allowed.json")).await.unwrap()).await;
+        assert!(answer.contains(r#""reason":"allowed""#), "{answer}");
+        let webhook = sms_consent::runtime::lambda::app(sms_consent::http::Role::Webhook).await;
+        assert!(webhook.err().expect("the webhook function needs it").to_string().contains("-absent"));
+
+        // The webhook function verifies with the secret's tokens; the STOP
+        // it records denies the next authorization.
+        std::env::set_var(sms_consent::runtime::lambda::SECRETS_ENV, name.clone());
+        let webhook = sms_consent::runtime::lambda::app(sms_consent::http::Role::Webhook).await.expect("cold start");
+        let response = webhook.oneshot(request("webhook-twilio-stop.json")).await.unwrap();
+        assert_eq!(response.status(), 200, "a STOP signed with the secret's token");
+        let answer = decision(authorize.oneshot(request("authorize-allowed.json")).await.unwrap()).await;
+        assert!(answer.contains(r#""allowed":false"#), "{answer}");
     }
 }
 

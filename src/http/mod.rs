@@ -81,6 +81,15 @@ pub enum Role {
     Consents,
 }
 
+impl Role {
+    /// Whether its routes (or the outbox worker, built as `Webhook`) use the
+    /// providers, and so read their secrets: `authorize` and `consents`
+    /// never do.
+    pub fn uses_providers(self) -> bool {
+        matches!(self, Role::All | Role::Webhook)
+    }
+}
+
 pub fn router_for(state: AppState, role: Role) -> Router {
     let serves = |r: Role| role == Role::All || role == r;
     let mut app = Router::new().route("/healthz", get(healthz));

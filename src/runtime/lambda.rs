@@ -7,7 +7,9 @@
 //!   TOML (programs, templates, provider settings, `[[iam_principals]]`).
 //! - `SMS_CONSENT_SECRETS`: Secrets Manager secret holding a TOML fragment
 //!   with the provider secrets (`[providers.twilio] auth_tokens = [...]`...),
-//!   merged over the parameter's TOML.
+//!   merged over the parameter's TOML. Set for `webhook` and `outbox` only:
+//!   `authorize` and `consents` use no provider, never read it, and drop the
+//!   parameter's `[providers.*]` sections.
 //! - `SMS_CONSENT_TABLE`, `SMS_CONSENT_KEY_ID`: the table and KMS key.
 //! - `SMS_CONSENT_PUBLIC_BASE_URL` (optional): the URL providers sign.
 //! - `SMS_CONSENT_SNS_TOPIC_ARNS` (optional, comma-separated): the SNS topics
@@ -113,8 +115,10 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
 }
 
 /// The parameter's TOML, the secret's TOML over it, and the settings' table,
-/// key and URL over both; validated like any config.
-pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Result<Config, StartError> {
+/// key and URL over both; validated like any config. A function whose role
+/// uses no provider drops the `[providers.*]` sections: it never reads their
+/// secrets, so they are not its config.
+pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>, role: Role) -> Result<Config, StartError> {
     let parse =
         |text: &str, what: &str| text.parse::<toml::Table>().map_err(|e| StartError::Other(format!("{what}: {e}")));
     let mut table = parse(parameter, "config parameter")?;
@@ -122,6 +126,9 @@ pub fn compose(settings: &Settings, parameter: &str, secret: Option<&str>) -> Re
         merge(&mut table, parse(secret, "secrets")?);
     }
     merge(&mut table, settings.overlay());
+    if !role.uses_providers() {
+        table.remove("providers");
+    }
     Config::from_toml(&toml::to_string(&table).map_err(|e| StartError::Other(e.to_string()))?)
         .map_err(|e| StartError::Other(format!("config: {e}")))
 }
@@ -143,7 +150,7 @@ pub fn assemble(
 /// Cold start: one SDK config; the SSM parameter, the secret and the key
 /// unwrapping all at once; then the Router.
 pub async fn app(role: Role) -> Result<Router, StartError> {
-    let (config, backends, crypto) = load().await?;
+    let (config, backends, crypto) = load(role).await?;
     install_emf();
     let started = std::time::Instant::now();
     let router = assemble(&config, role, &backends, crypto, Arc::new(SystemClock), Arc::new(HttpSnsNetwork::new()));
@@ -185,8 +192,10 @@ pub async fn invoke(
 }
 
 /// What every function reads at a cold start, all at once: the config
-/// parameter, the secrets, and the index and integrity keys.
-async fn load() -> Result<(Config, Backends, Crypto), StartError> {
+/// parameter, the provider secrets (only a role that uses providers: the
+/// others hold no permission to read them), and the index and integrity
+/// keys.
+async fn load(role: Role) -> Result<(Config, Backends, Crypto), StartError> {
     let started = std::time::Instant::now();
     let settings = Settings::from_env()?;
     // The numbering metadata (the clinic numbers' validation needs it) loads
@@ -216,7 +225,7 @@ async fn load() -> Result<(Config, Backends, Crypto), StartError> {
             .ok_or_else(|| StartError::Other("SSM parameter has no value".into()))
     };
     let secret = async {
-        let Some(id) = &settings.secret_id else {
+        let Some(id) = settings.secret_id.as_ref().filter(|_| role.uses_providers()) else {
             return Ok(None);
         };
         let out = secrets.get_secret_value().secret_id(id).send().await.map_err(|e| {
@@ -234,14 +243,14 @@ async fn load() -> Result<(Config, Backends, Crypto), StartError> {
     // A panic there would only mean the metadata loads again below.
     let _ = metadata.await;
     step("numbering metadata", started);
-    let config = compose(&settings, &parameter, secret.as_deref())?;
+    let config = compose(&settings, &parameter, secret.as_deref(), role)?;
     step("config validated", started);
     Ok((config, backends, crypto))
 }
 
 /// The `outbox` function's worker, over the same assembly.
 pub async fn outbox_worker() -> Result<OutboxWorker, StartError> {
-    let (config, backends, crypto) = load().await?;
+    let (config, backends, crypto) = load(Role::Webhook).await?;
     install_emf();
     let parts = Parts {
         store: backends.store.clone(),
@@ -366,7 +375,7 @@ mod tests {
     fn the_secret_and_the_settings_are_laid_over_the_parameter() {
         let parameter = "[server]\npublic_base_url = \"https://old.example\"\n[storage]\nbackend = \"embedded\"\n[providers.twilio]\nauth_tokens = [\"placeholder\"]\n";
         let secret = "[providers.twilio]\nauth_tokens = [\"real-token\"]\n[providers.sinch]\nsecrets = [\"s\"]\n";
-        let config = compose(&settings(), parameter, Some(secret)).unwrap();
+        let config = compose(&settings(), parameter, Some(secret), Role::Webhook).unwrap();
         assert_eq!(config.providers.twilio.unwrap().auth_tokens[0].expose(), "real-token");
         assert!(config.providers.sinch.is_some());
         assert_eq!(config.storage.table.as_deref(), Some("sms-consent-prod"));
@@ -383,14 +392,31 @@ mod tests {
         // have broken (or changed) the text overlay.
         let odd = "https://example.org/st\"age\\\u{7f}";
         let settings = Settings { public_base_url: Some(odd.into()), sns_topic_arns: vec![], ..settings() };
-        let config = compose(&settings, "", None).unwrap();
+        let config = compose(&settings, "", None, Role::Webhook).unwrap();
         assert_eq!(config.server.public_base_url.as_deref(), Some(odd));
         assert!(config.providers.aws_sns.is_none());
     }
 
     #[test]
     fn a_bad_parameter_names_its_field() {
-        let err = compose(&settings(), "[[programs]]\nid = \"x\"\n", None).unwrap_err();
-        assert!(err.to_string().contains("programs"), "{err}");
+        for role in [Role::Webhook, Role::Authorize] {
+            let err = compose(&settings(), "[[programs]]\nid = \"x\"\n", None, role).unwrap_err();
+            assert!(err.to_string().contains("programs"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_role_without_provider_routes_drops_the_provider_sections_it_has_no_secrets_for() {
+        // The parameter's non-secret half of a section; its secret half is in
+        // the secret, which these functions never read.
+        let parameter = "[providers.vonage]\nsignature_method = \"sha256\"\n[providers.twilio]\n";
+        let err = compose(&settings(), parameter, None, Role::Webhook).unwrap_err();
+        assert!(err.to_string().contains("auth_tokens"), "the webhook function needs the secret: {err}");
+        for role in [Role::Authorize, Role::Consents] {
+            let config = compose(&settings(), parameter, None, role).unwrap();
+            assert!(config.providers.vonage.is_none() && config.providers.aws_sns.is_none(), "{role:?}");
+            assert!(!role.uses_providers());
+        }
+        assert!(Role::Webhook.uses_providers() && Role::All.uses_providers());
     }
 }
