@@ -238,13 +238,24 @@ async fn load(role: Role) -> Result<(Config, Backends, Crypto), StartError> {
         step("keys", started);
         crypto
     };
-    let (parameter, secret, crypto) = tokio::try_join!(parameter, secret, crypto)?;
-    step("parameter, secret and keys", started);
-    // A panic there would only mean the metadata loads again below.
-    let _ = metadata.await;
-    step("numbering metadata", started);
-    let config = compose(&settings, &parameter, secret.as_deref(), role)?;
-    step("config validated", started);
+    // The config is composed and validated (on a blocking thread) as soon as
+    // the parameter and the secret are in, while the keys (a read, then KMS)
+    // may still be on their way.
+    let config = async {
+        let (parameter, secret) = tokio::try_join!(parameter, secret)?;
+        step("parameter and secret", started);
+        // A panic there would only mean the metadata loads again in compose.
+        let _ = metadata.await;
+        step("numbering metadata", started);
+        let settings = settings.clone();
+        let config = tokio::task::spawn_blocking(move || compose(&settings, &parameter, secret.as_deref(), role))
+            .await
+            .map_err(StartError::other)?;
+        step("config validated", started);
+        config
+    };
+    let (config, crypto) = tokio::try_join!(config, crypto)?;
+    step("config and keys", started);
     Ok((config, backends, crypto))
 }
 
