@@ -331,6 +331,7 @@ fn only_the_functions_that_use_providers_may_read_or_name_the_provider_secret() 
         ("AuthorizeFunction", "AuthorizeRole", false),
         ("ConsentsFunction", "ConsentsRole", false),
     ] {
+        assert!(resources[role]["Properties"].get("Policies").is_none(), "{role}: managed policies only");
         let actions = actions_of(role);
         assert!(actions.iter().any(|a| a == "ssm:GetParameter"), "{role} reads its config: {actions:?}");
         let may_read = actions.iter().any(|a| a.starts_with("secretsmanager:"));
@@ -338,5 +339,17 @@ fn only_the_functions_that_use_providers_may_read_or_name_the_provider_secret() 
         let variables = &resources[function]["Properties"]["Environment"]["Variables"];
         assert_eq!(variables.get("SMS_CONSENT_SECRETS").is_some(), reads, "{function}: {variables}");
         assert!(variables.get("SMS_CONSENT_CONFIG_PARAMETER").is_some(), "{function}: {variables}");
+    }
+    // The key opens the secret (through Secrets Manager) for those two only.
+    let statements = resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
+    let through_secrets_manager: Vec<&serde_json::Value> =
+        statements.iter().filter(|s| s["Condition"].to_string().contains("secretsmanager.")).collect();
+    assert_eq!(through_secrets_manager.len(), 1, "{through_secrets_manager:?}");
+    let principals = through_secrets_manager[0]["Principal"]["AWS"].to_string();
+    for role in ["WebhookRole", "OutboxRole"] {
+        assert!(principals.contains(role), "{role}: {principals}");
+    }
+    for role in ["AuthorizeRole", "ConsentsRole"] {
+        assert!(!principals.contains(role), "{role}: {principals}");
     }
 }

@@ -125,16 +125,14 @@ fn owned(zones: &[&str]) -> Vec<String> {
 pub fn presume(number: &PhoneNumber) -> Whereabouts {
     let tables = &*TABLES;
     let anywhere = || Whereabouts { zones: owned(&ANYWHERE), state: None, presumed: true };
-    // A PhoneNumber is valid E.164, so this parse succeeds; fall back anyway.
-    let Some((calling_code, region)) = number.region() else {
-        return anywhere();
-    };
-    if calling_code == 1 {
+    // E.164: calling code 1 is the only one that begins with 1. A known area
+    // code needs no parse.
+    if number.as_e164().starts_with("+1") {
         let area = number.as_e164().get(2..5).and_then(|npa| tables.area_codes.get(npa));
         if let Some(area) = area {
             return Whereabouts { zones: owned(&area.zones), state: area.state.map(str::to_owned), presumed: true };
         }
-        let country = match region {
+        let country = match number.region().and_then(|(_, region)| region) {
             Some(phonenumber::country::Id::US) => "US",
             Some(phonenumber::country::Id::CA) => "CA",
             _ => "1",
@@ -145,6 +143,10 @@ pub fn presume(number: &PhoneNumber) -> Whereabouts {
             None => anywhere(),
         };
     }
+    // A PhoneNumber is valid E.164, so this parse succeeds; fall back anyway.
+    let Some((calling_code, _)) = number.region() else {
+        return anywhere();
+    };
     match tables.countries.get(calling_code.to_string().as_str()) {
         Some(zones) => Whereabouts { zones: owned(zones), state: None, presumed: true },
         None => anywhere(),
