@@ -57,6 +57,29 @@ fn transformed() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.path()).unwrap()).expect("JSON")
 }
 
+/// A statement's actions, whether it names one or a list.
+fn actions(statement: &serde_json::Value) -> Vec<String> {
+    match &statement["Action"] {
+        serde_json::Value::String(a) => vec![a.clone()],
+        serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The statements of a role's managed policies (the template's roles have
+/// no inline policy).
+fn role_statements(template: &serde_json::Value, role: &str) -> Vec<serde_json::Value> {
+    let resources = &template["Resources"];
+    let properties = &resources[role]["Properties"];
+    assert!(properties.get("Policies").is_none(), "{role}: no inline policy");
+    let mut statements = Vec::new();
+    for name in properties["ManagedPolicyArns"].as_array().unwrap().iter().filter_map(|p| p["Ref"].as_str()) {
+        statements
+            .extend(resources[name]["Properties"]["PolicyDocument"]["Statement"].as_array().unwrap().iter().cloned());
+    }
+    statements
+}
+
 fn of_type<'a>(template: &'a serde_json::Value, kind: &str) -> Vec<(&'a String, &'a serde_json::Value)> {
     template["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
 }
@@ -115,23 +138,8 @@ fn the_outbox_function_takes_only_new_outbox_items_from_the_stream_and_gives_up_
 #[test]
 fn the_outbox_role_may_not_delete_or_scan_and_sends_only_through_end_user_messaging() {
     let template = transformed();
-    let role = &template["Resources"]["OutboxRole"]["Properties"];
-    assert!(role.get("Policies").is_none(), "no inline policy");
-    let mut statements = Vec::new();
-    for policy in role["ManagedPolicyArns"].as_array().unwrap() {
-        if let Some(name) = policy["Ref"].as_str() {
-            let document = &template["Resources"][name]["Properties"]["PolicyDocument"];
-            statements.extend(document["Statement"].as_array().unwrap().iter().cloned());
-        }
-    }
-    let actions: Vec<String> = statements
-        .iter()
-        .flat_map(|s| match &s["Action"] {
-            serde_json::Value::String(a) => vec![a.clone()],
-            serde_json::Value::Array(list) => list.iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let statements = role_statements(&template, "OutboxRole");
+    let actions: Vec<String> = statements.iter().flat_map(actions).collect();
     for forbidden in ["dynamodb:DeleteItem", "dynamodb:Scan", "dynamodb:BatchWriteItem", "dynamodb:*", "*"] {
         assert!(!actions.iter().any(|a| a == forbidden), "{forbidden} granted: {actions:?}");
     }
@@ -170,14 +178,9 @@ fn the_authorize_role_writes_only_usage_items_and_its_function_serves_the_releas
     let writes: Vec<&serde_json::Value> = statements
         .iter()
         .filter(|s| {
-            let actions = match &s["Action"] {
-                serde_json::Value::String(a) => vec![a.as_str()],
-                serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).collect(),
-                _ => Vec::new(),
-            };
-            actions.iter().any(|a| {
+            actions(s).iter().any(|a| {
                 a.starts_with("dynamodb:")
-                    && !["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"].contains(a)
+                    && !["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"].contains(&a.as_str())
             })
         })
         .collect();
@@ -309,30 +312,13 @@ fn the_preference_page_is_public_on_the_webhook_function_and_its_links_need_iam_
 fn only_the_functions_that_use_providers_may_read_or_name_the_provider_secret() {
     let template = transformed();
     let resources = &template["Resources"];
-    let actions_of = |role: &str| -> Vec<String> {
-        let policies = resources[role]["Properties"]["ManagedPolicyArns"].as_array().unwrap();
-        let mut actions = Vec::new();
-        for name in policies.iter().filter_map(|p| p["Ref"].as_str()) {
-            for statement in resources[name]["Properties"]["PolicyDocument"]["Statement"].as_array().unwrap() {
-                match &statement["Action"] {
-                    serde_json::Value::String(a) => actions.push(a.clone()),
-                    serde_json::Value::Array(list) => {
-                        actions.extend(list.iter().filter_map(|a| a.as_str()).map(str::to_owned))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        actions
-    };
     for (function, role, reads) in [
         ("WebhookFunction", "WebhookRole", true),
         ("OutboxFunction", "OutboxRole", true),
         ("AuthorizeFunction", "AuthorizeRole", false),
         ("ConsentsFunction", "ConsentsRole", false),
     ] {
-        assert!(resources[role]["Properties"].get("Policies").is_none(), "{role}: managed policies only");
-        let actions = actions_of(role);
+        let actions: Vec<String> = role_statements(&template, role).iter().flat_map(actions).collect();
         assert!(actions.iter().any(|a| a == "ssm:GetParameter"), "{role} reads its config: {actions:?}");
         let may_read = actions.iter().any(|a| a.starts_with("secretsmanager:"));
         assert_eq!(may_read, reads, "{role}: {actions:?}");
