@@ -9,7 +9,12 @@ Run by `scripts/bench-http` (which builds the server and installs wrk):
 
 Without --data-dir the ledger is made in a temporary directory and seeded
 with --numbers numbers (through the Twilio webhook, as patients' replies: a
-tenth STOP, the rest START). With --data-dir an existing ledger is used as it
+tenth STOP, the rest START). Beside the table it prints the latency of
+`fsync` on the ledger's filesystem, measured in the same run just before
+the webhook route: each webhook waits on a durable commit, so its
+throughput and p99 follow the disk (a tmpfs ledger, where fsync costs
+nothing, doubles them; another process writing to the disk meanwhile can
+take its p99 from about 20 ms to about a second). With --data-dir an existing ledger is used as it
 is (e.g. the 1M-number import); give its config with --config, whose
 `[[api_keys]]` must hold an `authorize` key whose plain token is
 --api-key, and --numbers-file with numbers known to it (one a line), or the
@@ -133,6 +138,25 @@ def run_wrk(wrk, args, url, script=None):
     return rps, lat.get("50"), lat.get("99"), int(errors.group(1)) if errors else 0, int(total.group(1))
 
 
+def fsync_latency(directory, rounds=500):
+    """p50 and p99 (ms) of a 4 KiB write and `fsync` in `directory`, the
+    shape of one durable commit's wait on the disk."""
+    path = os.path.join(directory, "bench-fsync-probe")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    waits = []
+    try:
+        for i in range(rounds):
+            os.pwrite(fd, b"\0" * 4096, (i % 64) * 4096)
+            began = time.perf_counter()
+            os.fsync(fd)
+            waits.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    waits.sort()
+    return waits[len(waits) // 2], waits[len(waits) * 99 // 100]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--server", required=True)
@@ -217,6 +241,8 @@ def main():
             ("authorization (batch of 100)", "/v1/authorizations", scripts["batch"], 100),
             ("Twilio webhook (new message)", "/webhooks/twilio", scripts["twilio"], 1),
         ]:
+            if path == "/webhooks/twilio":
+                fsync = fsync_latency(data_dir)
             rps, p50, p99, errors, total = run_wrk(args.wrk, args, base + path, script)
             if errors:
                 sys.exit(f"{name}: {errors} of {total} answers were not 2xx; see {work}/server.log")
@@ -227,6 +253,8 @@ def main():
         print(f"{'route':<30} {'req/s':>10} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'of /healthz':>12}")
         for name, rps, p50, p99, per in rows:
             print(f"{name:<30} {rps:>10.0f} {rps * per:>12.0f} {p50:>8.2f} {p99:>8.2f} {rps / health:>11.0%}")
+        print(f"fsync on the ledger's filesystem just before the webhook route: p50 {fsync[0]:.2f} ms, "
+              f"p99 {fsync[1]:.2f} ms (each webhook waits on a durable commit)")
         print("goal: authorization at least 50% of /healthz, p99 under 5 ms at 32 connections")
     finally:
         server.terminate()
