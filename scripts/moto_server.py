@@ -7,10 +7,11 @@ committed write, so the tests run the emulator serialized: requests are
 still accepted concurrently, and handled one after another.
 
 With SMS_CONSENT_MOTO_TIMES set to a file, each request's time in the
-emulator (from its request line read to its answer written, waiting for its
-turn included) is appended to it as two `time.monotonic()` readings (the
-clock every process on this machine shares), one request a line:
-`scripts/bench/coldstart.py` takes that time out of an init.
+emulator (from its request line read to the last byte of its answer written,
+waiting for its turn included; not werkzeug's wait for the client to close
+the connection after that) is appended to it as two `time.monotonic()`
+readings (the clock every process on this machine shares), one request a
+line: `scripts/bench/coldstart.py` reads them.
 
     .tools/moto/bin/python scripts/moto_server.py -H 127.0.0.1 -p 5000
 """
@@ -26,32 +27,39 @@ from werkzeug import serving
 
 _one_at_a_time = threading.Lock()
 _handle = werkzeug_app.DomainDispatcherApplication.__call__
+_times = os.open(os.environ["SMS_CONSENT_MOTO_TIMES"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) \
+    if os.environ.get("SMS_CONSENT_MOTO_TIMES") else None
+_request = threading.local()  # werkzeug handles each connection on its own thread
+
+
+def _timed(chunks):
+    """The answer's chunks as werkzeug writes them; the time is taken once
+    the last one is written."""
+    try:
+        yield from chunks
+    finally:
+        line = f"{_request.began:.6f} {time.monotonic():.6f}\n"
+        os.write(_times, line.encode())  # one write on O_APPEND: whole lines
+        if hasattr(chunks, "close"):
+            chunks.close()
 
 
 def _serialized(self, environ, start_response):
     with _one_at_a_time:
-        return _handle(self, environ, start_response)
+        answer = _handle(self, environ, start_response)
+    return answer if _times is None else _timed(answer)
 
 
 werkzeug_app.DomainDispatcherApplication.__call__ = _serialized
 
-if os.environ.get("SMS_CONSENT_MOTO_TIMES"):
-    _times = open(os.environ["SMS_CONSENT_MOTO_TIMES"], "a", buffering=1)
+if _times is not None:
     _parse = serving.WSGIRequestHandler.parse_request
-    _run = serving.WSGIRequestHandler.run_wsgi
 
     def _parse_timed(self):
-        self.sms_consent_began = time.monotonic()
+        _request.began = time.monotonic()
         return _parse(self)
 
-    def _run_timed(self):
-        try:
-            return _run(self)
-        finally:
-            _times.write(f"{self.sms_consent_began:.6f} {time.monotonic():.6f}\n")
-
     serving.WSGIRequestHandler.parse_request = _parse_timed
-    serving.WSGIRequestHandler.run_wsgi = _run_timed
 
 if __name__ == "__main__":
     server.main(sys.argv[1:])

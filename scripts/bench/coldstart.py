@@ -9,10 +9,12 @@ DynamoDB), serve it one event, and measure
 - first-response ms: from the process's start to its first `response`,
 - peak RSS: the child's `VmHWM` (/proc) after the invocation,
 - own ms (with --moto-times, the file `scripts/moto_server.py` writes):
-  the init less the time moto spent on the function's calls (the union of
-  their times in the emulator, from request line read to answer written).
-  The trips to and from the emulator (the SDK sending, the socket, the
-  server accepting the connection) stay in it.
+  the init less the time moto was working on at least one of the
+  function's requests (each from its request line read to its answer's
+  last byte written, its wait for its turn included). What the function
+  did meanwhile (the numbering metadata, the config validation) is left
+  out with it; the trips to and from the emulator (the SDK sending and
+  reading, the socket, the server accepting the connection) stay in.
 
 The emulator implements what the runtime client calls:
 `GET /2018-06-01/runtime/invocation/next`, `POST .../invocation/<id>/response`,
@@ -247,7 +249,7 @@ def main():
             line += f" {own:>7.1f} {own_delta:>15}"
         print(line)
     print(f"(medians of {args.runs} cold starts each; peak RSS the largest; goal: init within 10 ms of hello, "
-          "peak RSS under 32 MB" + ("; own: the init less the time moto spent answering the function's calls"
+          "peak RSS under 32 MB" + ("; own: the init less the time moto was working on the function's requests"
                                     if args.moto_times else "") + ")")
     server.shutdown()
 
