@@ -205,7 +205,6 @@ async fn load(role: Role) -> Result<(Config, Backends, Crypto), StartError> {
     let sdk = crate::adapters::aws::sdk_config(None, None).await;
     step("sdk config", started);
     let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let backends_config = settings.backends_config();
     let backends =
         Backends::open_with(&backends_config, Some(&sdk)).await.map_err(|e| StartError::Other(e.to_string()))?;
@@ -229,6 +228,8 @@ async fn load(role: Role) -> Result<(Config, Backends, Crypto), StartError> {
         let Some(id) = settings.secret_id.as_ref().filter(|_| role.uses_providers()) else {
             return Ok(None);
         };
+        // Its client only where it is read: `authorize` and `consents` make none.
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
         let out = secrets.get_secret_value().secret_id(id).send().await.map_err(|e| {
             StartError::Other(format!("secret {id}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(&e)))
         })?;
